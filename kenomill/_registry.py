@@ -1,0 +1,79 @@
+"""One registry pairing every numba kernel with its NumPy reference.
+
+The tests (tests/test_kernels.py) and the benchmarks (benchmarks/) both iterate over
+:data:`KERNELS`, so the code that is benchmarked is the code that is tested. Each entry
+knows how to make a valid random workload of a given size and which outputs to compare.
+Later kernels (Monte Carlo, ...) register themselves with :func:`register`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from kenomill import _kernels, _reference
+
+
+@dataclass(frozen=True)
+class KernelPair:
+    name: str
+    numba: Callable
+    reference: Callable
+    #: make_args(n, rng) -> (inputs tuple, outputs tuple); outputs are filled in place
+    make_args: Callable
+    rtol: float = 1e-12
+
+
+KERNELS: dict[str, KernelPair] = {}
+
+
+def register(pair: KernelPair) -> KernelPair:
+    KERNELS[pair.name] = pair
+    return pair
+
+
+def random_feed(n: int, rng: np.random.Generator, m: int = 3):
+    """A physically valid random circuit workload of ``n`` rows and ``m`` elements."""
+    feed_t = rng.uniform(1.0, 30_000.0, n)
+    feed_frac = rng.uniform(1e-6, 0.15, (n, m))
+    split = rng.dirichlet([5.0, 2.0, 1.0], (n, m))[:, :, :2].copy()
+    pull = rng.dirichlet([1.0, 1.0, 8.0], n)[:, :2]
+    con_t = pull * feed_t[:, None]
+    return feed_t, feed_frac, split, con_t
+
+
+def _forward_args(n, rng):
+    feed_t, feed_frac, split, con_t = random_feed(n, rng)
+    m = feed_frac.shape[1]
+    return (feed_t, feed_frac, split, con_t), (np.empty((n, 3)), np.empty((n, 3, m)))
+
+
+def _two_product_args(n, rng):
+    t = rng.uniform(0.001, 0.02, n)
+    c = rng.uniform(0.4, 0.8, n)
+    f = t + rng.uniform(0.05, 0.9, n) * (c - t)
+    return (f, c, t), (np.empty(n), np.empty(n))
+
+
+def _three_product_args(n, rng):
+    feed_t, feed_frac, split, con_t = random_feed(n, rng)
+    out_t = np.empty((n, 3))
+    metal = np.empty((n, 3, feed_frac.shape[1]))
+    _reference.circuit_forward(feed_t, feed_frac, split, con_t, out_t, metal)
+    assay = metal / out_t[:, :, None]
+    m = feed_frac.shape[1]
+    return (feed_frac, assay[:, 0].copy(), assay[:, 1].copy(), assay[:, 2].copy()), (
+        np.empty((n, 2)),
+        np.empty((n, 2, m)),
+    )
+
+
+register(KernelPair("circuit_forward", _kernels.circuit_forward, _reference.circuit_forward, _forward_args))
+register(KernelPair("two_product", _kernels.two_product, _reference.two_product, _two_product_args))
+register(
+    KernelPair(
+        "three_product", _kernels.three_product, _reference.three_product, _three_product_args, rtol=1e-9
+    )
+)

@@ -1,0 +1,136 @@
+"""Do the reported figures close? Contained metal and recoveries by two independent routes.
+
+For every period and metal:
+
+* feed route: ore processed [t] x head grade x reported recovery, through the circuit
+  kernel (:func:`kenomill.circuit.forward`);
+* concentrate route: concentrate tonnes x concentrate grade (silver from both
+  concentrates, lead from the lead concentrate, zinc from the zinc concentrate).
+
+Each is compared with the reported contained metal, and the recovery implied by each
+with the reported recovery. The ``tolerance_pct`` column is the worst case that the
+printed rounding alone allows (sum of the relative half-units of every factor); a
+difference beyond it cannot be rounding.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from kenomill import circuit, units
+from kenomill.data import reported_periods
+
+METALS = {  # element -> (contained column, recovery column, head column, contributions)
+    "Ag": ("ag_oz", "rec_ag_pct", "head_ag_gpt", (("pbcon_t", "pbcon_ag_gpt"), ("zncon_t", "zncon_ag_gpt"))),
+    "Pb": ("pb_lb", "rec_pb_pct", "head_pb_pct", (("pbcon_t", "pbcon_pb_pct"),)),
+    "Zn": ("zn_lb", "rec_zn_pct", "head_zn_pct", (("zncon_t", "zncon_zn_pct"),)),
+}
+QUANTITIES = ("ag_oz", "pb_lb", "zn_lb", "rec_ag_pct", "rec_pb_pct", "rec_zn_pct")
+
+
+def _half_rel(ds, col):
+    return 0.5 * ds[col + "_resolution"].values / ds[col].values
+
+
+def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
+    """Reported vs recomputed contained metal and recoveries, per period.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions (period, quantity) with quantity in ag_oz, pb_lb, zn_lb, rec_ag_pct,
+        rec_pb_pct, rec_zn_pct; variables ``reported``, ``via_feed``, ``via_concentrate``,
+        ``diff_feed_pct``, ``diff_concentrate_pct`` (recomputed / reported - 1, in %),
+        ``tolerance_pct`` and ``closes`` (both differences within the tolerance).
+    """
+    ds = reported_periods() if ds is None else ds
+    els = list(METALS)
+    head = {
+        e: xr.DataArray(ds[METALS[e][2]].values, dims="period", attrs={"units": units.grade_unit(e)})
+        for e in els
+    }
+    zero = np.zeros(ds.sizes["period"])
+    rec = {}
+    for e in els:
+        r = ds[METALS[e][1]].values
+        pair = (zero, r) if e == "Zn" else (r, zero)  # Zn recovery is to the zinc concentrate
+        rec[e] = xr.DataArray(np.stack(pair, axis=1), dims=("period", "concentrate"))
+    con_t = xr.DataArray(np.stack([ds.pbcon_t.values, ds.zncon_t.values], 1), dims=("period", "concentrate"))
+    fw = circuit.forward(
+        xr.DataArray(ds.ore_processed_t.values, dims="period"), head, rec, concentrate_t=con_t
+    )
+    feed_metal_t = {e: fw[f"{e}_t"].sel(stream="feed").values for e in els}
+    via_feed_t = {e: fw[f"{e}_t"].sel(stream=["pbcon", "zncon"]).sum("stream").values for e in els}
+    via_con_t = {
+        e: sum(ds[t].values * units.to_fraction(ds[g].values, ds[g].attrs["units"]) for t, g in METALS[e][3])
+        for e in els
+    }
+
+    rows = {q: {} for q in ("reported", "via_feed", "via_concentrate", "tolerance_pct")}
+    for e in els:
+        cm, rc, hd, contrib = METALS[e]
+        cu = units.contained_unit(e)
+        rows["reported"][cm] = ds[cm].values
+        rows["via_feed"][cm] = units.tonnes_to_contained(via_feed_t[e], cu)
+        rows["via_concentrate"][cm] = units.tonnes_to_contained(via_con_t[e], cu)
+        rep_t = units.contained_to_tonnes(ds[cm].values, cu)
+        rows["reported"][rc] = ds[rc].values
+        rows["via_feed"][rc] = 100 * rep_t / feed_metal_t[e]
+        rows["via_concentrate"][rc] = 100 * via_con_t[e] / feed_metal_t[e]
+        feed_tol = _half_rel(ds, "ore_processed_t") + _half_rel(ds, hd) + _half_rel(ds, rc)
+        # concentrate route: worst case of the weighted contributions
+        con_tol = sum(
+            np.abs(ds[t].values * ds[g].values) * (_half_rel(ds, t) + _half_rel(ds, g)) for t, g in contrib
+        ) / sum(np.abs(ds[t].values * ds[g].values) for t, g in contrib)
+        metal_tol = np.maximum(feed_tol, con_tol) + _half_rel(ds, cm)
+        rows["tolerance_pct"][cm] = 100 * metal_tol
+        rows["tolerance_pct"][rc] = 100 * (
+            np.maximum(feed_tol, con_tol + _half_rel(ds, "ore_processed_t") + _half_rel(ds, hd))
+            + _half_rel(ds, cm)
+        )
+    out = xr.Dataset(coords={"period": ds.period.values, "quantity": list(QUANTITIES)})
+    unit_of = {q: ds[q].attrs["units"] for q in QUANTITIES}
+    for name, d in rows.items():
+        out[name] = (("period", "quantity"), np.stack([d[q] for q in QUANTITIES], axis=1))
+    out["diff_feed_pct"] = 100 * (out.via_feed / out.reported - 1)
+    out["diff_concentrate_pct"] = 100 * (out.via_concentrate / out.reported - 1)
+    out["closes"] = (abs(out.diff_feed_pct) <= out.tolerance_pct) & (
+        abs(out.diff_concentrate_pct) <= out.tolerance_pct
+    )
+    out["units"] = ("quantity", [unit_of[q] for q in QUANTITIES])
+    attrs = {
+        "reported": ("as printed", "reported figure"),
+        "via_feed": (
+            "as reported",
+            "recomputed from ore processed x head grade x recovery "
+            "(recoveries: reported contained metal / feed metal)",
+        ),
+        "via_concentrate": ("as reported", "recomputed from concentrate tonnes x concentrate grade"),
+        "diff_feed_pct": ("%", "via_feed / reported - 1"),
+        "diff_concentrate_pct": ("%", "via_concentrate / reported - 1"),
+        "tolerance_pct": ("%", "largest relative difference printed rounding alone can cause"),
+        "closes": ("1", "both routes within the rounding tolerance"),
+        "units": ("", "unit of each quantity"),
+    }
+    for k, (u, ln) in attrs.items():
+        out[k].attrs.update({"units": u, "long_name": ln})
+    out.attrs["source"] = ds.attrs["sources"]
+    return out
+
+
+def balance_frame(table: xr.Dataset) -> pd.DataFrame:
+    """The balance table as a tidy DataFrame, one row per (period, quantity)."""
+    cols = [
+        "reported",
+        "via_feed",
+        "via_concentrate",
+        "diff_feed_pct",
+        "diff_concentrate_pct",
+        "tolerance_pct",
+        "closes",
+        "units",
+    ]
+    df = table[cols].to_dataframe().reset_index()
+    return df[["period", "quantity", *cols]]

@@ -1,0 +1,83 @@
+"""``kenomill balance``: do the reported figures close?"""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from kenomill.cli import guarded
+
+
+def _fmt(q: str, v: float) -> str:
+    if v != v:  # NaN
+        return "-"
+    return f"{v:,.1f}" if q.startswith("rec_") else f"{v:,.0f}"
+
+
+def print_balance(table, console: Console | None = None) -> None:
+    console = console or Console(width=140)
+    t = Table(
+        title="Reported vs recomputed, by two routes (diff = recomputed / reported - 1)",
+        caption="feed route: ore processed x head grade x recovery; concentrate route: "
+        "concentrate tonnes x grade. tol: what printed rounding alone allows. "
+        "Source: Alexco news releases 2012-01-23, 2012-04-16, 2012-07-16.",
+    )
+    for col, just in (
+        ("period", "left"),
+        ("quantity", "left"),
+        ("units", "left"),
+        ("reported", "right"),
+        ("feed route", "right"),
+        ("diff %", "right"),
+        ("conc. route", "right"),
+        ("diff %", "right"),
+        ("tol %", "right"),
+        ("closes", "center"),
+    ):
+        t.add_column(col, justify=just)
+    for p in table.period.values:
+        for q in table.quantity.values:
+            r = table.sel(period=p, quantity=q)
+            ok = bool(r.closes)
+            t.add_row(
+                str(p),
+                str(q),
+                str(r.units.values),
+                _fmt(q, float(r.reported)),
+                _fmt(q, float(r.via_feed)),
+                f"{float(r.diff_feed_pct):+.2f}",
+                _fmt(q, float(r.via_concentrate)),
+                f"{float(r.diff_concentrate_pct):+.2f}",
+                f"{float(r.tolerance_pct):.2f}",
+                "yes" if ok else "[bold red]NO[/]",
+                end_section=(q == table.quantity.values[-1]),
+            )
+    console.print(t)
+
+
+@click.command()
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the table to FILE: .csv or .nc (netCDF), by extension.",
+)
+@guarded
+def balance(out):
+    """Recompute contained metal and recoveries of every reported period by two routes."""
+    from kenomill import io
+    from kenomill.balance import balance_frame, balance_table
+
+    if out:
+        io.check_output_path(out)
+    table = balance_table()
+    print_balance(table)
+    n_bad = int((~table.closes).sum())
+    click.echo(
+        f"{int(table.closes.sum())} of {table.closes.size} figures close within rounding; {n_bad} do not."
+    )
+    if out:
+        io.write_table(balance_frame(table) if out.lower().endswith(".csv") else table, out)
+        click.echo(f"wrote {out}")

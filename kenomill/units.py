@@ -1,0 +1,91 @@
+"""Units: the one place that knows troy ounces, pounds, g/t and percent.
+
+Inside kenomill every grade is a dimensionless mass fraction (tonnes of element per
+tonne of solids) and every mass is in metric tonnes. Conversion happens once, at
+the boundary, with the functions here.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: grams per troy ounce (exact, by definition of the troy ounce) [g/oz]
+GRAMS_PER_TROY_OZ = 31.1034768
+#: pounds (avoirdupois) per metric tonne [lb/t]
+LB_PER_TONNE = 2204.62262
+
+#: grade units understood at the boundary, as the factor that turns them into a mass fraction
+GRADE_UNITS: dict[str, float] = {
+    "fraction": 1.0,
+    "1": 1.0,
+    "%": 1e-2,
+    "pct": 1e-2,
+    "g/t": 1e-6,
+    "ppm": 1e-6,
+    "oz/t": GRAMS_PER_TROY_OZ * 1e-6,  # troy ounces per metric tonne
+}
+
+#: the unit each element's grade is reported in by default (precious metals in g/t)
+DEFAULT_GRADE_UNIT: dict[str, str] = {"Ag": "g/t", "Au": "g/t"}
+
+#: the unit contained metal is reported in: troy ounces for precious metals, pounds otherwise
+CONTAINED_UNIT: dict[str, str] = {"Ag": "troy_oz", "Au": "troy_oz"}
+
+#: maximum grade of an element in a concentrate: that of the purest mineral that carries it
+#: [mass fraction]. Galena PbS is 86.6 % Pb; sphalerite ZnS is at most 67.1 % Zn.
+PURE_MINERAL_GRADE: dict[str, float] = {"Pb": 0.866, "Zn": 0.671}
+
+
+def grade_unit(element: str) -> str:
+    """Default grade unit of ``element``: g/t for Ag and Au, % for the rest."""
+    return DEFAULT_GRADE_UNIT.get(element, "%")
+
+
+def contained_unit(element: str) -> str:
+    """Unit of contained metal for ``element``: troy_oz for Ag and Au, lb for the rest."""
+    return CONTAINED_UNIT.get(element, "lb")
+
+
+def _factor(unit: str) -> float:
+    from kenomill.errors import ValidationError
+
+    try:
+        return GRADE_UNITS[unit]
+    except KeyError:
+        raise ValidationError(
+            f"unknown grade unit {unit!r}; allowed: {', '.join(sorted(GRADE_UNITS))}"
+        ) from None
+
+
+def to_fraction(values, unit: str):
+    """Convert grades in ``unit`` (``%``, ``g/t``, ``ppm``, ``oz/t``, ``fraction``) to mass fractions."""
+    return np.asarray(values, dtype=float) * _factor(unit)
+
+
+def from_fraction(values, unit: str):
+    """Convert mass fractions to grades in ``unit``."""
+    return np.asarray(values, dtype=float) / _factor(unit)
+
+
+def tonnes_to_contained(tonnes, unit: str):
+    """Tonnes of metal to contained metal in ``unit`` (``troy_oz``, ``lb`` or ``t``)."""
+    t = np.asarray(tonnes, dtype=float)
+    if unit == "troy_oz":
+        return t * 1e6 / GRAMS_PER_TROY_OZ
+    if unit == "lb":
+        return t * LB_PER_TONNE
+    if unit == "t":
+        return t
+    raise ValueError(f"unknown contained-metal unit {unit!r}; allowed: troy_oz, lb, t")
+
+
+def contained_to_tonnes(value, unit: str):
+    """Contained metal in ``unit`` (``troy_oz``, ``lb`` or ``t``) to tonnes of metal."""
+    v = np.asarray(value, dtype=float)
+    if unit == "troy_oz":
+        return v * GRAMS_PER_TROY_OZ * 1e-6
+    if unit == "lb":
+        return v / LB_PER_TONNE
+    if unit == "t":
+        return v
+    raise ValueError(f"unknown contained-metal unit {unit!r}; allowed: troy_oz, lb, t")
