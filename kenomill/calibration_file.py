@@ -1,0 +1,144 @@
+"""The calibration as a file: what `kenomill calibrate` writes and every other command reads.
+
+A :class:`Calibration` holds a named model of :mod:`kenomill.recovery`, its fitted free
+parameters with their covariance, the full parameter vector for the fixed ones, and the
+quarter-to-quarter scatter the model could not explain (standard deviations of the
+:data:`kenomill.recovery.OFFSET_NAMES` offsets). It is stored as JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from kenomill import recovery
+from kenomill.errors import ValidationError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Calibration:
+    model: str
+    theta: np.ndarray
+    cov: np.ndarray
+    base: np.ndarray = field(default_factory=recovery.default_full)
+    scatter: np.ndarray = field(default_factory=lambda: np.zeros(recovery.N_OFFSETS))
+    data: str = "raw"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        spec = recovery.get_model(self.model)
+        self.theta = np.asarray(self.theta, dtype=float)
+        self.cov = np.asarray(self.cov, dtype=float)
+        self.base = np.asarray(self.base, dtype=float)
+        self.scatter = np.asarray(self.scatter, dtype=float)
+        k = len(spec.free)
+        for name, arr, shape in (
+            ("theta", self.theta, (k,)),
+            ("cov", self.cov, (k, k)),
+            ("base", self.base, (recovery.N_FULL,)),
+            ("scatter", self.scatter, (recovery.N_OFFSETS,)),
+        ):
+            if arr.shape != shape:
+                raise ValidationError(
+                    f"calibration {name}: found shape {arr.shape}; expected {shape} for model {self.model!r}"
+                )
+            if not np.isfinite(arr).all():
+                raise ValidationError(f"calibration {name}: found a non-finite value")
+
+    @property
+    def spec(self) -> recovery.ModelSpec:
+        return recovery.get_model(self.model)
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return self.spec.free
+
+    def full(self, theta=None) -> np.ndarray:
+        """Full parameter vector (fixed parameters from ``base``)."""
+        return self.spec.full(self.theta if theta is None else theta, self.base)
+
+    def draw_theta(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """``n`` draws of the free parameters from N(theta, cov), clipped to the model bounds."""
+        lo, hi = self.spec.bounds()
+        # eigh tolerates a singular (weakly identified) covariance where cholesky fails
+        w, v = np.linalg.eigh(self.cov)
+        a = v * np.sqrt(np.clip(w, 0.0, None))
+        z = rng.standard_normal((n, len(self.theta)))
+        return np.clip(self.theta + z @ a.T, lo, hi)
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": FORMAT_VERSION,
+            "model": self.model,
+            "param_names": list(self.param_names),
+            "theta": self.theta.tolist(),
+            "cov": self.cov.tolist(),
+            "base": self.base.tolist(),
+            "base_names": [p.name for p in recovery.FULL_PARAMS],
+            "scatter": self.scatter.tolist(),
+            "scatter_names": list(recovery.OFFSET_NAMES),
+            "data": self.data,
+            "meta": self.meta,
+        }
+
+    def save(self, path) -> Path:
+        from kenomill.io import atomic_path
+
+        p = Path(path)
+        with atomic_path(p) as tmp:
+            tmp.write_text(json.dumps(self.to_dict(), indent=1))
+        return p
+
+    @classmethod
+    def from_dict(cls, d: dict, where: str = "calibration") -> Calibration:
+        for key in ("model", "theta", "cov"):
+            if key not in d:
+                raise ValidationError(f"{where}: field {key!r} missing; found {sorted(d)}")
+        if "param_names" in d and list(d["param_names"]) != list(recovery.get_model(d["model"]).free):
+            raise ValidationError(
+                f"{where}: param_names {d['param_names']} do not match model "
+                f"{d['model']!r} ({list(recovery.get_model(d['model']).free)})"
+            )
+        kw = {k: d[k] for k in ("base", "scatter", "data", "meta") if k in d}
+        return cls(model=d["model"], theta=d["theta"], cov=d["cov"], **kw)
+
+    @classmethod
+    def load(cls, path) -> Calibration:
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"{p}: not a calibration file (invalid JSON: {exc.msg} at line {exc.lineno})"
+            ) from None
+        if not isinstance(d, dict):
+            raise ValidationError(f"{p}: not a calibration file (expected a JSON object)")
+        return cls.from_dict(d, where=str(p))
+
+    @classmethod
+    def from_defaults(cls, model: str = "plug_flow") -> Calibration:
+        """Uncalibrated defaults of :data:`kenomill.recovery.FULL_PARAMS` (for tests and examples)."""
+        spec = recovery.get_model(model)
+        return cls(
+            model=model,
+            theta=spec.defaults(),
+            cov=np.zeros((len(spec.free),) * 2),
+            meta={"note": "uncalibrated defaults"},
+        )
+
+
+DEFAULT_CALIBRATION = "data/default_calibration.json"
+
+
+def default_calibration() -> Calibration:
+    """The packaged calibration (written by ``kenomill calibrate --out kenomill/data``)."""
+    res = resources.files("kenomill").joinpath(DEFAULT_CALIBRATION)
+    if not res.is_file():
+        raise ValidationError("no packaged calibration: run `kenomill calibrate` and pass --calibration")
+    return Calibration.from_dict(json.loads(res.read_text()), where="packaged calibration")

@@ -1,0 +1,388 @@
+"""Recovery-curve models and the mill's metallurgical response.
+
+Two layers, as in pvlib: pure curve functions of physical arguments (usable inside
+numba kernels), and one response function that assembles them into the two-stage
+differential flotation circuit of the Keno Hill mill. Named models (:data:`MODELS`)
+only choose which mechanisms are active and which parameters are free; everything is
+evaluated by the same numba function :func:`respond`, which the calibration, the
+prediction and the Monte Carlo kernels all call.
+
+Throughput enters through residence time: a bank of cells of fixed volume gives a
+residence time tau proportional to 1 / (operating throughput), so
+``k tau = ktau_ref * Q_ref / Q`` with ``Q = calendar tpd / availability`` and
+``Q_ref = REFERENCE_TPD``.
+
+Concentrate grades come out of the model: each concentrate's mass is the galena
+(PbS, 86.6 % Pb) and sphalerite (ZnS, 67.1 % Zn) that report to it plus the gangue
+(everything else) that is entrained or slow-floats with it. Higher residence time
+floats more of both metal and gangue: the grade-recovery trade-off.
+
+References
+----------
+Kelsall, D.F., 1961. Application of probability in the assessment of flotation
+systems. Trans. IMM 70, 191-204 (floatability components).
+Klimpel, R.R., 1980. Selection of chemical reagents for flotation. In: Mineral
+Processing Plant Design, 2nd ed., SME, 907-934 (rectangular rate distribution).
+Wills, B.A., Finch, J.A., 2016. Wills' Mineral Processing Technology, 8th ed., ch. 12
+(first-order kinetics, plug flow and perfectly mixed cells in series).
+Dobby, G.S., Finch, J.A., 1986. Flotation column scale-up and modelling. CIM Bull. 79
+(N mixed cells in series).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numba as nb
+import numpy as np
+
+from kenomill.errors import ValidationError
+from kenomill.units import PURE_MINERAL_GRADE
+
+#: reference operating throughput at which ``ktau_*`` parameters are stated [t/d].
+#: 250 t/d is the mill's quoted running rate in 2012 (Northern Miner, 2012).
+REFERENCE_TPD = 250.0
+#: number of perfectly mixed cells in series of the ``mixed_cells`` model. Cell count
+#: is not public (deposits.md); 8 is a typical rougher-scavenger bank.
+N_CELLS = 8.0
+#: k*tau of gangue (slow floating plus entrainment) at the reference throughput.
+GANGUE_KTAU = 0.2
+
+GALENA_PB = PURE_MINERAL_GRADE["Pb"]
+SPHALERITE_ZN = PURE_MINERAL_GRADE["Zn"]
+
+# kinetic kinds
+KIN_NONE, KIN_PLUG, KIN_CELLS, KIN_KLIMPEL, KIN_TWO = 0, 1, 2, 3, 4
+KINETIC_KINDS = {
+    "none": KIN_NONE,
+    "plug": KIN_PLUG,
+    "cells": KIN_CELLS,
+    "klimpel": KIN_KLIMPEL,
+    "two_component": KIN_TWO,
+}
+
+#: element order of the response: rows of ``split``
+ELEMENTS = ("Ag", "Pb", "Zn")
+
+#: number of random offsets :func:`respond` accepts (quarter-to-quarter scatter):
+#: 0 logit R_Pb, 1 logit R_Zn (zinc circuit), 2 logit R_Ag to lead con,
+#: 3 log gangue to lead con, 4 log gangue to zinc con.
+N_OFFSETS = 5
+OFFSET_NAMES = ("logit_rec_pb", "logit_rec_zn", "logit_rec_ag_pbcon", "log_gangue_pbcon", "log_gangue_zncon")
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    default: float
+    lo: float
+    hi: float
+    units: str
+    doc: str
+
+
+#: every parameter of the general response, in the order of the full vector.
+#: Defaults are rough values read off the 2012Q1 figures (see the docstring of each).
+FULL_PARAMS: tuple[Param, ...] = (
+    Param("rmax_pb", 0.95, 0.3, 1.0, "1", "maximum recovery of Pb to the lead concentrate"),
+    Param("ktau_pb", 4.0, 0.05, 60.0, "1", "flotation rate x residence time of galena at REFERENCE_TPD"),
+    Param("tail_pb", 0.004, 0.0, 0.05, "mass fraction", "fixed lead-circuit tail grade (grade models)"),
+    Param("phi_pb", 0.85, 0.0, 1.0, "1", "fast-floating share of the floatable galena (two_component)"),
+    Param("kslow_pb", 0.1, 0.001, 1.0, "1", "slow rate / fast rate of galena (two_component)"),
+    Param("rmax_zn", 0.75, 0.1, 1.0, "1", "maximum recovery of Zn in the zinc circuit"),
+    Param("ktau_zn", 2.0, 0.05, 60.0, "1", "flotation rate x residence time of sphalerite at REFERENCE_TPD"),
+    Param("tail_zn", 0.01, 0.0, 0.05, "mass fraction", "fixed zinc-circuit tail grade (grade models)"),
+    Param("phi_zn", 0.8, 0.0, 1.0, "1", "fast-floating share of the floatable sphalerite (two_component)"),
+    Param("kslow_zn", 0.1, 0.001, 1.0, "1", "slow rate / fast rate of sphalerite (two_component)"),
+    Param("ag_pb", 0.97, 0.3, 1.1, "1", "Ag recovery to lead con / Pb recovery (silver follows galena)"),
+    Param("ag_zn", 0.6, 0.0, 1.5, "1", "share of lead-tail Ag to zinc con / zinc-circuit Zn recovery"),
+    Param("zn_pb", 0.08, 0.0, 0.3, "1", "share of feed Zn misreporting to the lead concentrate"),
+    Param("pb_zn", 0.3, 0.0, 0.9, "1", "share of lead-tail Pb reporting to the zinc concentrate"),
+    Param("e_pb", 0.04, 0.0, 0.3, "1", "share of gangue reporting to the lead con at REFERENCE_TPD"),
+    Param(
+        "e_zn", 0.03, 0.0, 0.3, "1", "share of lead-tail gangue reporting to the zinc con at REFERENCE_TPD"
+    ),
+)
+PARAM_INDEX = {p.name: i for i, p in enumerate(FULL_PARAMS)}
+N_FULL = len(FULL_PARAMS)
+
+
+# --------------------------------------------------------------------------- curves
+@nb.njit(cache=True)
+def plug_flow(ktau):
+    """Plug-flow first-order recovery fraction 1 - exp(-k tau) [-] (Wills & Finch 2016)."""
+    return 1.0 - math.exp(-ktau)
+
+
+@nb.njit(cache=True)
+def mixed_cells(ktau, n_cells):
+    """N perfectly mixed cells in series: 1 - (1 + k tau / N)^-N [-]."""
+    return 1.0 - (1.0 + ktau / n_cells) ** (-n_cells)
+
+
+@nb.njit(cache=True)
+def klimpel(ktau):
+    """Klimpel rectangular rate distribution: 1 - (1 - exp(-k tau)) / (k tau) [-]."""
+    if ktau < 1e-12:
+        return 0.0
+    return 1.0 - (1.0 - math.exp(-ktau)) / ktau
+
+
+@nb.njit(cache=True)
+def two_component(ktau, phi_fast, slow_ratio):
+    """Kelsall fast + slow floating fractions: phi (1-e^-k tau) + (1-phi)(1-e^-r k tau) [-]."""
+    return phi_fast * (1.0 - math.exp(-ktau)) + (1.0 - phi_fast) * (1.0 - math.exp(-slow_ratio * ktau))
+
+
+@nb.njit(cache=True)
+def fixed_tail(head, tail, con):
+    """Fixed-tail recovery R(f) = (1 - t/f) / (1 - t/c), clipped to [0, 1] [-].
+
+    Holding tail and concentrate grades fixed, recovery falls as head grade falls.
+    """
+    if head <= tail:
+        return 0.0
+    r = (1.0 - tail / head) / (1.0 - tail / con)
+    return min(max(r, 0.0), 1.0)
+
+
+@nb.njit(cache=True)
+def kinetic(kind, ktau, phi, slow_ratio):
+    """Kinetic recovery factor of the named kind; 1 for ``KIN_NONE``."""
+    if kind == KIN_PLUG:
+        return plug_flow(ktau)
+    if kind == KIN_CELLS:
+        return mixed_cells(ktau, N_CELLS)
+    if kind == KIN_KLIMPEL:
+        return klimpel(ktau)
+    if kind == KIN_TWO:
+        return two_component(ktau, phi, slow_ratio)
+    return 1.0
+
+
+@nb.njit(cache=True)
+def _logit_shift(r, off):
+    if off == 0.0:
+        return r
+    r = min(max(r, 1e-12), 1.0 - 1e-12)
+    z = math.log(r / (1.0 - r)) + off
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+@nb.njit(cache=True)
+def _clip01(x):
+    return min(max(x, 0.0), 1.0)
+
+
+# ------------------------------------------------------------------------ response
+@nb.njit(cache=True)
+def respond(kind, grade_dep, p, head, q_ratio, offsets, split, pull):
+    """Metallurgical response of the two-stage circuit for one feed.
+
+    Parameters
+    ----------
+    kind : int
+        Kinetic kind (``KIN_*``).
+    grade_dep : int
+        1 to multiply recoveries by the fixed-tail grade factor ``1 - tail / head``.
+    p : float64[N_FULL]
+        Full parameter vector (order of :data:`FULL_PARAMS`).
+    head : float64[3]
+        Feed mass fractions of Ag, Pb, Zn.
+    q_ratio : float
+        Operating throughput / :data:`REFERENCE_TPD` [-]; residence time scales as 1/q_ratio.
+    offsets : float64[N_OFFSETS]
+        Random perturbations (0 for the deterministic model); see :data:`OFFSET_NAMES`.
+    split : float64[3, 2] (out)
+        Share of the feed of Ag, Pb, Zn reporting to (lead con, zinc con).
+    pull : float64[2] (out)
+        Concentrate tonnes / feed tonnes of (lead con, zinc con).
+    """
+    f_ag = head[0]
+    f_pb = head[1]
+    f_zn = head[2]
+    inv_q = 1.0 / q_ratio
+    # lead circuit: galena
+    r_pb = p[0] * kinetic(kind, p[1] * inv_q, p[3], p[4])
+    if grade_dep == 1:
+        r_pb *= max(0.0, 1.0 - p[2] / f_pb) if f_pb > 0.0 else 0.0
+    r_pb = _logit_shift(_clip01(r_pb), offsets[0])
+    # zinc circuit recovery of the zinc that enters it
+    r_znc = p[5] * kinetic(kind, p[6] * inv_q, p[8], p[9])
+    if grade_dep == 1:
+        r_znc *= max(0.0, 1.0 - p[7] / f_zn) if f_zn > 0.0 else 0.0
+    r_znc = _logit_shift(_clip01(r_znc), offsets[1])
+    # silver follows galena into the lead con; some of the rest follows sphalerite
+    r_ag_pb = _logit_shift(_clip01(p[10] * r_pb), offsets[2])
+    r_ag_zn = (1.0 - r_ag_pb) * _clip01(p[11] * r_znc)
+    zn_pb = p[12]
+    pb_zn = (1.0 - r_pb) * p[13]
+    split[0, 0] = r_ag_pb
+    split[0, 1] = r_ag_zn
+    split[1, 0] = r_pb
+    split[1, 1] = pb_zn
+    split[2, 0] = zn_pb
+    split[2, 1] = (1.0 - zn_pb) * r_znc
+    # concentrate masses from minerals + gangue (per tonne of feed)
+    galena = f_pb / GALENA_PB
+    sphal = f_zn / SPHALERITE_ZN
+    gangue = max(1.0 - galena - sphal, 0.0)
+    g_ratio = (1.0 - math.exp(-GANGUE_KTAU * inv_q)) / (1.0 - math.exp(-GANGUE_KTAU))
+    e_pb = _clip01(p[14] * g_ratio * math.exp(offsets[3]))
+    e_zn = _clip01(p[15] * g_ratio * math.exp(offsets[4]))
+    pull[0] = galena * split[1, 0] + sphal * split[2, 0] + gangue * e_pb + f_ag * split[0, 0]
+    pull[1] = galena * split[1, 1] + sphal * split[2, 1] + gangue * (1.0 - e_pb) * e_zn + f_ag * split[0, 1]
+
+
+# -------------------------------------------------------------------- named models
+@dataclass(frozen=True)
+class ModelSpec:
+    """A named recovery model: active mechanisms and free parameters."""
+
+    name: str
+    kind: int
+    grade_dep: int
+    free: tuple[str, ...]
+    doc: str
+    reference: str
+
+    @property
+    def free_index(self) -> np.ndarray:
+        return np.array([PARAM_INDEX[n] for n in self.free], dtype=np.int64)
+
+    def full(self, theta, base=None) -> np.ndarray:
+        """Full parameter vector from this model's free parameters ``theta``."""
+        p = default_full() if base is None else np.array(base, dtype=float)
+        theta = np.asarray(theta, dtype=float)
+        if theta.shape != (len(self.free),):
+            raise ValidationError(
+                f"theta: found shape {theta.shape}; model {self.name!r} has "
+                f"{len(self.free)} free parameters {self.free}"
+            )
+        p[self.free_index] = theta
+        return p
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        lo = np.array([FULL_PARAMS[PARAM_INDEX[n]].lo for n in self.free])
+        hi = np.array([FULL_PARAMS[PARAM_INDEX[n]].hi for n in self.free])
+        return lo, hi
+
+    def defaults(self) -> np.ndarray:
+        return np.array([FULL_PARAMS[PARAM_INDEX[n]].default for n in self.free])
+
+
+def default_full() -> np.ndarray:
+    return np.array([p.default for p in FULL_PARAMS])
+
+
+_COMMON = ("ag_pb", "ag_zn", "e_pb", "e_zn")
+_WF = "Wills & Finch 2016, ch. 12"
+MODELS: dict[str, ModelSpec] = {
+    m.name: m
+    for m in (
+        ModelSpec(
+            "constant",
+            KIN_NONE,
+            0,
+            ("rmax_pb", "rmax_zn", *_COMMON),
+            "constant recoveries, independent of head grade and throughput",
+            "metallurgical accounting",
+        ),
+        ModelSpec(
+            "fixed_tail",
+            KIN_NONE,
+            1,
+            ("rmax_pb", "tail_pb", "rmax_zn", "tail_zn", *_COMMON),
+            "fixed-tail grade dependence R = Rmax (1 - t/f)",
+            "Wills & Finch 2016, ch. 3",
+        ),
+        ModelSpec(
+            "plug_flow",
+            KIN_PLUG,
+            0,
+            ("rmax_pb", "ktau_pb", "rmax_zn", "ktau_zn", *_COMMON),
+            "first-order plug flow, R = Rmax (1 - exp(-k tau)), tau ~ 1/throughput",
+            _WF,
+        ),
+        ModelSpec(
+            "mixed_cells",
+            KIN_CELLS,
+            0,
+            ("rmax_pb", "ktau_pb", "rmax_zn", "ktau_zn", *_COMMON),
+            f"first-order, {N_CELLS:g} mixed cells in series, R = Rmax (1 - (1 + k tau/N)^-N)",
+            _WF,
+        ),
+        ModelSpec(
+            "klimpel",
+            KIN_KLIMPEL,
+            0,
+            ("rmax_pb", "ktau_pb", "rmax_zn", "ktau_zn", *_COMMON),
+            "Klimpel rectangular rate distribution",
+            "Klimpel 1980",
+        ),
+        ModelSpec(
+            "two_component",
+            KIN_TWO,
+            0,
+            ("rmax_pb", "ktau_pb", "phi_pb", "rmax_zn", "ktau_zn", "phi_zn", *_COMMON),
+            "fast and slow floating components (slow rate = kslow x fast rate)",
+            "Kelsall 1961",
+        ),
+        ModelSpec(
+            "fixed_tail_plug",
+            KIN_PLUG,
+            1,
+            ("rmax_pb", "ktau_pb", "tail_pb", "rmax_zn", "ktau_zn", "tail_zn", *_COMMON),
+            "fixed-tail grade dependence x first-order plug-flow throughput dependence",
+            _WF,
+        ),
+        ModelSpec(
+            "fixed_tail_klimpel",
+            KIN_KLIMPEL,
+            1,
+            ("rmax_pb", "ktau_pb", "tail_pb", "rmax_zn", "ktau_zn", "tail_zn", *_COMMON),
+            "fixed-tail grade dependence x Klimpel throughput dependence",
+            "Klimpel 1980; Wills & Finch 2016",
+        ),
+    )
+}
+
+
+def get_model(name) -> ModelSpec:
+    """The named model; a wrong name raises an error listing the valid ones."""
+    if isinstance(name, ModelSpec):
+        return name
+    try:
+        return MODELS[name]
+    except (KeyError, TypeError):
+        raise ValidationError(f"model: found {name!r}; allowed: {', '.join(MODELS)}") from None
+
+
+def respond_many(model, p_full, head, q_ratio, offsets=None):
+    """Vectorised :func:`respond` over rows: head[n, 3] fractions, q_ratio[n] -> (split[n,3,2], pull[n,2])."""
+    spec = get_model(model)
+    head = np.ascontiguousarray(head, dtype=float).reshape(-1, 3)
+    n = head.shape[0]
+    q = np.broadcast_to(np.asarray(q_ratio, dtype=float), (n,))
+    off = np.zeros((n, N_OFFSETS)) if offsets is None else np.broadcast_to(offsets, (n, N_OFFSETS))
+    p = np.asarray(p_full, dtype=float)
+    split = np.empty((n, 3, 2))
+    pull = np.empty((n, 2))
+    _respond_rows(
+        spec.kind,
+        spec.grade_dep,
+        p,
+        head,
+        np.ascontiguousarray(q),
+        np.ascontiguousarray(off, dtype=float),
+        split,
+        pull,
+    )
+    return split, pull
+
+
+@nb.njit(cache=True)
+def _respond_rows(kind, grade_dep, p, head, q, off, split, pull):
+    for i in range(head.shape[0]):
+        respond(kind, grade_dep, p, head[i], q[i], off[i], split[i], pull[i])
