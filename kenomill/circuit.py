@@ -233,6 +233,11 @@ def forward(
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(tonnes[:, :, None] > 0, metal / tonnes[:, :, None], 0.0)
         frac = np.where((tonnes[:, :, None] <= 0) & (metal > 1e-12), np.inf, frac)
+    fix = (
+        "lower concentrate_grade"
+        if concentrate_grade is not None
+        else "raise the concentrate tonnes or lower the recovery"
+    )
     for j, e in enumerate(els):
         limit = units.PURE_MINERAL_GRADE.get(e, 1.0)
         for s in (1, 2):
@@ -240,9 +245,11 @@ def forward(
             if bad.any():
                 i = int(np.argmax(bad))
                 u = units.grade_unit(e)
+                where = f" at row {i}" if n > 1 else ""
                 raise ValidationError(
-                    f"{STREAMS[s]} {e} grade: found {units.from_fraction(frac[i, s, j], u):g} {u}; "
-                    f"allowed: at most {units.from_fraction(limit, u):g} {u} (pure mineral)"
+                    f"{STREAMS[s]} {e} grade: found {units.from_fraction(frac[i, s, j], u):g} {u}{where} "
+                    f"(feed {e} x recovery / concentrate tonnes); allowed: at most "
+                    f"{units.from_fraction(limit, u):g} {u} (pure mineral): {fix}"
                 )
     tot = frac.sum(2)
     if (tot > 1 + _TOL).any():
@@ -310,16 +317,18 @@ def two_product_formula(feed, concentrate, tails, units_: str = "fraction") -> x
     """
     f, c, t = (_as_da(x, n) for x, n in ((feed, "feed"), (concentrate, "concentrate"), (tails, "tails")))
     f, c, t = xr.broadcast(f, c, t)
+    full_scale = 1.0 / units.to_fraction(1.0, units_)  # 100 for %, 1e6 for g/t
     for name, da in (("feed", f), ("concentrate", c), ("tails", t)):
-        check_range(f"{name} [{units_}]", units.to_fraction(da.values, units_), 0.0, 1.0)
+        check_range(f"{name} [{units_}]", da.values, 0.0, float(full_scale), units_)
     fa, ca, ta = (
         np.ascontiguousarray(units.to_fraction(x.values, units_), dtype=float).ravel() for x in (f, c, t)
     )
     if ((ca - ta) <= 0).any() or ((fa - ta) < 0).any() or ((ca - fa) < 0).any():
         i = int(np.argmax((ca - ta <= 0) | (fa - ta < 0) | (ca - fa < 0)))
+        fu, cu, tu = (float(units.from_fraction(x[i], units_)) for x in (fa, ca, ta))
         raise ValidationError(
-            f"assays: found feed {fa[i]:g}, concentrate {ca[i]:g}, tails {ta[i]:g} "
-            f"({units_}); allowed: tails <= feed <= concentrate with tails < concentrate"
+            f"assays: found feed {fu:g}, concentrate {cu:g}, tails {tu:g} {units_}; "
+            "allowed: tails <= feed <= concentrate with tails < concentrate"
         )
     y, r = np.empty_like(fa), np.empty_like(fa)
     _kernels.two_product(fa, ca, ta, y, r)
@@ -369,7 +378,16 @@ def backward(head, concentrate_grade, tails_grade) -> xr.Dataset:
             raise ValidationError(
                 f"concentrate_grade.{e}: found dims {da.dims}; a dimension 'concentrate' is required"
             )
-        cc.append(_grade_fraction({e: da}, e, "concentrate_grade"))
+        g = _grade_fraction({e: da}, e, "concentrate_grade")
+        limit = units.PURE_MINERAL_GRADE.get(e)
+        if limit is not None and (g.values > limit * (1 + _TOL)).any():
+            u = da.attrs.get("units") or units.grade_unit(e)
+            v = float(units.from_fraction(g.values.max(), u))
+            raise ValidationError(
+                f"concentrate_grade.{e} [{u}]: found {v:g} {u}; allowed: at most "
+                f"{units.from_fraction(limit, u):g} {u} (pure mineral)"
+            )
+        cc.append(g)
     c1 = [x.isel(concentrate=0, drop=True) for x in cc]
     c2 = [x.isel(concentrate=1, drop=True) for x in cc]
     template = xr.broadcast(*f, *t, *c1, *c2)[0]
