@@ -19,6 +19,10 @@ TABLE_FORMATS = {".csv": "CSV", ".nc": "netCDF"}
 def check_output_path(path: str | os.PathLike, allowed=TABLE_FORMATS) -> Path:
     """Refuse an output path whose extension or directory cannot be written, before any work."""
     p = Path(path)
+    if p.is_dir():
+        raise ValidationError(
+            f"--out: found {str(p)!r}, a directory; give a file name ending in " + " or ".join(allowed)
+        )
     if p.suffix.lower() not in allowed:
         raise ValidationError(
             f"--out: found {str(p)!r}; allowed extensions: "
