@@ -129,6 +129,7 @@ class Calibration:
             model=model,
             theta=spec.defaults(),
             cov=np.zeros((len(spec.free),) * 2),
+            base=spec.base_full(),
             meta={"note": "uncalibrated defaults"},
         )
 

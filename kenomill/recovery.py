@@ -246,6 +246,16 @@ class ModelSpec:
     free: tuple[str, ...]
     doc: str
     reference: str
+    #: parameters this model holds at a value other than their FULL_PARAMS default,
+    #: e.g. ``(("tail_pb", 0.0),)`` to switch the lead circuit's grade factor off
+    fixed: tuple[tuple[str, float], ...] = ()
+
+    def base_full(self) -> np.ndarray:
+        """Full parameter vector of the fixed parameters: defaults with ``fixed`` applied."""
+        p = default_full()
+        for name, value in self.fixed:
+            p[PARAM_INDEX[name]] = value
+        return p
 
     @property
     def free_index(self) -> np.ndarray:
@@ -253,7 +263,7 @@ class ModelSpec:
 
     def full(self, theta, base=None) -> np.ndarray:
         """Full parameter vector from this model's free parameters ``theta``."""
-        p = default_full() if base is None else np.array(base, dtype=float)
+        p = self.base_full() if base is None else np.array(base, dtype=float)
         theta = np.asarray(theta, dtype=float)
         if theta.shape != (len(self.free),):
             raise ValidationError(
@@ -277,6 +287,9 @@ def default_full() -> np.ndarray:
 
 
 _COMMON = ("ag_pb", "ag_zn", "e_pb", "e_zn")
+#: k*tau that makes a circuit's kinetic factor 1 (to within 1e-6 for every kind): switches
+#: throughput dependence off in one circuit of a combined model
+_NO_RATE_LIMIT = 1e6
 _WF = "Wills & Finch 2016, ch. 12"
 MODELS: dict[str, ModelSpec] = {
     m.name: m
@@ -336,6 +349,33 @@ MODELS: dict[str, ModelSpec] = {
             ("rmax_pb", "ktau_pb", "tail_pb", "rmax_zn", "ktau_zn", "tail_zn", *_COMMON),
             "fixed-tail grade dependence x first-order plug-flow throughput dependence",
             _WF,
+        ),
+        ModelSpec(
+            "plug_pb_tail_zn",
+            KIN_PLUG,
+            1,
+            ("rmax_pb", "ktau_pb", "rmax_zn", "tail_zn", *_COMMON),
+            "lead circuit first-order plug flow (throughput), zinc circuit fixed tail (head grade)",
+            _WF,
+            fixed=(("tail_pb", 0.0), ("ktau_zn", _NO_RATE_LIMIT)),
+        ),
+        ModelSpec(
+            "cells_pb_tail_zn",
+            KIN_CELLS,
+            1,
+            ("rmax_pb", "ktau_pb", "rmax_zn", "tail_zn", *_COMMON),
+            f"lead circuit {N_CELLS:g} mixed cells in series (throughput), zinc circuit fixed tail (head grade)",
+            _WF,
+            fixed=(("tail_pb", 0.0), ("ktau_zn", _NO_RATE_LIMIT)),
+        ),
+        ModelSpec(
+            "klimpel_pb_tail_zn",
+            KIN_KLIMPEL,
+            1,
+            ("rmax_pb", "ktau_pb", "rmax_zn", "tail_zn", *_COMMON),
+            "lead circuit Klimpel (throughput), zinc circuit fixed tail (head grade)",
+            "Klimpel 1980; Wills & Finch 2016",
+            fixed=(("tail_pb", 0.0), ("ktau_zn", _NO_RATE_LIMIT)),
         ),
         ModelSpec(
             "fixed_tail_klimpel",

@@ -1,0 +1,1242 @@
+"""Calibrating recovery models to the reported quarters, comparing them, and predicting.
+
+Pipeline
+--------
+1. :func:`fit_data` turns the six reported quarters (raw, or reconciled by
+   :mod:`kenomill.reconcile`) into arrays: the feed of each quarter (ore tonnes, head
+   grades, calendar throughput, availability where reported) and the nine figures a
+   model is fitted to (:data:`FIT_FIGURES`), each with a standard deviation from the
+   error model (:class:`kenomill.errormodel.ErrorModel`: printed rounding combined with
+   a relative error per kind of figure).
+2. :func:`fit` minimises the weighted sum of squares ``sum ((model - reported) / sigma)^2``
+   with :func:`scipy.optimize.least_squares` (trust-region reflective, bounds from
+   :data:`kenomill.recovery.FULL_PARAMS`) from several starting points, plus optional
+   Gaussian priors. It returns the optimum, the covariance and correlation of the
+   parameters, identifiability warnings and the quarter-to-quarter scatter
+   (:class:`FitResult`).
+3. :func:`compare_models` fits every named model and tabulates AICc, BIC and the
+   leave-one-quarter-out prediction errors per metal (:func:`leave_one_out`).
+4. :func:`predict` routes a new feed through a :class:`~kenomill.calibration_file.Calibration`:
+   a deterministic value (parameters at the optimum, no offsets) and 5 %/95 % prediction
+   bounds from draws of the parameters (their covariance), of the availability (where not
+   given) and of the quarter-to-quarter offsets (the calibrated scatter).
+
+Assumptions stated once
+-----------------------
+* Operating throughput = reported calendar tpd / availability (:func:`operating_q_ratio`).
+  The releases give availability only for 2011Q4 (96 %) and 2012Q2 (90 %). Elsewhere it is
+  unknown: :data:`AVAILABILITY_PRIOR` = 92 +- 4 % (mean of the two reported values, with
+  a standard deviation that covers both). In a fit of a throughput-dependent model each
+  unknown availability is a nuisance parameter with that Gaussian prior; in a prediction
+  it is drawn from the prior, and the deterministic value uses the prior mean.
+* The nine fitted figures are not independent (``rec_pb ~ pbcon_t x pbcon_pb / (ore x head_pb)``):
+  the model has six observable outputs per quarter (Ag, Pb, Zn to their concentrates and
+  the two concentrate masses), so three of the nine figures are redundant. They are fitted
+  all the same (each with its own printed rounding), which is what a reader of the
+  releases sees; the information criteria use the number of independent outputs
+  (6 per quarter) as the sample size, so redundancy does not buy parameters.
+* The parameter covariance is ``(J' J)^-1`` scaled by ``max(1, chi2 / dof)``: when the
+  model misses the quarters by more than the error model allows, the parameters are
+  correspondingly less certain (as :func:`scipy.optimize.curve_fit` with
+  ``absolute_sigma=False``).
+* Scatter: with the parameters at the optimum, each quarter's five offsets
+  (:data:`kenomill.recovery.OFFSET_NAMES`) are fitted to its figures; their root mean
+  square, corrected for the degrees of freedom the fit used, is the scatter.
+
+References
+----------
+Burnham, K.P., Anderson, D.R., 2002. Model Selection and Multimodel Inference, 2nd ed.
+Springer (AICc).
+Bates, D.M., Watts, D.G., 1988. Nonlinear Regression Analysis and Its Applications.
+Wiley (covariance and profiles of nonlinear least squares).
+Hastie, T., Tibshirani, R., Friedman, J., 2009. The Elements of Statistical Learning,
+2nd ed., ch. 7 (effective number of parameters, cross-validation).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+import numba as nb
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import optimize
+
+from kenomill import recovery, units
+from kenomill._kernels import forward_row
+from kenomill.calibration_file import Calibration, default_calibration
+from kenomill.errormodel import ErrorModel, resolve
+from kenomill.errors import ValidationError, check_range
+
+#: prior of the availability of quarters whose availability the releases do not give:
+#: (mean, standard deviation) [fraction]. Mean of the two reported figures (96 % in
+#: 2011Q4, 90 % in 2012Q2); the SD of 4 points covers both.
+AVAILABILITY_PRIOR = (0.92, 0.04)
+#: availability outside this range is refused / clipped in draws [fraction]
+AVAILABILITY_RANGE = (0.5, 1.0)
+
+#: the reported figures a model is fitted to, in this order
+FIT_FIGURES = (
+    "rec_ag_pct",
+    "rec_pb_pct",
+    "rec_zn_pct",
+    "pbcon_t",
+    "pbcon_ag_gpt",
+    "pbcon_pb_pct",
+    "zncon_t",
+    "zncon_ag_gpt",
+    "zncon_zn_pct",
+)
+#: independent model outputs per quarter behind the nine figures (see module docstring)
+OUTPUTS_PER_QUARTER = 6
+
+#: what a prediction gives per period, in the order of the PRED.csv columns
+OUTPUTS = (
+    "ag_oz",
+    "pb_lb",
+    "zn_lb",
+    "rec_ag_pct",
+    "rec_pb_pct",
+    "rec_zn_pct",
+    "pbcon_t",
+    "pbcon_ag_gpt",
+    "pbcon_pb_pct",
+    "zncon_t",
+    "zncon_ag_gpt",
+    "zncon_zn_pct",
+)
+#: more columns of the kernel's output (tails, and the zinc in lead con / lead in zinc con)
+EXTRA_OUTPUTS = ("tails_t", "tails_ag_gpt", "tails_pb_pct", "tails_zn_pct")
+ALL_OUTPUTS = OUTPUTS + EXTRA_OUTPUTS
+_OUT_INDEX = {name: i for i, name in enumerate(ALL_OUTPUTS)}
+_FIT_INDEX = np.array([_OUT_INDEX[n] for n in FIT_FIGURES], dtype=np.int64)
+
+OUTPUT_ATTRS: dict[str, tuple[str, str]] = {
+    "ag_oz": ("troy_oz", "silver contained in both concentrates"),
+    "pb_lb": ("lb", "lead contained in lead concentrate"),
+    "zn_lb": ("lb", "zinc contained in zinc concentrate"),
+    "rec_ag_pct": ("%", "silver recovery to both concentrates"),
+    "rec_pb_pct": ("%", "lead recovery to lead concentrate"),
+    "rec_zn_pct": ("%", "zinc recovery to zinc concentrate"),
+    "pbcon_t": ("t", "lead concentrate tonnes"),
+    "pbcon_ag_gpt": ("g/t", "silver grade of lead concentrate"),
+    "pbcon_pb_pct": ("%", "lead grade of lead concentrate"),
+    "zncon_t": ("t", "zinc concentrate tonnes"),
+    "zncon_ag_gpt": ("g/t", "silver grade of zinc concentrate"),
+    "zncon_zn_pct": ("%", "zinc grade of zinc concentrate"),
+    "tails_t": ("t", "final tailings tonnes"),
+    "tails_ag_gpt": ("g/t", "silver grade of final tailings"),
+    "tails_pb_pct": ("%", "lead grade of final tailings"),
+    "tails_zn_pct": ("%", "zinc grade of final tailings"),
+}
+
+#: feed columns: required, then optional
+FEED_COLUMNS = ("period", "ore_processed_t", "head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd")
+FEED_OPTIONAL = ("days", "availability_pct")
+
+_G_PER_OZ = units.GRAMS_PER_TROY_OZ
+_LB_PER_T = units.LB_PER_TONNE
+
+
+def operating_q_ratio(tpd, availability):
+    """Operating throughput over :data:`kenomill.recovery.REFERENCE_TPD` [-].
+
+    ``tpd`` is the reported calendar rate (tonnes processed / calendar days) [t/d] and
+    ``availability`` the share of time the mill runs [fraction]; the mill runs at
+    ``tpd / availability`` while it runs, which sets the residence time.
+    """
+    return np.asarray(tpd, dtype=float) / np.asarray(availability, dtype=float) / recovery.REFERENCE_TPD
+
+
+# ---------------------------------------------------------------------------- kernel
+@nb.njit(cache=True)
+def _outputs_rows(kind, grade_dep, p, ore_t, head, q, off, out):
+    """Mill outputs for rows of (parameters, feed, q_ratio, offsets).
+
+    p[n, N_FULL]; ore_t[n] t; head[n, 3] mass fractions (Ag, Pb, Zn); q[n]; off[n, N_OFFSETS]
+    -> out[n, len(ALL_OUTPUTS)] in the units of :data:`OUTPUT_ATTRS`. The streams come from
+    :func:`kenomill._kernels.forward_row` (tails by difference), so every prediction closes
+    exactly as :func:`kenomill.circuit.forward` does.
+    """
+    split = np.empty((3, 2))
+    pull = np.empty(2)
+    con = np.empty(2)
+    st = np.empty(3)
+    met = np.empty((3, 3))
+    for i in range(ore_t.shape[0]):
+        recovery.respond(kind, grade_dep, p[i], head[i], q[i], off[i], split, pull)
+        con[0] = ore_t[i] * pull[0]
+        con[1] = ore_t[i] * pull[1]
+        forward_row(ore_t[i], head[i], split, con, st, met)
+        feed_ag = ore_t[i] * head[i, 0]
+        feed_pb = ore_t[i] * head[i, 1]
+        feed_zn = ore_t[i] * head[i, 2]
+        ag = met[0, 0] + met[1, 0]
+        o = out[i]
+        o[0] = ag * 1e6 / _G_PER_OZ
+        o[1] = met[0, 1] * _LB_PER_T
+        o[2] = met[1, 2] * _LB_PER_T
+        o[3] = 100.0 * ag / feed_ag if feed_ag > 0.0 else 0.0
+        o[4] = 100.0 * met[0, 1] / feed_pb if feed_pb > 0.0 else 0.0
+        o[5] = 100.0 * met[1, 2] / feed_zn if feed_zn > 0.0 else 0.0
+        o[6] = st[0]
+        o[7] = 1e6 * met[0, 0] / st[0] if st[0] > 0.0 else 0.0
+        o[8] = 100.0 * met[0, 1] / st[0] if st[0] > 0.0 else 0.0
+        o[9] = st[1]
+        o[10] = 1e6 * met[1, 0] / st[1] if st[1] > 0.0 else 0.0
+        o[11] = 100.0 * met[1, 2] / st[1] if st[1] > 0.0 else 0.0
+        o[12] = st[2]
+        o[13] = 1e6 * met[2, 0] / st[2] if st[2] > 0.0 else 0.0
+        o[14] = 100.0 * met[2, 1] / st[2] if st[2] > 0.0 else 0.0
+        o[15] = 100.0 * met[2, 2] / st[2] if st[2] > 0.0 else 0.0
+
+
+def mill_outputs(model, p_full, ore_t, head, q_ratio, offsets=None) -> np.ndarray:
+    """Outputs (:data:`ALL_OUTPUTS`) for rows of feed; ``p_full`` [N_FULL] or [n, N_FULL].
+
+    ``head`` are mass fractions [n, 3] (Ag, Pb, Zn); ``q_ratio`` as in
+    :func:`kenomill.recovery.respond`; ``offsets`` [n, N_OFFSETS] or None.
+    """
+    spec = recovery.get_model(model)
+    ore_t = np.ascontiguousarray(ore_t, dtype=float).reshape(-1)
+    n = ore_t.shape[0]
+    head = np.ascontiguousarray(head, dtype=float).reshape(n, 3)
+    q = np.ascontiguousarray(np.broadcast_to(np.asarray(q_ratio, dtype=float), (n,)))
+    p = np.ascontiguousarray(np.broadcast_to(np.asarray(p_full, dtype=float), (n, recovery.N_FULL)))
+    if offsets is None:
+        off = np.zeros((n, recovery.N_OFFSETS))
+    else:
+        off = np.ascontiguousarray(np.broadcast_to(np.asarray(offsets, dtype=float), (n, recovery.N_OFFSETS)))
+    out = np.empty((n, len(ALL_OUTPUTS)))
+    _outputs_rows(spec.kind, spec.grade_dep, p, ore_t, head, q, off, out)
+    return out
+
+
+# ------------------------------------------------------------------------------ data
+@dataclass(frozen=True)
+class FitData:
+    """The quarters a model is fitted to, as arrays.
+
+    Attributes
+    ----------
+    periods : tuple of str
+    ore_t : float64[n]  ore processed [t]
+    head : float64[n, 3]  head grades of Ag, Pb, Zn [mass fraction]
+    tpd : float64[n]  calendar throughput [t/d]
+    availability : float64[n]  [fraction], NaN where not reported
+    y : float64[n, 9]  reported :data:`FIT_FIGURES` (NaN = not reported)
+    sigma : float64[n, 9]  their standard deviations
+    source : str  "raw" or "reconciled"
+    """
+
+    periods: tuple[str, ...]
+    ore_t: np.ndarray
+    head: np.ndarray
+    tpd: np.ndarray
+    availability: np.ndarray
+    y: np.ndarray
+    sigma: np.ndarray
+    source: str = "raw"
+    error_model: str = ""
+
+    @property
+    def n(self) -> int:
+        return len(self.periods)
+
+    def subset(self, idx) -> FitData:
+        idx = np.asarray(idx)
+        return replace(
+            self,
+            periods=tuple(np.asarray(self.periods)[idx]),
+            ore_t=self.ore_t[idx],
+            head=self.head[idx],
+            tpd=self.tpd[idx],
+            availability=self.availability[idx],
+            y=self.y[idx],
+            sigma=self.sigma[idx],
+        )
+
+
+def fit_data(data: str = "raw", error_model=None, periods=None) -> FitData:
+    """The reported quarters as :class:`FitData`.
+
+    Parameters
+    ----------
+    data : {"raw", "reconciled"}
+        Fit to the figures as printed, or to the reconciled figures of
+        :func:`kenomill.reconcile.reconciled_periods` (standard deviations from its
+        ``<col>_sd`` variables).
+    error_model : ErrorModel, mapping or TOML path, optional
+        Standard deviations of raw figures (default :class:`kenomill.errormodel.ErrorModel`).
+    periods : sequence of str, optional
+        Quarters to use (default: all six).
+    """
+    from kenomill.data import QUARTERS, reported_periods
+
+    if data not in ("raw", "reconciled"):
+        raise ValidationError(f"data: found {data!r}; allowed: raw, reconciled")
+    em = resolve(error_model)
+    if data == "raw":
+        ds = reported_periods("quarter")
+    else:
+        try:
+            from kenomill.reconcile import reconciled_periods
+        except ImportError as exc:
+            raise ValidationError(
+                f"data: 'reconciled' needs kenomill.reconcile.reconciled_periods, not available ({exc})"
+            ) from None
+        ds = reconciled_periods()
+    want = list(QUARTERS if periods is None else periods)
+    have = [str(p) for p in ds.period.values]
+    unknown = [p for p in want if p not in have]
+    if unknown:
+        raise ValidationError(f"periods: unknown {unknown}; allowed: {', '.join(have)}")
+    ds = ds.sel(period=want)
+    y = np.stack([ds[c].values.astype(float) for c in FIT_FIGURES], axis=1)
+    if data == "raw":
+        sig = np.stack([em.sigma(c, ds[c].values, ds[c + "_resolution"].values) for c in FIT_FIGURES], axis=1)
+    else:
+        sig = np.stack([ds[c + "_sd"].values.astype(float) for c in FIT_FIGURES], axis=1)
+        # an exactly constrained figure would get infinite weight; floor at its rounding
+        floor = np.stack([em.rounding_sd(_resolution_or_one(ds, c)) for c in FIT_FIGURES], axis=1)
+        sig = np.maximum(sig, np.maximum(floor, 1e-9 * np.abs(y)))
+    head = np.stack(
+        [
+            units.to_fraction(ds["head_ag_gpt"].values, "g/t"),
+            units.to_fraction(ds["head_pb_pct"].values, "%"),
+            units.to_fraction(ds["head_zn_pct"].values, "%"),
+        ],
+        axis=1,
+    )
+    avail = ds["availability_pct"].values.astype(float) / 100.0 if "availability_pct" in ds else np.nan
+    return FitData(
+        periods=tuple(want),
+        ore_t=ds["ore_processed_t"].values.astype(float),
+        head=head,
+        tpd=ds["tpd"].values.astype(float),
+        availability=np.broadcast_to(avail, (len(want),)).astype(float),
+        y=y,
+        sigma=sig,
+        source=data,
+        error_model=em.describe() if data == "raw" else "reconciled <col>_sd",
+    )
+
+
+def _resolution_or_one(ds, col):
+    name = col + "_resolution"
+    return ds[name].values if name in ds else np.ones(ds.sizes["period"])
+
+
+def synthetic_data(
+    model,
+    theta,
+    feed: FitData,
+    *,
+    scatter=None,
+    error_model=None,
+    availability=None,
+    seed=0,
+    base=None,
+) -> FitData:
+    """Quarters generated by ``model`` at ``theta`` for the feeds of ``feed`` (for tests).
+
+    Offsets are drawn from N(0, ``scatter``) and every figure gets the measurement error of
+    ``error_model`` (relative part only, Gaussian), then is rounded as ``feed`` prints it.
+    ``availability`` [fraction, n] is the true availability (default: the reported one,
+    else the prior mean); the returned data keep the reported availability only where
+    ``feed`` has it, so the fit sees what it would see in the releases.
+    """
+    spec = recovery.get_model(model)
+    rng = np.random.default_rng(seed)
+    em = resolve(error_model)
+    n = feed.n
+    a_true = np.where(np.isnan(feed.availability), AVAILABILITY_PRIOR[0], feed.availability)
+    if availability is not None:
+        a_true = np.asarray(availability, dtype=float)
+    off = np.zeros((n, recovery.N_OFFSETS))
+    if scatter is not None:
+        off = rng.standard_normal((n, recovery.N_OFFSETS)) * np.asarray(scatter, dtype=float)
+    out = mill_outputs(
+        spec, spec.full(theta, base), feed.ore_t, feed.head, operating_q_ratio(feed.tpd, a_true), off
+    )
+    y = out[:, _FIT_INDEX].copy()
+    rel = np.array([em.relative(c) for c in FIT_FIGURES])
+    y = y * (1.0 + rel * rng.standard_normal(y.shape))
+    # round as the releases print: recoveries and grades to the same digits as the real data
+    res = np.where(np.isfinite(feed.sigma), _print_resolution(feed.y), 1.0)
+    y = np.round(y / res) * res
+    sig = np.stack([em.sigma(c, y[:, j], res[:, j]) for j, c in enumerate(FIT_FIGURES)], axis=1)
+    return replace(feed, y=y, sigma=sig, source="synthetic")
+
+
+def _print_resolution(y):
+    """One unit of the last printed digit, guessed from the values (integers -> 1, else 0.1)."""
+    y = np.asarray(y, dtype=float)
+    return np.where(np.isfinite(y) & (np.abs(y - np.round(y)) > 1e-9), 0.1, 1.0)
+
+
+# ------------------------------------------------------------------------------- fit
+@dataclass
+class FitResult:
+    """Outcome of :func:`fit`. Parameters in the order of ``spec.free``."""
+
+    spec: recovery.ModelSpec
+    data: FitData
+    theta: np.ndarray
+    cov: np.ndarray
+    base: np.ndarray
+    availability: np.ndarray  # used per quarter [fraction] (fitted where unknown)
+    availability_fitted: np.ndarray  # bool mask: nuisance parameter
+    chi2: float  # weighted sum of squares of the data residuals
+    chi2_prior: float
+    n_obs: int  # data residuals
+    k_eff: float  # effective number of parameters (trace of the hat matrix)
+    fitted: np.ndarray  # model values of FIT_FIGURES [n, 9]
+    scatter: np.ndarray
+    offsets: np.ndarray  # per-quarter offsets [n, N_OFFSETS]
+    start_costs: np.ndarray
+    at_bound: np.ndarray  # bool per parameter
+    warnings: list[str] = field(default_factory=list)
+    priors: dict = field(default_factory=dict)
+    availability_prior: tuple[float, float] = AVAILABILITY_PRIOR
+    scale: float = 1.0  # estimated scale of the weighted data residuals (>= 1)
+
+    @property
+    def k(self) -> int:
+        return len(self.theta)
+
+    @property
+    def se(self) -> np.ndarray:
+        return np.sqrt(np.clip(np.diag(self.cov), 0.0, None))
+
+    @property
+    def corr(self) -> np.ndarray:
+        s = self.se
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = self.cov / np.outer(s, s)
+        c[~np.isfinite(c)] = 0.0
+        np.fill_diagonal(c, 1.0)
+        return c
+
+    @property
+    def residuals(self) -> np.ndarray:
+        """Weighted residuals (fitted - reported) / sigma [n, 9]."""
+        return (self.fitted - self.data.y) / self.data.sigma
+
+    @property
+    def n_eff(self) -> int:
+        """Sample size of the information criteria: independent outputs behind the figures."""
+        per_q = np.isfinite(self.data.y).sum(1)
+        return int(np.minimum(per_q, OUTPUTS_PER_QUARTER).sum())
+
+    def _ll_terms(self):
+        n = self.n_eff
+        k = self.k_eff + 1.0  # + the residual scale
+        # scale the weighted sum of squares to n independent outputs
+        rss = self.chi2 * n / self.n_obs
+        return n, k, rss
+
+    @property
+    def aicc(self) -> float:
+        n, k, rss = self._ll_terms()
+        aic = n * math.log(rss / n) + 2 * k
+        return aic + 2 * k * (k + 1) / max(n - k - 1, 1e-9)
+
+    @property
+    def bic(self) -> float:
+        n, k, rss = self._ll_terms()
+        return n * math.log(rss / n) + k * math.log(n)
+
+    @property
+    def n_same_optimum(self) -> int:
+        best = self.start_costs.min()
+        return int((self.start_costs <= best * (1 + 1e-4) + 1e-9).sum())
+
+    def parameters(self) -> pd.DataFrame:
+        """Table of the free parameters: value, standard error, bounds, units, meaning."""
+        rows = []
+        for j, name in enumerate(self.spec.free):
+            prm = recovery.FULL_PARAMS[recovery.PARAM_INDEX[name]]
+            rows.append(
+                {
+                    "parameter": name,
+                    "value": self.theta[j],
+                    "se": self.se[j],
+                    "lo": prm.lo,
+                    "hi": prm.hi,
+                    "units": prm.units,
+                    "at_bound": bool(self.at_bound[j]),
+                    "meaning": prm.doc,
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def table(self) -> pd.DataFrame:
+        """Per quarter and figure: reported, fitted, residual and weighted residual."""
+        rows = []
+        for i, p in enumerate(self.data.periods):
+            for j, c in enumerate(FIT_FIGURES):
+                y = self.data.y[i, j]
+                rows.append(
+                    {
+                        "period": p,
+                        "figure": c,
+                        "reported": y,
+                        "fitted": self.fitted[i, j],
+                        "residual": self.fitted[i, j] - y,
+                        "z": (self.fitted[i, j] - y) / self.data.sigma[i, j],
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def to_calibration(self) -> Calibration:
+        """The fit as a :class:`~kenomill.calibration_file.Calibration` (what files store)."""
+        meta = {
+            "periods": list(self.data.periods),
+            "error_model": self.data.error_model,
+            "availability_prior": list(self.availability_prior),
+            "availability_used": {
+                p: float(a) for p, a in zip(self.data.periods, self.availability, strict=True)
+            },
+            "chi2": self.chi2,
+            "n_obs": self.n_obs,
+            "n_eff": self.n_eff,
+            "k_eff": self.k_eff,
+            "aicc": self.aicc,
+            "bic": self.bic,
+            "priors": {k: list(v) for k, v in self.priors.items()},
+            "warnings": list(self.warnings),
+            "scatter_dof": self.scatter_dof,
+            "reference_tpd": recovery.REFERENCE_TPD,
+        }
+        return Calibration(
+            model=self.spec.name,
+            theta=self.theta,
+            cov=self.cov,
+            base=self.base,
+            scatter=self.scatter,
+            data=self.data.source,
+            meta=meta,
+        )
+
+    @property
+    def scatter_dof(self) -> float:
+        return float(self.data.n * (1.0 - self.k_eff / max(self.n_eff, 1)))
+
+
+def _split_x(x, k):
+    return x[:k], x[k:]
+
+
+def _residual_fn(spec, data: FitData, base, nuis_idx, priors, a_prior, scale=1.0):
+    mask = np.isfinite(data.y) & np.isfinite(data.sigma)
+    k = len(spec.free)
+    free_idx = spec.free_index
+    prior_idx = np.array([spec.free.index(n) for n in priors], dtype=int)
+    prior_mu = np.array([priors[n][0] for n in priors], dtype=float)
+    prior_sd = np.array([priors[n][1] for n in priors], dtype=float)
+    y = data.y
+    sig = data.sigma * scale
+    n = data.n
+    p_rows = np.tile(base, (n, 1))
+    off = np.zeros((n, recovery.N_OFFSETS))
+    out = np.empty((n, len(ALL_OUTPUTS)))
+    ore, head = data.ore_t, data.head
+
+    def fun(x):
+        theta, a_nuis = _split_x(x, k)
+        avail = data.availability.copy()
+        avail[nuis_idx] = a_nuis
+        avail = np.where(np.isnan(avail), a_prior[0], avail)
+        p_rows[:, free_idx] = theta
+        q = data.tpd / avail / recovery.REFERENCE_TPD
+        _outputs_rows(spec.kind, spec.grade_dep, p_rows, ore, head, q, off, out)
+        r = (out[:, _FIT_INDEX] - y) / sig
+        parts = [r[mask]]
+        if len(nuis_idx):
+            parts.append((a_nuis - a_prior[0]) / a_prior[1])
+        if len(prior_idx):
+            parts.append((theta[prior_idx] - prior_mu) / prior_sd)
+        return np.concatenate(parts)
+
+    return fun, int(mask.sum())
+
+
+def _starts(spec, n_starts, rng, x_lo, x_hi, x_default):
+    starts = [np.clip(x_default, x_lo, x_hi)]
+    names = list(spec.free)
+    for _ in range(max(n_starts - 1, 0)):
+        x = x_default.copy()
+        for j in range(len(x_lo)):
+            name = names[j] if j < len(names) else "availability"
+            lo, hi = x_lo[j], x_hi[j]
+            if name.startswith("ktau"):
+                # rate x residence time spans decades: draw log-uniformly over 0.3-30
+                x[j] = math.exp(rng.uniform(math.log(max(lo, 0.3)), math.log(min(hi, 30.0))))
+            elif name == "availability":
+                x[j] = x_default[j]
+            else:
+                # stay away from the edges: a start on a bound stalls trust-region methods
+                x[j] = rng.uniform(lo + 0.05 * (hi - lo), hi - 0.05 * (hi - lo))
+        starts.append(x)
+    return starts
+
+
+def _check_priors(spec, priors):
+    priors = dict(priors or {})
+    for name, val in priors.items():
+        if name not in spec.free:
+            raise ValidationError(
+                f"priors: {name!r} is not a free parameter of model {spec.name!r}; allowed: {', '.join(spec.free)}"
+            )
+        try:
+            mu, sd = (float(v) for v in val)
+        except (TypeError, ValueError):
+            raise ValidationError(f"priors.{name}: found {val!r}; expected (mean, sd)") from None
+        if not (math.isfinite(mu) and math.isfinite(sd) and sd > 0):
+            raise ValidationError(f"priors.{name}: found mean {mu:g}, sd {sd:g}; allowed: finite, sd > 0")
+        priors[name] = (mu, sd)
+    return priors
+
+
+def fit(
+    model,
+    data: FitData | None = None,
+    *,
+    starts: int = 6,
+    seed: int = 0,
+    priors=None,
+    availability_prior=AVAILABILITY_PRIOR,
+    x0=None,
+    fix_availability: bool = False,
+) -> FitResult:
+    """Weighted nonlinear least squares of ``model`` to quarters.
+
+    Parameters
+    ----------
+    model : str or ModelSpec
+        A name of :data:`kenomill.recovery.MODELS`.
+    data : FitData, optional
+        Default: the six raw quarters (:func:`fit_data`).
+    starts : int
+        Number of starting points: the defaults of :data:`~kenomill.recovery.FULL_PARAMS`
+        plus ``starts - 1`` random ones within the bounds (``ktau`` log-uniform).
+    seed : int
+        Seed of the random starts.
+    priors : dict, optional
+        ``{name: (mean, sd)}`` Gaussian priors on free parameters [their units].
+    availability_prior : (float, float)
+        Mean and SD [fraction] of availabilities the data do not give. For models whose
+        recovery depends on throughput, each unknown availability is a nuisance parameter
+        with this prior; otherwise availability does not enter.
+    x0 : array, optional
+        An extra starting point for the free parameters (tried first).
+    fix_availability : bool
+        Hold unknown availabilities at the prior mean instead of fitting them.
+
+    Returns
+    -------
+    FitResult
+    """
+    spec = recovery.get_model(model)
+    data = fit_data() if data is None else data
+    priors = _check_priors(spec, priors)
+    a_prior = (float(availability_prior[0]), float(availability_prior[1]))
+    base = spec.base_full()
+    k = len(spec.free)
+    lo, hi = spec.bounds()
+    kinetic = spec.kind != recovery.KIN_NONE
+    nuis_idx = (
+        np.flatnonzero(np.isnan(data.availability)) if kinetic and not fix_availability else np.array([], int)
+    )
+    x_lo = np.concatenate([lo, np.full(len(nuis_idx), AVAILABILITY_RANGE[0])])
+    x_hi = np.concatenate([hi, np.full(len(nuis_idx), AVAILABILITY_RANGE[1])])
+    x_def = np.concatenate([spec.defaults(), np.full(len(nuis_idx), a_prior[0])])
+    rng = np.random.default_rng(seed)
+    start_list = _starts(spec, starts, rng, x_lo, x_hi, x_def)
+    if x0 is not None:
+        start_list.insert(0, np.clip(np.concatenate([np.asarray(x0, float), x_def[k:]]), x_lo, x_hi))
+
+    def solve(fun, xs):
+        # keep starts strictly inside the bounds (least_squares requires it)
+        xs = np.clip(xs, x_lo + 1e-9 * (x_hi - x_lo), x_hi - 1e-9 * (x_hi - x_lo))
+        return optimize.least_squares(
+            fun,
+            xs,
+            bounds=(x_lo, x_hi),
+            method="trf",
+            x_scale="jac",
+            xtol=1e-12,
+            ftol=1e-12,
+            gtol=1e-10,
+            max_nfev=4000,
+        )
+
+    # The error model fixes the relative weights of the figures; the quarters scatter more
+    # than it allows, so the overall scale s of the data residuals is estimated
+    # (s^2 = chi2 / (n - k_eff), at least 1). Priors (availability, parameters) are absolute
+    # and must be weighed against residuals of the right size: fit at s = 1 from the
+    # first start, estimate s, then run every start at that s, and refine once if s moved.
+    scale = 1.0
+    fun, n_obs = _residual_fn(spec, data, base, nuis_idx, priors, a_prior, scale)
+    x = solve(fun, start_list[0]).x
+    names = list(spec.free) + [f"availability[{data.periods[i]}]" for i in nuis_idx]
+    for _ in range(3):
+        r = fun(x)
+        chi2 = float(np.sum(r[:n_obs] ** 2)) * scale**2
+        _, k_eff, _ = _covariance(_jacobian(fun, x, x_lo, x_hi), n_obs, x, x_lo, x_hi, names)
+        new_scale = math.sqrt(max(1.0, chi2 / max(n_obs - k_eff, 1.0)))
+        if abs(new_scale - scale) <= 0.02 * scale:
+            break
+        scale = new_scale
+        fun, _ = _residual_fn(spec, data, base, nuis_idx, priors, a_prior, scale)
+        x = solve(fun, x).x
+    best, costs = None, []
+    for xs in [x, *start_list]:
+        res = solve(fun, xs)
+        costs.append(2.0 * res.cost)
+        if best is None or res.cost < best.cost:
+            best = res
+    costs = costs[1:] if len(start_list) > 1 else costs
+    x = best.x
+    r = fun(x)
+    chi2 = float(np.sum(r[:n_obs] ** 2)) * scale**2
+    chi2_prior = float(np.sum(r[n_obs:] ** 2))
+    J = _jacobian(fun, x, x_lo, x_hi)
+    theta, a_nuis = _split_x(x, k)
+    avail = data.availability.copy()
+    avail[nuis_idx] = a_nuis
+    avail = np.where(np.isnan(avail), a_prior[0], avail)
+    cov_x, k_eff, warns = _covariance(J, n_obs, x, x_lo, x_hi, names)
+    span = x_hi - x_lo
+    at_bound = (np.abs(x - x_lo) < 1e-6 * span) | (np.abs(x_hi - x) < 1e-6 * span)
+    cov = cov_x[:k, :k]
+    fitted = mill_outputs(
+        spec, spec.full(theta, base), data.ore_t, data.head, data.tpd / avail / recovery.REFERENCE_TPD
+    )[:, _FIT_INDEX]
+    result = FitResult(
+        spec=spec,
+        data=data,
+        theta=theta,
+        cov=cov,
+        base=base,
+        availability=avail,
+        availability_fitted=np.isin(np.arange(data.n), nuis_idx),
+        chi2=chi2,
+        chi2_prior=chi2_prior,
+        n_obs=n_obs,
+        k_eff=k_eff,
+        fitted=fitted,
+        scatter=np.zeros(recovery.N_OFFSETS),
+        offsets=np.zeros((data.n, recovery.N_OFFSETS)),
+        start_costs=np.array(costs),
+        at_bound=at_bound[:k],
+        warnings=warns,
+        priors=priors,
+        availability_prior=a_prior,
+    )
+    nbest = result.n_same_optimum
+    if nbest < len(costs):
+        result.warnings.append(
+            f"{nbest} of {len(costs)} starting points reached the best optimum (chi2 {min(costs):.4g}); "
+            f"others stopped at chi2 {sorted(costs)[nbest] if nbest < len(costs) else np.nan:.4g} and above"
+        )
+    result.scale = scale
+    result.offsets, result.scatter = _scatter(result)
+    return result
+
+
+def _jacobian(fun, x, lo, hi):
+    """Central-difference Jacobian (one-sided at a bound)."""
+    f0 = fun(x)
+    J = np.empty((f0.size, x.size))
+    for j in range(x.size):
+        h = 1e-6 * max(abs(x[j]), 1e-3)
+        xp, xm = x.copy(), x.copy()
+        xp[j] = min(x[j] + h, hi[j])
+        xm[j] = max(x[j] - h, lo[j])
+        J[:, j] = (fun(xp) - fun(xm)) / (xp[j] - xm[j])
+    return J
+
+
+def _covariance(J, n_obs, x, lo, hi, names):
+    """Covariance of the estimates, effective parameter count and identifiability warnings.
+
+    ``J`` is the Jacobian of the residuals already divided by their scale, so
+    ``(J' J)^-1`` is the covariance. Identifiability is judged on the Jacobian scaled by
+    each parameter's range (the change in the residuals when a parameter sweeps its
+    whole range): a direction along which even that moves nothing is not identifiable.
+    """
+    warns = []
+    m = J.shape[1]
+    span = hi - lo
+    at_bound = (np.abs(x - lo) < 1e-6 * span) | (np.abs(hi - x) < 1e-6 * span)
+    free = ~at_bound
+    cov = np.zeros((m, m))
+    for j in np.flatnonzero(at_bound):
+        if not names[j].startswith("availability"):
+            side = "upper" if abs(hi[j] - x[j]) < abs(x[j] - lo[j]) else "lower"
+            warns.append(
+                f"{names[j]} is at its {side} bound ({x[j]:.4g}): held there, its uncertainty is not estimated"
+            )
+    Js = J[:, free] * span[free]
+    fnames = [n for n, f in zip(names, free, strict=True) if f]
+    A = Js.T @ Js
+    w, v = np.linalg.eigh(A)
+    tol = 1e-9 * max(w.max(), 1e-300)
+    null = w <= tol
+    inv_w = np.where(null, 0.0, 1.0 / np.where(null, 1.0, w))
+    ainv = (v * inv_w) @ v.T
+    cov_f = ainv * np.outer(span[free], span[free])
+    for i in np.flatnonzero(null):
+        comp = sorted(zip(np.abs(v[:, i]), fnames, strict=True), reverse=True)
+        comp = [c for c in comp if c[0] > 0.1][:3]
+        warns.append(
+            "not identifiable: the data do not move with "
+            + " + ".join(f"{c:.2f} {n}" for c, n in comp)
+            + " (held at the optimum in draws; a prior would pin it down)"
+        )
+    # effective number of parameters: trace of the hat matrix of the data rows
+    Jd = Js[:n_obs]
+    k_eff = float(np.trace(Jd @ ainv @ Jd.T))
+    cov[np.ix_(free, free)] = cov_f
+    good = w[~null]
+    if good.size:
+        cond = good.max() / good.min()
+        if cond > 1e6:
+            i = int(np.flatnonzero(~null)[np.argmin(good)])
+            comp = sorted(zip(np.abs(v[:, i]), fnames, strict=True), reverse=True)
+            comp = [c for c in comp if c[0] > 0.1][:3]
+            warns.append(
+                f"weakly identified (condition number {cond:.2g} of the range-scaled information): the "
+                "flattest direction is " + " + ".join(f"{c:.2f} {n}" for c, n in comp)
+            )
+    se = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        corr = cov / np.outer(se, se)
+    for a in range(m):
+        for b in range(a + 1, m):
+            if free[a] and free[b] and np.isfinite(corr[a, b]) and abs(corr[a, b]) > 0.95:
+                warns.append(
+                    f"{names[a]} and {names[b]} are correlated {corr[a, b]:+.3f}: the data determine "
+                    "mainly their combination"
+                )
+    for j in np.flatnonzero(free):
+        if se[j] > 0.5 * span[j]:
+            warns.append(
+                f"{names[j]} is poorly determined: standard error {se[j]:.3g} exceeds half its range"
+            )
+    return cov, k_eff, warns
+
+
+def _scatter(res: FitResult):
+    """Per-quarter offsets with the parameters at the optimum, and their degrees-of-freedom corrected RMS."""
+    spec, data = res.spec, res.data
+    p = spec.full(res.theta, res.base)
+    q = data.tpd / res.availability / recovery.REFERENCE_TPD
+    offs = np.zeros((data.n, recovery.N_OFFSETS))
+    for i in range(data.n):
+        mask = np.isfinite(data.y[i])
+        if not mask.any():
+            continue
+
+        def fun(o, i=i, mask=mask):
+            out = mill_outputs(spec, p, data.ore_t[i : i + 1], data.head[i : i + 1], q[i : i + 1], o[None, :])
+            return ((out[0, _FIT_INDEX] - data.y[i]) / data.sigma[i])[mask]
+
+        r = optimize.least_squares(fun, np.zeros(recovery.N_OFFSETS), bounds=(-5.0, 5.0), method="trf")
+        offs[i] = r.x
+    dof = max(res.scatter_dof, 1.0)
+    scatter = np.sqrt((offs**2).sum(0) / dof)
+    return offs, scatter
+
+
+def profile(model, name: str, grid, data: FitData | None = None, *, priors=None, start=None) -> pd.DataFrame:
+    """Profile of the weighted sum of squares over parameter ``name`` (others refitted).
+
+    A flat profile over a wide range says the data cannot pin ``name`` down: the
+    honest statement for rate constants when throughput varied only 201-245 t/d.
+    Returns a table with columns ``name`` and ``chi2`` (and ``delta_chi2``).
+    """
+    spec = recovery.get_model(model)
+    if name not in spec.free:
+        raise ValidationError(
+            f"profile: {name!r} is not a free parameter of {spec.name!r}; allowed: {', '.join(spec.free)}"
+        )
+    data = fit_data() if data is None else data
+    j = spec.free.index(name)
+    rest = tuple(n for n in spec.free if n != name)
+    rows = []
+    theta0 = start
+    for v in np.asarray(grid, dtype=float):
+        sub = replace(
+            spec, name=f"{spec.name}|{name}={v:g}", free=rest, fixed=(*spec.fixed, (name, float(v)))
+        )
+        x0 = None if theta0 is None else np.delete(np.asarray(theta0, float), j)
+        pr = {k: val for k, val in (priors or {}).items() if k != name}
+        r = fit(sub, data, starts=2, priors=pr, x0=x0)
+        rows.append({name: v, "chi2": r.chi2 + r.chi2_prior})
+    df = pd.DataFrame(rows)
+    df["delta_chi2"] = df["chi2"] - df["chi2"].min()
+    return df
+
+
+# ---------------------------------------------------------------- leave one out, comparison
+def leave_one_out(
+    model, data: FitData | None = None, *, starts: int = 4, seed: int = 0, priors=None
+) -> xr.Dataset:
+    """Predict each quarter from a fit to the other quarters only.
+
+    The held-out quarter's figures never enter its own fit: the fit sees
+    ``data.subset(others)``, and the prediction uses only the held-out feed (tonnes,
+    head grades, tpd and, where reported, availability; else the prior mean).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimension ``period``: ``<figure>_reported`` and ``<output>`` (predicted) for every
+        output of :data:`OUTPUTS`, and the reported contained metal.
+    """
+    from kenomill.data import reported_periods
+
+    spec = recovery.get_model(model)
+    data = fit_data() if data is None else data
+    n = data.n
+    pred = np.full((n, len(ALL_OUTPUTS)), np.nan)
+    for h in range(n):
+        others = [i for i in range(n) if i != h]
+        r = fit(spec, data.subset(others), starts=starts, seed=seed, priors=priors)
+        a = data.availability[h] if np.isfinite(data.availability[h]) else r.availability_prior[0]
+        pred[h] = mill_outputs(
+            spec,
+            spec.full(r.theta, r.base),
+            data.ore_t[h : h + 1],
+            data.head[h : h + 1],
+            operating_q_ratio(data.tpd[h], a)[None],
+        )[0]
+    ds = xr.Dataset(coords={"period": ("period", list(data.periods))})
+    for j, name in enumerate(ALL_OUTPUTS):
+        u, ln = OUTPUT_ATTRS[name]
+        ds[name] = (
+            "period",
+            pred[:, j],
+            {"units": u, "long_name": f"{ln}, predicted leaving the quarter out"},
+        )
+    for j, c in enumerate(FIT_FIGURES):
+        ds[c + "_reported"] = ("period", data.y[:, j], {"units": OUTPUT_ATTRS[c][0]})
+    if data.source in ("raw", "reconciled"):
+        rep = reported_periods("quarter").sel(period=list(data.periods))
+        for c in ("ag_oz", "pb_lb", "zn_lb"):
+            ds[c + "_reported"] = ("period", rep[c].values, {"units": OUTPUT_ATTRS[c][0]})
+    ds.attrs.update({"model": spec.name, "data": data.source})
+    return ds
+
+
+def loo_errors(loo: xr.Dataset) -> dict[str, float]:
+    """Leave-one-out errors per metal: recovery RMSE [percentage points] and contained-metal RMS error [%]."""
+    out = {}
+    for el, rec, cont in (
+        ("ag", "rec_ag_pct", "ag_oz"),
+        ("pb", "rec_pb_pct", "pb_lb"),
+        ("zn", "rec_zn_pct", "zn_lb"),
+    ):
+        d = loo[rec] - loo[rec + "_reported"]
+        out[f"loo_rec_{el}_pts"] = float(np.sqrt(np.nanmean(d.values**2)))
+        if cont + "_reported" in loo:
+            rel = 100 * (loo[cont] / loo[cont + "_reported"] - 1)
+            out[f"loo_{cont}_pct"] = float(np.sqrt(np.nanmean(rel.values**2)))
+    for g in ("pbcon_pb_pct", "zncon_zn_pct", "pbcon_ag_gpt"):
+        rel = 100 * (loo[g] / loo[g + "_reported"] - 1)
+        out[f"loo_{g}_relpct"] = float(np.sqrt(np.nanmean(rel.values**2)))
+    return out
+
+
+def compare_models(
+    models=None,
+    data: FitData | None = None,
+    *,
+    starts: int = 6,
+    loo_starts: int = 3,
+    seed: int = 0,
+    priors=None,
+) -> pd.DataFrame:
+    """Fit each model; one row per model with AICc, BIC and leave-one-out errors per metal.
+
+    ``loo_score`` is the mean of the three contained-metal leave-one-out RMS errors [%],
+    the figure a planner cares about; ``d_aicc`` is AICc minus the best AICc.
+    Rows are sorted by AICc.
+    """
+    data = fit_data() if data is None else data
+    names = list(recovery.MODELS) if models is None else list(models)
+    rows = []
+    for name in names:
+        spec = recovery.get_model(name)
+        pr = {k: v for k, v in (priors or {}).items() if k in spec.free}
+        r = fit(spec, data, starts=starts, seed=seed, priors=pr)
+        loo = leave_one_out(spec, data, starts=loo_starts, seed=seed, priors=pr)
+        e = loo_errors(loo)
+        row = {
+            "model": spec.name,
+            "k": r.k,
+            "k_eff": r.k_eff,
+            "chi2": r.chi2,
+            "aicc": r.aicc,
+            "bic": r.bic,
+            **e,
+            "same_optimum": f"{r.n_same_optimum}/{len(r.start_costs)}",
+            "warnings": len(r.warnings),
+        }
+        keys = [k for k in ("loo_ag_oz_pct", "loo_pb_lb_pct", "loo_zn_lb_pct") if k in e]
+        row["loo_score"] = (
+            float(np.mean([e[k] for k in keys]))
+            if keys
+            else float(np.mean([e["loo_rec_ag_pts"], e["loo_rec_pb_pts"], e["loo_rec_zn_pts"]]))
+        )
+        rows.append(row)
+    df = pd.DataFrame(rows).sort_values("aicc").reset_index(drop=True)
+    df["d_aicc"] = df["aicc"] - df["aicc"].min()
+    df["d_bic"] = df["bic"] - df["bic"].min()
+    return df
+
+
+# ---------------------------------------------------------------------------- predict
+def read_feed(path) -> xr.Dataset:
+    """Read FEED.csv (columns :data:`FEED_COLUMNS`, optionally :data:`FEED_OPTIONAL`) and validate it."""
+    from pathlib import Path
+
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(2, "No such file", str(p))
+    try:
+        df = pd.read_csv(p, dtype={"period": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValidationError(f"{p}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    return check_feed(df, where=str(p))
+
+
+def check_feed(feed, where: str = "feed") -> xr.Dataset:
+    """Validate a feed table (DataFrame, Dataset or mapping of columns) -> Dataset over ``period``."""
+    if isinstance(feed, xr.Dataset):
+        df = feed.to_dataframe().reset_index() if "period" in feed.dims else feed.to_dataframe()
+    elif isinstance(feed, pd.DataFrame):
+        df = feed.copy()
+    else:
+        try:
+            df = pd.DataFrame(dict(feed))
+        except (TypeError, ValueError) as exc:
+            raise ValidationError(
+                f"{where}: expected a table with columns {', '.join(FEED_COLUMNS)} ({exc})"
+            ) from None
+    df.columns = [str(c).strip() for c in df.columns]
+    missing = [c for c in FEED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValidationError(
+            f"{where}: missing column(s) {', '.join(missing)}; required: {', '.join(FEED_COLUMNS)}; "
+            f"optional: {', '.join(FEED_OPTIONAL)}"
+        )
+    if len(df) == 0:
+        raise ValidationError(f"{where}: no rows; give at least one period")
+    periods = df["period"].astype(str).str.strip()
+    if periods.duplicated().any():
+        raise ValidationError(f"{where}: period {periods[periods.duplicated()].iloc[0]!r} appears twice")
+    num = {}
+    for c in (*FEED_COLUMNS[1:], *FEED_OPTIONAL):
+        if c not in df.columns:
+            continue
+        col = pd.to_numeric(df[c], errors="coerce")
+        bad = col.isna() & df[c].notna() & (df[c].astype(str).str.strip() != "")
+        if bad.any():
+            i = int(np.flatnonzero(bad.to_numpy())[0])
+            raise ValidationError(
+                f"{where}: {c} of period {periods.iloc[i]}: found {df[c].iloc[i]!r}; a number is required"
+            )
+        num[c] = col.to_numpy(dtype=float)
+    if "days" in num:
+        # tpd may be left empty where days are given: calendar rate = tonnes / days
+        fill = np.isnan(num["tpd"]) & np.isfinite(num["days"]) & (num["days"] > 0)
+        num["tpd"] = np.where(fill, num["ore_processed_t"] / np.where(fill, num["days"], 1.0), num["tpd"])
+    limits = {
+        "ore_processed_t": (0.0, np.inf, "t"),
+        "head_ag_gpt": (0.0, 1e6, "g/t"),
+        "head_pb_pct": (0.0, 100 * recovery.GALENA_PB, "%"),
+        "head_zn_pct": (0.0, 100 * recovery.SPHALERITE_ZN, "%"),
+        "tpd": (0.0, np.inf, "t/d"),
+        "days": (0.0, 366.0, "d"),
+        "availability_pct": (100 * AVAILABILITY_RANGE[0], 100.0, "%"),
+    }
+    for c, (lo, hi, u) in limits.items():
+        if c not in num:
+            continue
+        vals = num[c]
+        optional = c in FEED_OPTIONAL
+        for i, v in enumerate(vals):
+            if optional and np.isnan(v):
+                continue
+            try:
+                check_range(f"{where}: {c} of period {periods.iloc[i]}", v, lo, hi, u)
+            except ValidationError:
+                raise
+            if c in ("ore_processed_t", "tpd") and v <= 0:
+                raise ValidationError(
+                    f"{where}: {c} of period {periods.iloc[i]}: found {v:g} {u}; allowed: > 0 {u}"
+                )
+    mineral = num["head_pb_pct"] / (100 * recovery.GALENA_PB) + num["head_zn_pct"] / (
+        100 * recovery.SPHALERITE_ZN
+    )
+    if (mineral > 1.0).any():
+        i = int(np.argmax(mineral > 1.0))
+        raise ValidationError(
+            f"{where}: period {periods.iloc[i]}: head grades {num['head_pb_pct'][i]:g} % Pb and "
+            f"{num['head_zn_pct'][i]:g} % Zn need {100 * mineral[i]:.1f} % galena + sphalerite; allowed: at most 100 %"
+        )
+    ds = xr.Dataset(coords={"period": ("period", periods.to_numpy(dtype=str))})
+    from kenomill.data import COLUMNS
+
+    for c, v in num.items():
+        u, ln = COLUMNS[c]
+        ds[c] = ("period", v, {"units": u, "long_name": ln})
+    if "availability_pct" not in ds:
+        ds["availability_pct"] = ("period", np.full(ds.sizes["period"], np.nan), {"units": "%"})
+    return ds
+
+
+def predict(
+    calibration: Calibration | None = None,
+    feed=None,
+    *,
+    n_draws: int = 4000,
+    seed: int = 0,
+    quantiles=(0.05, 0.95),
+) -> xr.Dataset:
+    """Predict production for new feeds, with prediction bounds.
+
+    Parameters
+    ----------
+    calibration : Calibration, optional
+        Default: the packaged calibration (:func:`kenomill.calibration_file.default_calibration`).
+    feed : xarray.Dataset, pandas.DataFrame or mapping
+        Columns ``period``, ``ore_processed_t`` [t], ``head_ag_gpt`` [g/t], ``head_pb_pct``
+        [%], ``head_zn_pct`` [%], ``tpd`` [t/d, calendar rate], and optionally ``days`` [d]
+        and ``availability_pct`` [%].
+    n_draws : int
+        Monte Carlo draws behind the bounds.
+    seed : int
+        Seed of the draws (same seed, same bounds).
+    quantiles : (float, float)
+        Lower and upper bound probabilities (default 5 % and 95 %).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimension ``period``. For every output of :data:`OUTPUTS` (and tails,
+        :data:`EXTRA_OUTPUTS`): the deterministic value (parameters at the optimum, no
+        offsets, availability as given or the prior mean) and ``<name>_p05`` /
+        ``<name>_p95`` bounds that include parameter uncertainty (draws from the
+        calibration's covariance), unknown availability (draws from its prior) and the
+        quarter-to-quarter scatter (offsets ~ N(0, scatter)). Also ``availability``
+        [fraction] and ``operating_tpd`` [t/d] used by the deterministic value.
+    """
+    cal = default_calibration() if calibration is None else calibration
+    if feed is None:
+        raise ValidationError("feed: none given; give a table with columns " + ", ".join(FEED_COLUMNS))
+    ds = check_feed(feed)
+    if n_draws < 2:
+        raise ValidationError(f"n_draws: found {n_draws}; allowed: at least 2")
+    spec = cal.spec
+    n = ds.sizes["period"]
+    ore = ds["ore_processed_t"].values
+    head = np.stack(
+        [
+            units.to_fraction(ds["head_ag_gpt"].values, "g/t"),
+            units.to_fraction(ds["head_pb_pct"].values, "%"),
+            units.to_fraction(ds["head_zn_pct"].values, "%"),
+        ],
+        axis=1,
+    )
+    a_given = ds["availability_pct"].values / 100.0
+    a_mu, a_sd = cal.meta.get("availability_prior", AVAILABILITY_PRIOR)
+    a_det = np.where(np.isnan(a_given), a_mu, a_given)
+    tpd = ds["tpd"].values
+    det = mill_outputs(spec, cal.full(), ore, head, operating_q_ratio(tpd, a_det))
+
+    rng = np.random.default_rng(seed)
+    thetas = cal.draw_theta(rng, n_draws)  # (d, k)
+    p = np.tile(cal.base, (n_draws, 1))
+    p[:, spec.free_index] = thetas
+    a = np.tile(a_det, (n_draws, 1))
+    unknown = np.isnan(a_given)
+    if unknown.any():
+        z = rng.standard_normal((n_draws, int(unknown.sum())))
+        a[:, unknown] = np.clip(a_mu + a_sd * z, *AVAILABILITY_RANGE)
+    off = rng.standard_normal((n_draws, n, recovery.N_OFFSETS)) * cal.scatter
+    rows_p = np.repeat(p, n, axis=0)
+    out = mill_outputs(
+        spec,
+        rows_p,
+        np.tile(ore, n_draws),
+        np.tile(head, (n_draws, 1)),
+        operating_q_ratio(np.tile(tpd, n_draws), a.reshape(-1)),
+        off.reshape(-1, recovery.N_OFFSETS),
+    ).reshape(n_draws, n, len(ALL_OUTPUTS))
+    lo, hi = np.quantile(out, quantiles, axis=0)
+    tag_lo, tag_hi = (f"_p{round(100 * qq):02d}" for qq in quantiles)
+
+    res = xr.Dataset(coords={"period": ds.period})
+    for j, name in enumerate(ALL_OUTPUTS):
+        u, ln = OUTPUT_ATTRS[name]
+        res[name] = ("period", det[:, j], {"units": u, "long_name": ln})
+    for j, name in enumerate(ALL_OUTPUTS):
+        u, ln = OUTPUT_ATTRS[name]
+        res[name + tag_lo] = (
+            "period",
+            lo[:, j],
+            {"units": u, "long_name": f"{ln}, {100 * quantiles[0]:g} % bound"},
+        )
+        res[name + tag_hi] = (
+            "period",
+            hi[:, j],
+            {"units": u, "long_name": f"{ln}, {100 * quantiles[1]:g} % bound"},
+        )
+    for c in ("ore_processed_t", "head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd"):
+        res[c] = ds[c]
+    res["availability"] = (
+        "period",
+        a_det,
+        {"units": "1", "long_name": "availability used (given, or prior mean)"},
+    )
+    res["operating_tpd"] = (
+        "period",
+        tpd / a_det,
+        {"units": "t/d", "long_name": "operating throughput = calendar tpd / availability"},
+    )
+    res.attrs.update(
+        {
+            "model": cal.model,
+            "calibration_data": cal.data,
+            "n_draws": n_draws,
+            "seed": seed,
+            "availability_prior": f"{a_mu:g} +- {a_sd:g} where not given",
+            "bounds": f"{100 * quantiles[0]:g} % and {100 * quantiles[1]:g} % prediction bounds: parameter "
+            "uncertainty, unknown availability and quarter-to-quarter scatter",
+        }
+    )
+    return res
+
+
+def prediction_frame(pred: xr.Dataset) -> pd.DataFrame:
+    """The PRED.csv table: period, then each of :data:`OUTPUTS` followed by its bounds."""
+    cols = {"period": pred.period.values}
+    tags = [v[len("ag_oz") :] for v in pred.data_vars if v.startswith("ag_oz_p")]
+    for name in OUTPUTS:
+        cols[name] = pred[name].values
+    for name in OUTPUTS:
+        for t in tags:
+            cols[name + t] = pred[name + t].values
+    return pd.DataFrame(cols)
+
+
+def fit_and_calibrate(model, data="raw", *, starts=6, seed=0, priors=None, error_model=None) -> FitResult:
+    """Convenience: :func:`fit_data` then :func:`fit`."""
+    return fit(model, fit_data(data, error_model), starts=starts, seed=seed, priors=priors)
