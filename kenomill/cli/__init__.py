@@ -46,6 +46,8 @@ def _register():
     from kenomill.cli import balance as _balance
 
     main.add_command(_balance.balance)
+    from kenomill.cli import reconcile as _reconcile
+    main.add_command(_reconcile.reconcile)
 
 
 _register()

@@ -1,0 +1,189 @@
+"""``kenomill reconcile``: adjust the reported figures so every balance holds; find gross errors."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kenomill.cli import guarded
+
+
+def _num(v: float) -> str:
+    if v != v:  # NaN
+        return "-"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+
+
+def _zrange(text: str) -> str:
+    vals = sorted({float(v) for v in str(text).split(",")})
+    return f"{vals[0]:.2f}" if vals[-1] - vals[0] < 0.005 else f"{vals[0]:.2f}-{vals[-1]:.2f}"
+
+
+def _parse_rel(items) -> dict[str, float]:
+    from kenomill.errors import ValidationError
+
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep:
+            raise ValidationError(
+                f"--rel-pct: found {item!r}; expected NAME=PERCENT, e.g. assays=2.5 or zn_lb=0.5"
+            )
+    return out
+
+
+def print_reconciliation(rec, reported, top: int = 10, console: Console | None = None) -> None:
+    """Print the per-period tests and the most suspicious measurements."""
+    from kenomill.reconcile import suspects
+
+    console = console or Console(width=140)
+    sus = suspects(rec, reported)
+    t = Table(
+        title="Global test per period (chi2 of the balances; gross error when p < alpha)",
+        caption=f"error model: {rec.attrs['error_model']}. alpha = {rec.attrs['alpha']:g}; "
+        f"measurement test: z > {_zrange(rec.attrs['z_crit'])} (Sidak-corrected). "
+        "Source: Alexco news releases 2012-01-23, 2012-04-16, 2012-07-16.",
+    )
+    for col, just in (
+        ("period", "left"),
+        ("chi2", "right"),
+        ("dof", "right"),
+        ("p-value", "right"),
+        ("gross error", "center"),
+        ("most suspect figure", "left"),
+        ("reported", "right"),
+        ("reconciled", "right"),
+        ("adj %", "right"),
+        ("z", "right"),
+    ):
+        t.add_column(col, justify=just)
+    for i, p in enumerate(rec.period.values):
+        s = sus[sus.period == str(p)]
+        worst = s.iloc[0] if len(s) else None
+        ge = bool(rec.gross_error.values[i])
+        t.add_row(
+            str(p),
+            f"{float(rec.chi2.values[i]):.2f}",
+            str(int(rec.dof.values[i])),
+            f"{float(rec.p_value.values[i]):.3g}",
+            "[bold red]YES[/]" if ge else "no",
+            "-" if worst is None else escape(f"{worst.figure} [{worst.units}]"),
+            "-" if worst is None else _num(worst.reported),
+            "-" if worst is None else _num(worst.reconciled),
+            "-" if worst is None else f"{worst.adjustment_pct:+.2f}",
+            "-" if worst is None else f"{worst.z:.2f}",
+        )
+    console.print(t)
+    t2 = Table(title=f"The {top} most suspicious measurements (largest measurement-test z)")
+    for col, just in (
+        ("period", "left"),
+        ("figure", "left"),
+        ("units", "left"),
+        ("reported", "right"),
+        ("reconciled", "right"),
+        ("adj %", "right"),
+        ("sd", "right"),
+        ("z", "right"),
+        ("flagged", "center"),
+    ):
+        t2.add_column(col, justify=just)
+    for r in sus.head(top).itertuples():
+        t2.add_row(
+            r.period,
+            r.figure,
+            r.units,
+            _num(r.reported),
+            _num(r.reconciled),
+            f"{r.adjustment_pct:+.2f}",
+            _num(r.sd),
+            f"{r.z:.2f}",
+            "[bold red]YES[/]" if r.flagged else "no",
+        )
+    console.print(t2)
+
+
+@click.command()
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write one row per period to FILE: .csv or .nc.",
+)
+@click.option(
+    "--across-periods",
+    is_flag=True,
+    help="Reconcile all periods together, so quarters add up to their half years and the year.",
+)
+@click.option(
+    "--error-model",
+    "error_model",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML file with [relative_pct], [columns_pct] and rounding (see kenomill.errormodel).",
+)
+@click.option(
+    "--rel-pct",
+    "rel_pct",
+    multiple=True,
+    metavar="NAME=PCT",
+    help="Relative error [%] of a kind (tonnes, concentrate_tonnes, assays, recoveries, "
+    "contained_metal) or of one column (e.g. zn_lb=0.5). Repeatable; wins over --error-model.",
+)
+@click.option("--rounding-only", is_flag=True, help="Set every relative error to 0: printed rounding only.")
+@click.option("--no-rounding", is_flag=True, help="Leave the printed rounding out of the error model.")
+@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of the tests.")
+@click.option(
+    "--exclude",
+    multiple=True,
+    metavar="PERIOD.COLUMN",
+    help="Treat a figure as not reported (estimate it from the balances), e.g. 2011Q4.zn_lb. Repeatable.",
+)
+@click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Suspects to list.")
+@guarded
+def reconcile(out, across_periods, error_model, rel_pct, rounding_only, no_rounding, alpha, exclude, top):
+    """Reconcile the reported figures (weighted least squares) and test them for gross errors.
+
+    Per period, ore processed x head grade x recovery = contained metal = concentrate
+    tonnes x grade for Ag, Pb and Zn (silver in both concentrates), and tpd x days = ore
+    processed; figures are adjusted by successive linearisation so that all hold, and the
+    chi-square (global) and measurement tests say whether and where the figures hold a
+    gross error.
+    """
+    from dataclasses import replace
+
+    from kenomill import io
+    from kenomill.data import reported_periods
+    from kenomill.errormodel import DEFAULT_RELATIVE_PCT, ErrorModel
+    from kenomill.reconcile import reconcile_dataset, summary_dataset, summary_frame
+
+    if out:
+        io.check_output_path(out)
+    model = ErrorModel.from_toml(error_model) if error_model else ErrorModel()
+    if rounding_only:
+        model = replace(model, relative_pct=dict.fromkeys(DEFAULT_RELATIVE_PCT, 0.0), columns_pct={})
+    model = model.with_overrides(_parse_rel(rel_pct))
+    if no_rounding:
+        model = replace(model, rounding=False)
+    reported = reported_periods()
+    rec = reconcile_dataset(reported, across_periods, model, alpha=alpha, exclude=exclude)
+    print_reconciliation(rec, reported, top=top)
+    bad = [str(p) for p, g in zip(rec.period.values, rec.gross_error.values, strict=True) if g]
+    if across_periods:
+        click.echo(
+            f"all periods together: chi2 = {rec.attrs['chi2_total']:.2f}, dof = {rec.attrs['dof_total']}, "
+            f"p = {rec.attrs['p_value_total']:.3g}"
+        )
+    click.echo(
+        f"gross error (p < {alpha:g}) in: {', '.join(bad)}"
+        if bad
+        else f"no period fails the global test at {alpha:g}"
+    )
+    if out:
+        io.write_table(summary_frame(rec) if out.lower().endswith(".csv") else summary_dataset(rec), out)
+        click.echo(f"wrote {out}")
