@@ -1,0 +1,152 @@
+"""The balance table: both routes by hand, and the rounding tolerance by brute force."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from kenomill.balance import METALS, QUANTITIES, balance_frame, balance_table
+from kenomill.data import reported_periods
+
+OZ = 31.1034768  # g per troy oz
+LB = 2204.62262  # lb per t
+
+
+@pytest.fixture(scope="module")
+def table():
+    return balance_table()
+
+
+@pytest.fixture(scope="module")
+def ds():
+    return reported_periods()
+
+
+def test_routes_by_hand_2012q1(table):
+    """2012Q1 (16 Apr 2012 release), every figure recomputed by hand."""
+    t = table.sel(period="2012Q1")
+    ag = t.sel(quantity="ag_oz")
+    assert float(ag.reported) == 581_808
+    assert float(ag.via_feed) == pytest.approx(21_251 * 899 * 0.94 / OZ, rel=1e-12)  # 577,375 oz
+    assert float(ag.via_concentrate) == pytest.approx((3_376 * 5_144 + 1_583 * 460) / OZ, rel=1e-12)
+    pb = t.sel(quantity="pb_lb")
+    assert float(pb.via_feed) == pytest.approx(21_251 * 0.113 * 0.93 * LB, rel=1e-12)  # 4,923,512 lb
+    assert float(pb.via_concentrate) == pytest.approx(3_376 * 0.66 * LB, rel=1e-12)
+    zn = t.sel(quantity="zn_lb")
+    assert float(zn.via_feed) == pytest.approx(21_251 * 0.057 * 0.57 * LB, rel=1e-12)
+    assert float(zn.via_concentrate) == pytest.approx(1_583 * 0.43 * LB, rel=1e-12)
+    # recoveries: reported metal / feed metal, and concentrate metal / feed metal
+    rec = t.sel(quantity="rec_pb_pct")
+    assert float(rec.via_feed) == pytest.approx(100 * 4_929_079 / LB / (21_251 * 0.113), rel=1e-12)
+    assert float(rec.via_concentrate) == pytest.approx(100 * 3_376 * 0.66 / (21_251 * 0.113), rel=1e-12)
+    rec = t.sel(quantity="rec_ag_pct")
+    assert float(rec.via_concentrate) == pytest.approx(100 * (3_376 * 5_144 + 1_583 * 460) / (21_251 * 899))
+    assert float(ag.diff_feed_pct) == pytest.approx(100 * (21_251 * 899 * 0.94 / OZ / 581_808 - 1), rel=1e-12)
+
+
+def _ratio_range(num, den):
+    """Brute force: recomputed / reported over every rounding corner of the true values.
+
+    ``num`` / ``den``: lists of terms, each a list of (printed, resolution) factors;
+    recomputed = sum of products of ``num`` terms / product of the ``den`` factors
+    (for the comparison against a reported figure, that figure is in ``den``). With the
+    true values x = p - d (|d| <= resolution / 2) consistent, the ratio of printed to
+    true is prod(p/x) / ...: enumerate all 2^k signs of d.
+    """
+    factors = [f for term in num for f in term] + list(den)
+    p = np.array([v for v, _ in factors], dtype=float)
+    h = np.array([0.5 * r for _, r in factors], dtype=float)
+    ratios = []
+    for signs in itertools.product((-1.0, 1.0), repeat=len(factors)):
+        x = p - np.array(signs) * h
+        k, top_p, top_x = 0, 0.0, 0.0
+        for term in num:
+            top_p += np.prod(p[k : k + len(term)])
+            top_x += np.prod(x[k : k + len(term)])
+            k += len(term)
+        bot = p[k:] / x[k:]  # printed / true of the denominator factors
+        ratios.append((top_p / top_x) / np.prod(bot))
+    return min(ratios), max(ratios)
+
+
+def _figures(ds, period, *cols):
+    return [(float(ds[c].sel(period=period)), float(ds[c + "_resolution"].sel(period=period))) for c in cols]
+
+
+@pytest.mark.parametrize("period", ["2011Q1", "2011Q4", "2012H1", "2011FY"])
+@pytest.mark.parametrize("element", list(METALS))
+def test_tolerance_is_the_exact_worst_case(table, ds, period, element):
+    cm, rc, hd, contrib = METALS[element]
+    ore_head = _figures(ds, period, "ore_processed_t", hd)
+    (reported_metal,) = _figures(ds, period, cm)
+    (reported_rec,) = _figures(ds, period, rc)
+    terms = [_figures(ds, period, t, g) for t, g in contrib]
+    cases = {
+        # metal: ore x head x recovery vs reported metal; sum of concentrates vs reported metal
+        (cm, "tolerance_feed_pct"): ([[*ore_head, reported_rec]], [reported_metal]),
+        (cm, "tolerance_concentrate_pct"): (terms, [reported_metal]),
+        # recovery: reported metal / (ore x head) vs reported recovery, and concentrates / (ore x head)
+        (rc, "tolerance_feed_pct"): ([[reported_metal]], [*ore_head, reported_rec]),
+        (rc, "tolerance_concentrate_pct"): (terms, [*ore_head, reported_rec]),
+    }
+    for (quantity, column), (num, den) in cases.items():
+        lo, hi = _ratio_range(num, den)
+        want = 100 * max(hi - 1, 1 - lo)
+        got = float(table[column].sel(period=period, quantity=quantity))
+        assert got == pytest.approx(want, rel=1e-9), f"{period} {quantity} {column}"
+
+
+def test_tolerance_is_wider_than_first_order(table, ds):
+    """2011Q1 zinc: head 5.0 % (+-1 %) and recovery 56 % (+-0.89 %): the exact worst case
+    exceeds the first-order sum of the half-units by their product (about 0.01 pp and more)."""
+    t = float(table.tolerance_feed_pct.sel(period="2011Q1", quantity="zn_lb"))
+    first_order = 100 * (0.05 / 5.0 + 0.5 / 56 + 0.5 / 18_050 + 0.5 / 1_111_055)
+    assert first_order < t < first_order + 0.05
+
+
+#: figures that do not close within printed rounding (either route): the releases' own
+#: inconsistencies, pinned so that a change of data or formula is noticed
+KNOWN_NOT_CLOSING = {
+    ("2011Q1", "pb_lb"),  # 2,376 t x 68 % Pb = 3,561,965 lb vs 3,592,915 printed (-0.86 %)
+    ("2011Q4", "ag_oz"),  # 2011Q4: every contained figure is 2-10 % above both routes
+    ("2011Q4", "pb_lb"),
+    ("2011Q4", "zn_lb"),
+    ("2011Q4", "rec_ag_pct"),
+    ("2011Q4", "rec_pb_pct"),
+    ("2011Q4", "rec_zn_pct"),
+    ("2012Q1", "ag_oz"),  # feed route -0.76 %: 899 g/t x 94 % gives 577,375 oz, not 581,808
+    ("2012Q1", "rec_ag_pct"),
+    ("2011FY", "ag_oz"),  # the year carries 2011Q4's excess
+    ("2011FY", "pb_lb"),
+    ("2011FY", "zn_lb"),
+    ("2011FY", "rec_ag_pct"),
+    ("2011FY", "rec_zn_pct"),
+}
+
+
+def test_which_figures_close(table):
+    bad = {(str(p), str(q)) for p in table.period.values for q in table.quantity.values}
+    bad = {k for k in bad if not bool(table.closes.sel(period=k[0], quantity=k[1]))}
+    assert bad == KNOWN_NOT_CLOSING
+
+
+def test_closes_means_each_route_within_its_own_tolerance(table):
+    within = (abs(table.diff_feed_pct) <= table.tolerance_feed_pct) & (
+        abs(table.diff_concentrate_pct) <= table.tolerance_concentrate_pct
+    )
+    assert (within == table.closes).all()
+    # the concentrate route of silver is tight (0.02-0.03 %), the feed route is not (0.6 %):
+    # a single shared tolerance would hide concentrate-route misfits
+    ag = table.sel(quantity="ag_oz")
+    assert float(ag.tolerance_concentrate_pct.max()) < 0.05 < 0.55 < float(ag.tolerance_feed_pct.min())
+
+
+def test_table_units_and_frame(table):
+    assert list(table.quantity.values) == list(QUANTITIES)
+    assert list(table.units.values) == ["troy_oz", "lb", "lb", "%", "%", "%"]
+    for name in table.data_vars:
+        assert "units" in table[name].attrs and "long_name" in table[name].attrs, name
+    df = balance_frame(table)
+    assert len(df) == 54 and list(df.columns[:2]) == ["period", "quantity"]
