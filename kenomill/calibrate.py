@@ -67,8 +67,12 @@ from scipy import optimize
 from kenomill import recovery, units
 from kenomill._kernels import forward_row
 from kenomill.calibration_file import Calibration, default_calibration
-from kenomill.errormodel import ErrorModel, resolve
+from kenomill.errormodel import resolve
 from kenomill.errors import ValidationError, check_range
+
+#: the model `kenomill calibrate` fits when none is named, chosen by the model comparison
+#: (see :func:`compare_models` and the README)
+DEFAULT_MODEL = "cells_pb_tail_zn"
 
 #: prior of the availability of quarters whose availability the releases do not give:
 #: (mean, standard deviation) [fraction]. Mean of the two reported figures (96 % in
@@ -589,7 +593,8 @@ def _check_priors(spec, priors):
     for name, val in priors.items():
         if name not in spec.free:
             raise ValidationError(
-                f"priors: {name!r} is not a free parameter of model {spec.name!r}; allowed: {', '.join(spec.free)}"
+                f"priors: {name!r} is not a free parameter of model {spec.name!r}; "
+                f"allowed: {', '.join(spec.free)}"
             )
         try:
             mu, sd = (float(v) for v in val)
@@ -779,7 +784,8 @@ def _covariance(J, n_obs, x, lo, hi, names):
         if not names[j].startswith("availability"):
             side = "upper" if abs(hi[j] - x[j]) < abs(x[j] - lo[j]) else "lower"
             warns.append(
-                f"{names[j]} is at its {side} bound ({x[j]:.4g}): held there, its uncertainty is not estimated"
+                f"{names[j]} is at its {side} bound ({x[j]:.4g}): held there, "
+                "its uncertainty is not estimated"
             )
     Js = J[:, free] * span[free]
     fnames = [n for n, f in zip(names, free, strict=True) if f]
@@ -1089,7 +1095,8 @@ def check_feed(feed, where: str = "feed") -> xr.Dataset:
         i = int(np.argmax(mineral > 1.0))
         raise ValidationError(
             f"{where}: period {periods.iloc[i]}: head grades {num['head_pb_pct'][i]:g} % Pb and "
-            f"{num['head_zn_pct'][i]:g} % Zn need {100 * mineral[i]:.1f} % galena + sphalerite; allowed: at most 100 %"
+            f"{num['head_zn_pct'][i]:g} % Zn need {100 * mineral[i]:.1f} % galena + sphalerite; "
+            "allowed: at most 100 %"
         )
     ds = xr.Dataset(coords={"period": ("period", periods.to_numpy(dtype=str))})
     from kenomill.data import COLUMNS
@@ -1109,6 +1116,7 @@ def predict(
     n_draws: int = 4000,
     seed: int = 0,
     quantiles=(0.05, 0.95),
+    common_draws: bool = False,
 ) -> xr.Dataset:
     """Predict production for new feeds, with prediction bounds.
 
@@ -1126,6 +1134,10 @@ def predict(
         Seed of the draws (same seed, same bounds).
     quantiles : (float, float)
         Lower and upper bound probabilities (default 5 % and 95 %).
+    common_draws : bool
+        Use the same offsets and availability draws for every period (common random
+        numbers): for curves over a swept input, so bands are smooth. Default False: each
+        period is an independent quarter.
 
     Returns
     -------
@@ -1168,9 +1180,10 @@ def predict(
     a = np.tile(a_det, (n_draws, 1))
     unknown = np.isnan(a_given)
     if unknown.any():
-        z = rng.standard_normal((n_draws, int(unknown.sum())))
+        z = rng.standard_normal((n_draws, 1 if common_draws else int(unknown.sum())))
         a[:, unknown] = np.clip(a_mu + a_sd * z, *AVAILABILITY_RANGE)
-    off = rng.standard_normal((n_draws, n, recovery.N_OFFSETS)) * cal.scatter
+    z = rng.standard_normal((n_draws, 1 if common_draws else n, recovery.N_OFFSETS))
+    off = np.broadcast_to(z * cal.scatter, (n_draws, n, recovery.N_OFFSETS))
     rows_p = np.repeat(p, n, axis=0)
     out = mill_outputs(
         spec,
@@ -1240,3 +1253,34 @@ def prediction_frame(pred: xr.Dataset) -> pd.DataFrame:
 def fit_and_calibrate(model, data="raw", *, starts=6, seed=0, priors=None, error_model=None) -> FitResult:
     """Convenience: :func:`fit_data` then :func:`fit`."""
     return fit(model, fit_data(data, error_model), starts=starts, seed=seed, priors=priors)
+
+
+#: how the packaged calibration is made (a test checks the packaged file against a refit)
+DEFAULT_FIT = {"data": "raw", "starts": 8, "seed": 0}
+
+
+def default_fit() -> FitResult:
+    """The fit behind the packaged calibration: :data:`DEFAULT_MODEL` on :data:`DEFAULT_FIT`."""
+    return fit(
+        DEFAULT_MODEL, fit_data(DEFAULT_FIT["data"]), starts=DEFAULT_FIT["starts"], seed=DEFAULT_FIT["seed"]
+    )
+
+
+def write_default_calibration(path=None):
+    """Refit :func:`default_fit` and write it as the packaged calibration.
+
+    Run ``python -m kenomill.calibrate`` after changing the data, the models or
+    :data:`DEFAULT_MODEL`.
+    """
+    from importlib import resources
+
+    from kenomill.calibration_file import DEFAULT_CALIBRATION
+
+    target = path or resources.files("kenomill").joinpath(DEFAULT_CALIBRATION)
+    cal = default_fit().to_calibration()
+    cal.meta["made_by"] = "kenomill.calibrate.write_default_calibration()"
+    return cal.save(target)
+
+
+if __name__ == "__main__":
+    print(f"wrote {write_default_calibration()}")

@@ -364,7 +364,8 @@ MODELS: dict[str, ModelSpec] = {
             KIN_CELLS,
             1,
             ("rmax_pb", "ktau_pb", "rmax_zn", "tail_zn", *_COMMON),
-            f"lead circuit {N_CELLS:g} mixed cells in series (throughput), zinc circuit fixed tail (head grade)",
+            f"lead circuit {N_CELLS:g} mixed cells in series (throughput), "
+            "zinc circuit fixed tail (head grade)",
             _WF,
             fixed=(("tail_pb", 0.0), ("ktau_zn", _NO_RATE_LIMIT)),
         ),

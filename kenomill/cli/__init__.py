@@ -48,6 +48,9 @@ def _register():
     main.add_command(_balance.balance)
     from kenomill.cli import reconcile as _reconcile
     main.add_command(_reconcile.reconcile)
+    from kenomill.cli import calibrate as _calibrate
+    main.add_command(_calibrate.calibrate)
+    main.add_command(_calibrate.predict)
 
 
 _register()

@@ -1,0 +1,323 @@
+"""``kenomill calibrate`` and ``kenomill predict``: fit recovery models; predict new quarters."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from kenomill.cli import guarded
+
+
+def _num(v: float, digits: int = 4) -> str:
+    if v != v:  # NaN
+        return "-"
+    if v == math.inf:
+        return "inf"
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.{digits}g}"
+
+
+def print_fit(fit, console: Console) -> None:
+    """Per quarter reported vs fitted, then the parameters with uncertainty, then warnings."""
+    t = Table(
+        title=f"Reported vs fitted, model {fit.spec.name} ({fit.data.source} quarters); "
+        "z = (fitted - reported) / sigma of the error model",
+        caption=f"error model: {fit.data.error_model}. chi2 = {fit.chi2:.1f} over {fit.n_obs} figures; "
+        f"residual scale s = {fit.scale:.2f} (quarters scatter s times more than the error model allows).",
+    )
+    t.add_column("period")
+    from kenomill.calibrate import FIT_FIGURES
+
+    for c in FIT_FIGURES:
+        t.add_column(c, justify="right")
+    for i, p in enumerate(fit.data.periods):
+        t.add_row(p, *[_num(v) for v in fit.data.y[i]])
+        t.add_row("  fitted", *[_num(v) for v in fit.fitted[i]])
+        t.add_row(
+            "  z",
+            *[f"{v:+.1f}" for v in fit.residuals[i]],
+            end_section=True,
+        )
+    console.print(t)
+    pt = Table(title="Parameters (free), with standard errors from the covariance")
+    for col, just in (
+        ("parameter", "left"),
+        ("value", "right"),
+        ("se", "right"),
+        ("range", "right"),
+        ("units", "left"),
+        ("meaning", "left"),
+    ):
+        pt.add_column(col, justify=just)
+    for r in fit.parameters().itertuples():
+        pt.add_row(
+            r.parameter,
+            f"{r.value:.4g}",
+            "at bound" if r.at_bound else f"{r.se:.2g}",
+            f"{r.lo:g}-{r.hi:g}",
+            r.units,
+            escape(r.meaning),
+        )
+    console.print(pt)
+    a = ", ".join(
+        f"{p} {100 * v:.1f}%{'*' if f else ''}"
+        for p, v, f in zip(fit.data.periods, fit.availability, fit.availability_fitted, strict=True)
+    )
+    console.print(
+        f"availability used: {a}  (* fitted with prior "
+        f"{fit.availability_prior[0]:g} +- {fit.availability_prior[1]:g})"
+    )
+    from kenomill.recovery import OFFSET_NAMES
+
+    console.print(
+        "quarter-to-quarter scatter (SD of offsets): "
+        + ", ".join(f"{n} {v:.3f}" for n, v in zip(OFFSET_NAMES, fit.scatter, strict=True))
+    )
+    console.print(
+        f"starting points reaching the best optimum: {fit.n_same_optimum} of {len(fit.start_costs)}"
+    )
+    for w in fit.warnings:
+        console.print(f"[yellow]warning:[/] {escape(w)}")
+
+
+def print_comparison(df, console: Console, chosen: str | None = None) -> None:
+    t = Table(
+        title="Model comparison: information criteria and leave-one-quarter-out (LOO) errors",
+        caption="k: free parameters; k_eff: effective (trace of the hat matrix, incl. availability "
+        "nuisances). LOO rec: RMSE of the held-out quarter's recovery [percentage points]; LOO metal: "
+        "RMS error of its contained Ag oz / Pb lb / Zn lb [%]; score: mean of the three metal errors.",
+    )
+    cols = [
+        ("model", "left"),
+        ("k", "right"),
+        ("k_eff", "right"),
+        ("chi2", "right"),
+        ("AICc", "right"),
+        ("dAICc", "right"),
+        ("dBIC", "right"),
+        ("LOO rec Ag", "right"),
+        ("LOO rec Pb", "right"),
+        ("LOO rec Zn", "right"),
+        ("LOO Ag oz %", "right"),
+        ("LOO Pb lb %", "right"),
+        ("LOO Zn lb %", "right"),
+        ("score", "right"),
+        ("starts", "right"),
+    ]
+    for c, j in cols:
+        t.add_column(c, justify=j)
+    for r in df.itertuples():
+        name = f"[bold]{r.model}[/]" if r.model == chosen else r.model
+        t.add_row(
+            name,
+            str(r.k),
+            f"{r.k_eff:.1f}",
+            f"{r.chi2:.0f}",
+            f"{r.aicc:.1f}",
+            f"{r.d_aicc:.1f}",
+            f"{r.d_bic:.1f}",
+            f"{r.loo_rec_ag_pts:.2f}",
+            f"{r.loo_rec_pb_pts:.2f}",
+            f"{r.loo_rec_zn_pts:.2f}",
+            f"{getattr(r, 'loo_ag_oz_pct', float('nan')):.2f}",
+            f"{getattr(r, 'loo_pb_lb_pct', float('nan')):.2f}",
+            f"{getattr(r, 'loo_zn_lb_pct', float('nan')):.2f}",
+            f"{r.loo_score:.2f}",
+            r.same_optimum,
+        )
+    console.print(t)
+
+
+def _parse_priors(items) -> dict[str, tuple[float, float]]:
+    from kenomill.errors import ValidationError
+
+    out = {}
+    for item in items:
+        name, sep, rest = item.partition("=")
+        parts = rest.split(",")
+        try:
+            if not sep or len(parts) != 2:
+                raise ValueError
+            out[name.strip()] = (float(parts[0]), float(parts[1]))
+        except ValueError:
+            raise ValidationError(
+                f"--prior: found {item!r}; expected NAME=MEAN,SD, e.g. ktau_pb=2.5,1.0"
+            ) from None
+    return out
+
+
+def _check_out_dir(out: str) -> Path:
+    from kenomill.errors import ValidationError
+
+    p = Path(out)
+    if p.exists() and not p.is_dir():
+        raise ValidationError(f"--out: {str(p)!r} exists and is not a directory")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise ValidationError(f"--out: parent directory {str(parent)!r} does not exist")
+    return p
+
+
+@click.command()
+@click.option(
+    "--model", default=None, help="Model to fit (default: the packaged default). See --list-models."
+)
+@click.option(
+    "--data",
+    "data",
+    type=click.Choice(["raw", "reconciled"]),
+    default="raw",
+    show_default=True,
+    help="Fit to the figures as printed, or to the reconciled figures (kenomill reconcile).",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    default="kenomill_calibration",
+    show_default=True,
+    help="Directory for calibration.json, fit.csv, parameters.csv, comparison.csv (and plots).",
+)
+@click.option("--plot", is_flag=True, help="Also write reported_vs_fitted.png and recovery_curves.png.")
+@click.option(
+    "--compare/--no-compare", default=True, show_default=True, help="Compare all models (AICc, BIC, LOO)."
+)
+@click.option(
+    "--starts", type=click.IntRange(min=1), default=6, show_default=True, help="Optimizer starting points."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random starting points.")
+@click.option(
+    "--prior",
+    "prior",
+    multiple=True,
+    metavar="NAME=MEAN,SD",
+    help="Gaussian prior on a free parameter, e.g. ktau_pb=2.5,1.0. Repeatable.",
+)
+@click.option(
+    "--error-model",
+    "error_model",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="TOML error model of the raw figures (see kenomill.errormodel).",
+)
+@click.option("--list-models", is_flag=True, help="List the models and exit.")
+@guarded
+def calibrate(model, data, out, plot, compare, starts, seed, prior, error_model, list_models):
+    """Fit a recovery model to the six reported quarters; compare models; save the calibration.
+
+    Weighted nonlinear least squares (weights from the error model: printed rounding and a
+    relative error per kind of figure), several starting points, covariance of the
+    parameters and warnings for what the data cannot determine. The calibration is saved
+    to OUT/calibration.json, which `kenomill predict --calibration` reads.
+    """
+    from kenomill import calibrate as cal_mod
+    from kenomill import recovery
+
+    console = Console(width=160)
+    if list_models:
+        t = Table(title="Recovery models (kenomill.recovery.MODELS)")
+        for c in ("model", "free parameters", "description", "reference"):
+            t.add_column(c)
+        for m in recovery.MODELS.values():
+            t.add_row(m.name, ", ".join(m.free), escape(m.doc), m.reference)
+        console.print(t)
+        return
+    name = model or cal_mod.DEFAULT_MODEL
+    recovery.get_model(name)
+    priors = _parse_priors(prior)
+    out_dir = _check_out_dir(out)
+    fd = cal_mod.fit_data(data, error_model)
+    fit = cal_mod.fit(name, fd, starts=starts, seed=seed, priors=priors)
+    calibration = fit.to_calibration()
+    print_fit(fit, console)
+    comparison = None
+    if compare:
+        comparison = cal_mod.compare_models(
+            data=fd, starts=min(starts, 4), loo_starts=2, seed=seed, priors=priors
+        )
+        print_comparison(comparison, console, chosen=name)
+        best = comparison.iloc[0]["model"]
+        best_loo = comparison.sort_values("loo_score").iloc[0]["model"]
+        console.print(f"lowest AICc: {best}; lowest leave-one-out error: {best_loo}; fitted: {name}")
+    # everything is computed before anything is written: no half-written output directory
+    figs = []
+    if plot:
+        from kenomill import plots
+
+        figs = [
+            ("reported_vs_fitted.png", plots.reported_vs_fitted(fit)),
+            ("recovery_curves.png", plots.recovery_curves(fit, calibration)),
+        ]
+    out_dir.mkdir(exist_ok=True)
+    from kenomill import io
+
+    written = [calibration.save(out_dir / "calibration.json")]
+    written.append(io.write_table(fit.table(), out_dir / "fit.csv"))
+    written.append(io.write_table(fit.parameters(), out_dir / "parameters.csv"))
+    if comparison is not None:
+        written.append(io.write_table(comparison, out_dir / "comparison.csv"))
+    if figs:
+        from kenomill import plots
+
+        written += [plots.save_figure(f, out_dir / n) for n, f in figs]
+    click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+@click.command()
+@click.argument("feed", type=click.Path(dir_okay=False))
+@click.option("--out", "out", type=click.Path(dir_okay=False), required=True, help="PRED.csv (or .nc).")
+@click.option(
+    "--calibration",
+    "calibration",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="calibration.json from `kenomill calibrate` (default: the packaged calibration).",
+)
+@click.option(
+    "--draws", type=click.IntRange(min=2), default=4000, show_default=True, help="Monte Carlo draws."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
+@guarded
+def predict(feed, out, calibration, draws, seed):
+    """Predict recoveries, concentrates and contained metal for the feeds in FEED.csv.
+
+    FEED.csv: period, ore_processed_t, head_ag_gpt, head_pb_pct, head_zn_pct, tpd
+    (calendar t/d), optionally days and availability_pct. PRED.csv: one row per period with
+    the deterministic prediction and its 5 % (_p05) and 95 % (_p95) prediction bounds.
+    """
+    from kenomill import calibrate as cal_mod
+    from kenomill import io
+    from kenomill.calibration_file import Calibration, default_calibration
+
+    io.check_output_path(out)
+    ds = cal_mod.read_feed(feed)
+    cal = Calibration.load(calibration) if calibration else default_calibration()
+    pred = cal_mod.predict(cal, ds, n_draws=draws, seed=seed)
+    console = Console(width=160)
+    t = Table(
+        title=f"Prediction, model {cal.model} ({cal.data} calibration): value [5 %, 95 %]",
+        caption=pred.attrs["bounds"] + "; " + pred.attrs["availability_prior"] + ".",
+    )
+    shown = ("ag_oz", "pb_lb", "zn_lb", "rec_ag_pct", "rec_pb_pct", "rec_zn_pct", "pbcon_t", "zncon_t")
+    t.add_column("period")
+    for c in shown:
+        t.add_column(c, justify="right")
+    for i, p in enumerate(pred.period.values):
+        t.add_row(
+            str(p),
+            *[
+                f"{_num(float(pred[c][i]))} "
+                f"[{_num(float(pred[c + '_p05'][i]))}, {_num(float(pred[c + '_p95'][i]))}]"
+                for c in shown
+            ],
+        )
+    console.print(t)
+    if out.lower().endswith(".csv"):
+        io.write_table(cal_mod.prediction_frame(pred), out)
+    else:
+        io.write_table(pred, out)
+    click.echo(f"wrote {out}")

@@ -1,0 +1,156 @@
+"""Calibration figures (matplotlib, PNG): reported vs fitted, and recovery curves with bands.
+
+Each function returns a :class:`matplotlib.figure.Figure`; :func:`save_calibration_plots`
+writes them, each file whole or not at all. The Agg backend is used so the figures render
+without a display.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from kenomill import calibrate, units  # noqa: E402
+from kenomill.io import atomic_path  # noqa: E402
+
+_LABELS = {
+    "rec_ag_pct": "Ag recovery [%]",
+    "rec_pb_pct": "Pb recovery [%]",
+    "rec_zn_pct": "Zn recovery [%]",
+    "pbcon_t": "lead con [t]",
+    "pbcon_ag_gpt": "lead con Ag [g/t]",
+    "pbcon_pb_pct": "lead con Pb [%]",
+    "zncon_t": "zinc con [t]",
+    "zncon_ag_gpt": "zinc con Ag [g/t]",
+    "zncon_zn_pct": "zinc con Zn [%]",
+}
+
+
+def reported_vs_fitted(fit: calibrate.FitResult):
+    """One panel per fitted figure: reported (with 1 sigma of the error model) against fitted."""
+    fig, axes = plt.subplots(3, 3, figsize=(11, 10), layout="constrained")
+    d = fit.data
+    for j, (ax, name) in enumerate(zip(axes.flat, calibrate.FIT_FIGURES, strict=True)):
+        y, f, s = d.y[:, j], fit.fitted[:, j], d.sigma[:, j]
+        ax.errorbar(f, y, yerr=s, fmt="o", color="C0", ms=4, capsize=2)
+        for i, p in enumerate(d.periods):
+            ax.annotate(p, (f[i], y[i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        lo = np.nanmin(np.r_[y - s, f])
+        hi = np.nanmax(np.r_[y + s, f])
+        pad = 0.05 * (hi - lo + 1e-9)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="0.5", lw=0.8)
+        ax.set_xlabel(f"fitted {_LABELS[name]}")
+        ax.set_ylabel(f"reported {_LABELS[name]}")
+    fig.suptitle(
+        f"Reported vs fitted, model {fit.spec.name} ({d.source} quarters); "
+        "error bars: 1 sigma of the error model"
+    )
+    return fig
+
+
+def _curve_feed(fit, vary: str, grid):
+    """Feeds at the mean quarter, with one input swept over ``grid``."""
+    d = fit.data
+    n = len(grid)
+    base = {
+        "period": [f"x{i}" for i in range(n)],
+        "ore_processed_t": np.full(n, d.ore_t.mean()),
+        "head_ag_gpt": np.full(n, units.from_fraction(d.head[:, 0].mean(), "g/t")),
+        "head_pb_pct": np.full(n, units.from_fraction(d.head[:, 1].mean(), "%")),
+        "head_zn_pct": np.full(n, units.from_fraction(d.head[:, 2].mean(), "%")),
+        "tpd": np.full(n, d.tpd.mean()),
+    }
+    base[vary] = np.asarray(grid, dtype=float)
+    return pd.DataFrame(base)
+
+
+def recovery_curves(fit: calibrate.FitResult, calibration=None, *, n_draws: int = 2000, seed: int = 0):
+    """Recovery of Ag, Pb, Zn against head grade and against throughput, with 90 % bands.
+
+    Curves are the calibrated model at the mean of the fitted quarters, one input swept at a
+    time (availability from its prior); bands are 5-95 % prediction bounds
+    (:func:`kenomill.calibrate.predict`). Points are the reported quarters.
+    """
+    cal = fit.to_calibration() if calibration is None else calibration
+    d = fit.data
+    fig, axes = plt.subplots(2, 3, figsize=(13, 8), layout="constrained")
+    heads = {
+        "rec_ag_pct": ("head_ag_gpt", 0, "g/t"),
+        "rec_pb_pct": ("head_pb_pct", 1, "%"),
+        "rec_zn_pct": ("head_zn_pct", 2, "%"),
+    }
+    rep = {name: d.y[:, calibrate.FIT_FIGURES.index(name)] for name in heads}
+    for col, (name, (hcol, hj, hu)) in enumerate(heads.items()):
+        hv = units.from_fraction(d.head[:, hj], hu)
+        grid = np.linspace(0.7 * hv.min(), 1.3 * hv.max(), 40)
+        pred = calibrate.predict(
+            cal, _curve_feed(fit, hcol, grid), n_draws=n_draws, seed=seed, common_draws=True
+        )
+        ax = axes[0, col]
+        ax.fill_between(
+            grid, pred[name + "_p05"], pred[name + "_p95"], color="C0", alpha=0.25, label="5-95 %"
+        )
+        ax.plot(grid, pred[name], color="C0", label=f"{cal.model}")
+        ax.plot(hv, rep[name], "o", color="C3", label="reported quarters")
+        for i, p in enumerate(d.periods):
+            ax.annotate(p, (hv[i], rep[name][i]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(f"head grade {hcol} [{hu}]")
+        ax.set_ylabel(_LABELS[name])
+        ax.legend(fontsize=7)
+        tgrid = np.linspace(150.0, 420.0, 40)
+        pred_t = calibrate.predict(
+            cal, _curve_feed(fit, "tpd", tgrid), n_draws=n_draws, seed=seed, common_draws=True
+        )
+        ax = axes[1, col]
+        ax.fill_between(
+            tgrid, pred_t[name + "_p05"], pred_t[name + "_p95"], color="C1", alpha=0.25, label="5-95 %"
+        )
+        ax.plot(tgrid, pred_t[name], color="C1", label=f"{cal.model}")
+        ax.plot(d.tpd, rep[name], "o", color="C3", label="reported quarters")
+        ax.axvspan(d.tpd.min(), d.tpd.max(), color="0.9", zorder=0, label="range calibrated on")
+        ax.set_xlabel("calendar throughput [t/d]")
+        ax.set_ylabel(_LABELS[name])
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        f"Recovery vs head grade (top) and throughput (bottom), model {cal.model}; "
+        "other inputs at the mean quarter, availability from its prior"
+    )
+    return fig
+
+
+def profile_plot(profile_df: pd.DataFrame, name: str):
+    """Profile of the sum of squares over one parameter (flat = not determined by the data)."""
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    ax.plot(profile_df[name], profile_df["delta_chi2"], "o-")
+    ax.axhline(1.0, color="0.5", lw=0.8, ls="--", label="delta chi2 = 1 (about 1 sigma)")
+    ax.set_xscale("log")
+    ax.set_xlabel(name)
+    ax.set_ylabel("delta chi2 (others refitted)")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def save_figure(fig, path) -> Path:
+    """Write ``fig`` as PNG, atomically, and close it."""
+    p = Path(path)
+    with atomic_path(p) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return p
+
+
+def save_calibration_plots(fit: calibrate.FitResult, out_dir, calibration=None) -> list[Path]:
+    """Write ``reported_vs_fitted.png`` and ``recovery_curves.png`` into ``out_dir``."""
+    out = Path(out_dir)
+    figs = [
+        ("reported_vs_fitted.png", reported_vs_fitted(fit)),
+        ("recovery_curves.png", recovery_curves(fit, calibration)),
+    ]
+    return [save_figure(f, out / name) for name, f in figs]
