@@ -1,0 +1,503 @@
+"""Scenario files: schema and validation of ``scenarios/*.toml``.
+
+A scenario states everything the Monte Carlo engine (:mod:`kenomill.simulate`) needs and
+every assumption behind it: the horizon and time step, the feed sources (mining rates or
+blend fractions per quarter, start dates and their uncertainty, permitting holds, grade
+distributions), the run-of-mine stockpile, the mill (throughput target, capacity,
+availability and downtime), the metallurgical response of each ore (offsets from the
+calibrated Bellekeno curves) and the calibration's uncertainty, plus targets to test.
+
+A bad file raises :class:`kenomill.errors.ValidationError` with ONE line naming the file,
+the field and the problem, e.g.
+``scenarios/x.toml: sources.onek.pb_pct.mean: found 120; allowed: between 0 and 100 %``.
+
+Grade means can be numbers, or come from data with their source:
+``grades_from = "reported:2011Q1..2012Q2"`` (tonnage-weighted head grades of the reported
+quarters, :func:`kenomill.data.reported_periods`) or
+``grades_from = "deposit:Onek:Indicated"`` (NI 43-101 resource grades,
+``kenomill/data/deposits.csv``).
+"""
+
+from __future__ import annotations
+
+import difflib
+import io
+import math
+import re
+import tomllib
+from datetime import date
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+import pandas as pd
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from kenomill import recovery
+from kenomill.errors import ValidationError
+
+QUARTER_RE = re.compile(r"^(\d{4})Q([1-4])$")
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+NonNeg = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0, allow_inf_nan=False)]
+PerQuarter = NonNeg | list[NonNeg]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
+
+
+# ------------------------------------------------------------------ quarters
+def parse_quarter(label: str) -> tuple[int, int]:
+    m = QUARTER_RE.match(str(label))
+    if not m:
+        raise ValueError(f"found {label!r}; expected a quarter like '2012Q4'")
+    return int(m.group(1)), int(m.group(2))
+
+
+def quarter_label(year: int, q: int) -> str:
+    return f"{year}Q{q}"
+
+
+def quarter_range(start: str, n: int) -> list[str]:
+    y, q = parse_quarter(start)
+    out = []
+    for _ in range(n):
+        out.append(quarter_label(y, q))
+        y, q = (y + 1, 1) if q == 4 else (y, q + 1)
+    return out
+
+
+def quarter_days(label: str) -> int:
+    """Calendar days in the quarter ``label`` (2012Q1: 91, leap year)."""
+    y, q = parse_quarter(label)
+    first = date(y, 3 * (q - 1) + 1, 1)
+    nxt = date(y + 1, 1, 1) if q == 4 else date(y, 3 * q + 1, 1)
+    return (nxt - first).days
+
+
+# ------------------------------------------------------------------ grade data
+@cache
+def deposits() -> pd.DataFrame:
+    """Resource estimates of the district (``kenomill/data/deposits.csv``) with their sources."""
+    text = resources.files("kenomill").joinpath("data/deposits.csv").read_text()
+    return pd.read_csv(io.StringIO(text), comment="#")
+
+
+def grades_from(spec: str) -> tuple[dict[str, float], str]:
+    """Mean grades ``{"ag_gpt", "pb_pct", "zn_pct"}`` named by ``spec``, and their source.
+
+    ``reported:PERIOD`` (a reported period, e.g. ``2012H1``), ``reported:Q1..Q2`` (the
+    tonnage-weighted head grades of the reported quarters in that range), or
+    ``deposit:NAME:CLASS`` (a resource estimate of deposits.csv).
+    """
+    kind, _, rest = str(spec).partition(":")
+    if kind == "reported":
+        from kenomill.data import QUARTERS, reported_periods
+
+        ds = reported_periods()
+        if ".." in rest:
+            a, b = rest.split("..", 1)
+            if a not in QUARTERS or b not in QUARTERS or QUARTERS.index(a) > QUARTERS.index(b):
+                raise ValueError(f"found {spec!r}; reported quarters run {QUARTERS[0]}..{QUARTERS[-1]}")
+            periods = list(QUARTERS[QUARTERS.index(a) : QUARTERS.index(b) + 1])
+        elif rest in ds.period.values:
+            periods = [rest]
+        else:
+            raise ValueError(
+                f"found {spec!r}; allowed periods: {', '.join(map(str, ds.period.values))} or Q..Q"
+            )
+        sel = ds.sel(period=periods)
+        t = sel.ore_processed_t.values
+        out = {
+            c: float((sel[c].values * t).sum() / t.sum())
+            for c in ("head_ag_gpt", "head_pb_pct", "head_zn_pct")
+        }
+        src = "; ".join(dict.fromkeys(s for v in sel.source.values for s in str(v).split("; ")))
+        return {"ag_gpt": out["head_ag_gpt"], "pb_pct": out["head_pb_pct"], "zn_pct": out["head_zn_pct"]}, (
+            f"tonnage-weighted head grades of {', '.join(periods)} ({src})"
+        )
+    if kind == "deposit":
+        name, _, cls = rest.partition(":")
+        df = deposits()
+        row = df[(df.deposit.str.lower() == name.lower()) & (df["class"].str.lower() == cls.lower())]
+        if row.empty:
+            allowed = ", ".join(f"deposit:{d}:{c}" for d, c in zip(df.deposit, df["class"], strict=True))
+            raise ValueError(f"found {spec!r}; allowed: {allowed}")
+        r = row.iloc[0]
+        return {"ag_gpt": float(r.ag_gpt), "pb_pct": float(r.pb_pct), "zn_pct": float(r.zn_pct)}, (
+            f"{r.deposit} {r['class']} resource, {r.source}"
+        )
+    raise ValueError(f"found {spec!r}; expected 'reported:PERIOD', 'reported:Q..Q' or 'deposit:NAME:CLASS'")
+
+
+# ------------------------------------------------------------------ schema
+class Horizon(_Model):
+    start: str = Field(description="first quarter simulated, e.g. '2012Q1'")
+    quarters: int = Field(ge=1, le=80, description="number of quarters")
+    step: Literal["day", "shift"] = "day"
+    shifts_per_day: int = Field(2, ge=1, le=4, description="shifts per day when step = 'shift'")
+
+    @field_validator("start")
+    @classmethod
+    def _q(cls, v):
+        parse_quarter(v)
+        return v
+
+    @property
+    def labels(self) -> list[str]:
+        return quarter_range(self.start, self.quarters)
+
+    @property
+    def steps_per_day(self) -> int:
+        return self.shifts_per_day if self.step == "shift" else 1
+
+
+class Grade(_Model):
+    mean: PerQuarter | None = Field(None, description="mean grade of delivered ore (g/t Ag, % Pb, % Zn)")
+    cv: NonNeg = Field(0.0, le=3.0, description="step-to-step coefficient of variation (lognormal)")
+    autocorrelation: Annotated[float, Field(ge=0.0, lt=1.0, allow_inf_nan=False)] = Field(
+        0.0, description="lag-1 autocorrelation per DAY of the log grade (AR(1))"
+    )
+    mean_uncertainty: NonNeg = Field(
+        0.0, le=2.0, description="per-draw log-SD of the mean (resource / grade-control uncertainty)"
+    )
+
+
+class Offset(_Model):
+    mean: Finite = 0.0
+    sd: NonNeg = 0.0
+
+
+class Source(_Model):
+    description: str = ""
+    source: str = Field("", description="where the figures of this source come from")
+    rate_tpd: PerQuarter | None = Field(None, description="tonnes mined per calendar day (rates mode)")
+    rate_cv: NonNeg = Field(0.0, le=3.0, description="step-to-step CV of tonnes mined (lognormal)")
+    blend: PerQuarter | None = Field(None, description="share of the mill feed (blend mode)")
+    start: str | None = Field(None, description="first quarter of deliveries")
+    start_delay_days: tuple[NonNeg, NonNeg] = Field(
+        (0.0, 0.0), description="uniform [lo, hi) days of delay after the start quarter begins"
+    )
+    hold_until: str | None = Field(None, description="ore is held in its own pile until this quarter")
+    dilution: NonNeg = Field(
+        0.0, le=1.0, description="waste tonnes (zero grade) per tonne of ore in the grade means"
+    )
+    grades_from: str | None = None
+    ag_gpt: Grade = Grade()
+    pb_pct: Grade = Grade()
+    zn_pct: Grade = Grade()
+    grade_correlation: list[list[Finite]] | None = Field(
+        None, description="3x3 correlation of the log-grade innovations (Ag, Pb, Zn)"
+    )
+    response: dict[str, Offset] = Field(default_factory=dict, description="offsets of this ore's response")
+
+    @field_validator("start", "hold_until")
+    @classmethod
+    def _q(cls, v):
+        if v is not None:
+            parse_quarter(v)
+        return v
+
+    @field_validator("grades_from")
+    @classmethod
+    def _gf(cls, v):
+        if v is not None:
+            grades_from(v)
+        return v
+
+    @field_validator("start_delay_days")
+    @classmethod
+    def _delay(cls, v):
+        if v[1] < v[0]:
+            raise ValueError(f"found {list(v)}; expected [lo, hi] with lo <= hi")
+        return v
+
+    @field_validator("response")
+    @classmethod
+    def _resp(cls, v):
+        for key in v:
+            if key not in recovery.OFFSET_NAMES:
+                raise ValueError(_unknown(key, recovery.OFFSET_NAMES, "offset"))
+        return v
+
+    @field_validator("grade_correlation")
+    @classmethod
+    def _corr(cls, v):
+        if v is None:
+            return v
+        a = np.asarray(v, dtype=float)
+        if a.shape != (3, 3):
+            raise ValueError(f"found shape {a.shape}; expected a 3x3 matrix (Ag, Pb, Zn)")
+        if not np.allclose(a, a.T) or not np.allclose(np.diag(a), 1.0) or np.abs(a).max() > 1.0:
+            raise ValueError("expected a symmetric matrix with ones on the diagonal and entries in [-1, 1]")
+        if np.linalg.eigvalsh(a).min() <= 0.0:
+            raise ValueError("the matrix is not positive definite")
+        return v
+
+    @model_validator(mode="after")
+    def _grades(self):
+        base = grades_from(self.grades_from)[0] if self.grades_from else {}
+        for el, hi, unit in (("ag_gpt", 1e6, "g/t"), ("pb_pct", 100.0, "%"), ("zn_pct", 100.0, "%")):
+            g: Grade = getattr(self, el)
+            if g.mean is None and el not in base:
+                raise ValueError(f"{el}.mean: field required (or give grades_from)")
+            vals = np.atleast_1d(g.mean if g.mean is not None else base[el])
+            if (vals > hi).any():
+                raise ValueError(
+                    f"{el}.mean: found {vals.max():g} {unit}; allowed: between 0 and {hi:g} {unit}"
+                )
+        return self
+
+    def mean_grades(self) -> dict[str, Any]:
+        base = grades_from(self.grades_from)[0] if self.grades_from else {}
+        return {
+            el: getattr(self, el).mean if getattr(self, el).mean is not None else base[el] for el in GRADES
+        }
+
+
+GRADES = ("ag_gpt", "pb_pct", "zn_pct")
+
+
+class Feed(_Model):
+    mode: Literal["rates", "blend"] = "rates"
+
+
+class Stockpile(_Model):
+    initial_t: dict[str, NonNeg] = Field(
+        default_factory=dict, description="initial ROM stockpile by source [t]"
+    )
+    capacity_t: NonNeg | None = Field(None, description="ROM stockpile capacity [t]; the excess is diverted")
+
+
+class Mill(_Model):
+    target_tpd: PerQuarter = Field(description="calendar throughput target [t per calendar day]")
+    capacity_tpd: NonNeg = Field(description="maximum feed rate while operating [t per operating day]")
+    availability: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = Field(
+        description="long-run mill availability (operating / calendar time)"
+    )
+    mean_repair_h: NonNeg = Field(0.0, description="mean downtime per stoppage [h]; 0 = no random downtime")
+    source: str = ""
+
+
+class Uncertainty(_Model):
+    calibration: str = Field(
+        "default", description="'default', 'defaults:<model>' or a calibration JSON path"
+    )
+    parameters: bool = Field(True, description="draw the calibration parameters from their covariance")
+    scatter: bool = Field(True, description="draw the quarter-to-quarter scatter of the calibration")
+
+
+class Target(_Model):
+    name: str
+    variable: Literal["ag_oz", "pb_lb", "zn_lb", "ore_processed_t"]
+    year: int
+    min: NonNeg | None = None
+    max: NonNeg | None = None
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _bounds(self):
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.max < self.min:
+            raise ValueError(f"max {self.max:g} < min {self.min:g}")
+        return self
+
+
+class Scenario(_Model):
+    name: str
+    description: str
+    assumptions: list[str] = Field(min_length=1, description="every assumption, in words")
+    horizon: Horizon
+    feed: Feed = Feed()
+    sources: dict[str, Source] = Field(min_length=1)
+    stockpile: Stockpile = Stockpile()
+    mill: Mill
+    uncertainty: Uncertainty = Uncertainty()
+    targets: list[Target] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _cross(self):
+        nq = self.horizon.quarters
+        labels = self.horizon.labels
+        for name in self.stockpile.initial_t:
+            if name not in self.sources:
+                raise _FieldError(("stockpile", "initial_t", name), _unknown(name, self.sources, "source"))
+        _per_quarter(("mill", "target_tpd"), self.mill.target_tpd, nq)
+        for name, s in self.sources.items():
+            for el in GRADES:
+                _per_quarter(("sources", name, el, "mean"), s.mean_grades()[el], nq)
+            if self.feed.mode == "rates":
+                if s.rate_tpd is None:
+                    raise _FieldError(("sources", name, "rate_tpd"), "field required in rates mode")
+                if s.blend is not None:
+                    raise _FieldError(("sources", name, "blend"), "not allowed in rates mode (give rate_tpd)")
+                _per_quarter(("sources", name, "rate_tpd"), s.rate_tpd, nq)
+            else:
+                if s.blend is None:
+                    raise _FieldError(("sources", name, "blend"), "field required in blend mode")
+                if s.rate_tpd is not None:
+                    raise _FieldError(("sources", name, "rate_tpd"), "not allowed in blend mode (give blend)")
+                _per_quarter(("sources", name, "blend"), s.blend, nq)
+        if self.feed.mode == "blend":
+            tot = sum(np.broadcast_to(np.asarray(s.blend, dtype=float), (nq,)) for s in self.sources.values())
+            for i, v in enumerate(tot):
+                if abs(v - 1.0) > 1e-6:
+                    raise _FieldError(
+                        ("sources", "*", "blend"),
+                        f"quarter {labels[i]}: blend fractions sum to {v:g}; must sum to 1",
+                    )
+        for i, t in enumerate(self.targets):
+            years = {int(q[:4]) for q in labels}
+            if t.year not in years:
+                raise _FieldError(
+                    ("targets", i, "year"),
+                    f"found {t.year}; the horizon covers {', '.join(map(str, sorted(years)))}",
+                )
+        return self
+
+
+class _FieldError(ValueError):
+    """A cross-field problem with the path of the field it concerns."""
+
+    def __init__(self, loc: tuple, msg: str):
+        super().__init__(msg)
+        self.loc = loc
+        self.msg = msg
+
+
+def _unknown(name, allowed, what: str) -> str:
+    near = difflib.get_close_matches(str(name), list(allowed), n=1)
+    hint = f" (did you mean {near[0]!r}?)" if near else ""
+    return f"unknown {what} {name!r}{hint}; allowed: {', '.join(map(str, allowed))}"
+
+
+def _per_quarter(loc, value, nq):
+    a = np.atleast_1d(np.asarray(value, dtype=float))
+    if a.size not in (1, nq):
+        raise _FieldError(loc, f"found {a.size} values; give one number or one per quarter ({nq})")
+
+
+# ------------------------------------------------------------------ loading
+def _fields_of(model: type[BaseModel]) -> list[str]:
+    return list(model.model_fields)
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The schema class at ``loc`` (for listing the allowed fields of a misspelt one)."""
+    m: Any = Scenario
+    for part in loc:
+        if m is None:
+            return None
+        if isinstance(part, int):
+            continue
+        if m is Scenario and part == "sources":
+            m = "sources"
+            continue
+        if m == "sources":
+            m = Source
+            continue
+        if m is Source and part == "response":
+            m = "response"
+            continue
+        if m == "response":
+            m = Offset
+            continue
+        f = m.model_fields.get(part) if isinstance(m, type) else None
+        if f is None:
+            return None
+        ann = f.annotation
+        m = next(
+            (a for a in getattr(ann, "__args__", (ann,)) if isinstance(a, type) and issubclass(a, BaseModel)),
+            None,
+        )
+    return m if isinstance(m, type) else None
+
+
+def _format_error(err: dict) -> tuple[str, str]:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and ("[" in p or p in _UNION_TAGS)))
+    field = ".".join(str(p) for p in loc) or "(top level)"
+    typ = err["type"]
+    found = err.get("input")
+    if typ == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        allowed = _fields_of(parent) if parent else []
+        return field, _unknown(loc[-1], allowed, "field") if allowed else f"unknown field {loc[-1]!r}"
+    if typ == "missing":
+        return field, "field required"
+    if typ == "finite_number":
+        return field, f"found {found}; a finite number is required"
+    if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return field, f"found {found}; {err['msg'].lower().replace('input should be', 'allowed:')}"
+    msg = err["msg"]
+    if typ == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    elif found is not None and not isinstance(found, dict | list):
+        msg = f"found {found!r}; {msg[0].lower()}{msg[1:]}"
+    return field, msg
+
+
+_UNION_TAGS = {"float", "list[float]", "constrained-float", "function-after", "tuple"}
+
+
+def _first_error(exc: pydantic.ValidationError) -> dict:
+    errs = exc.errors()
+    # a value that may be a number or a list reports both branches: prefer the number's
+    for e in errs:
+        if not any(isinstance(p, str) and p.startswith("list[") for p in e["loc"]):
+            return e
+    return errs[0]
+
+
+def from_dict(data: dict, where: str = "scenario") -> Scenario:
+    """Validate a scenario given as a mapping; errors name ``where``, the field and the problem."""
+    try:
+        return Scenario.model_validate(data)
+    except pydantic.ValidationError as exc:
+        err = _first_error(exc)
+        ctx = err.get("ctx") or {}
+        inner = ctx.get("error")
+        if isinstance(inner, _FieldError):
+            field, msg = ".".join(str(p) for p in inner.loc), inner.msg
+        else:
+            field, msg = _format_error(err)
+        raise ValidationError(f"{where}: {field}: {msg}") from None
+
+
+def load(path) -> Scenario:
+    """Read and validate a scenario TOML file.
+
+    Raises
+    ------
+    ValidationError
+        One line: ``<file>: <field>: <problem>`` (broken TOML gives the line and column).
+    FileNotFoundError
+        When ``path`` does not exist.
+    """
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValidationError(f"{p}: (TOML syntax): {exc}") from None
+    sc = from_dict(data, where=str(p))
+    return sc
+
+
+def per_quarter(value, nq: int) -> np.ndarray:
+    """A scalar or per-quarter list as an array of ``nq`` floats."""
+    return np.broadcast_to(np.asarray(value, dtype=float), (nq,)).astype(float)
+
+
+def quarter_index(sc: Scenario, label: str | None) -> int:
+    """Index of ``label`` in the horizon (negative before it, >= quarters after it)."""
+    if label is None:
+        return 0
+    y0, q0 = parse_quarter(sc.horizon.start)
+    y, q = parse_quarter(label)
+    return (y - y0) * 4 + (q - q0)

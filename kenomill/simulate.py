@@ -1,0 +1,858 @@
+"""Monte Carlo of the mill over scenarios, and throughput what-ifs.
+
+Data flow: a validated :class:`kenomill.scenario.Scenario` and a calibration are compiled
+into float64 arrays (:class:`Plan`, units converted once), the numba kernel
+:func:`kenomill._mc_kernels.simulate` runs chunks of draws (parallel over draws inside a
+chunk; chunks in turn, or on dask.distributed), and the raw quarterly sums become an
+``xarray.Dataset`` with units (:func:`to_dataset`). :func:`annual`, :func:`summarize`,
+:func:`target_probabilities` and :func:`drivers` reduce it; :func:`whatif` sweeps
+throughput x availability.
+
+Reproducibility: draw ``i`` depends only on ``(seed, i)`` (per-draw random streams), so a
+seed gives bit-identical results whatever the number of threads, the chunk size or the
+Dask cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from kenomill import _mc_kernels as K
+from kenomill import recovery, units
+from kenomill.calibration_file import Calibration, default_calibration
+from kenomill.errors import ValidationError
+from kenomill.scenario import GRADES, Scenario, per_quarter, quarter_days, quarter_index
+
+ELEMENTS = ("Ag", "Pb", "Zn")
+STREAMS = ("feed", "pbcon", "zncon", "tails")
+STATS = ("mean", "p10", "p50", "p90")
+_GRADE_UNIT = {"ag_gpt": "g/t", "pb_pct": "%", "zn_pct": "%"}
+#: default draws per chunk: small enough for a live progress bar, large enough to keep
+#: both cores busy inside a chunk (prange over draws)
+DEFAULT_CHUNK = 256
+
+
+# ------------------------------------------------------------------ compiled scenario
+@dataclass
+class Plan:
+    """A scenario compiled to the kernel's arrays (tonnes, hours, mass fractions)."""
+
+    scenario: Scenario
+    calibration: Calibration
+    quarters: list[str]
+    days: np.ndarray
+    sources: list[str]
+    arrays: dict = field(repr=False)
+    calibration_note: str = ""
+
+    @property
+    def n_steps(self) -> int:
+        return int(self.arrays["step_q"].size)
+
+    @property
+    def n_fields(self) -> int:
+        return K.N_FIXED + len(self.sources)
+
+    @property
+    def n_draw_fields(self) -> int:
+        return self.arrays["theta0"].size + 9 * len(self.sources)
+
+    def n_random(self) -> tuple[int, int]:
+        """Normals and uniforms per draw (size of pre-generated arrays)."""
+        return K.n_random(self.arrays["theta0"].size, len(self.sources), len(self.quarters), self.n_steps)
+
+    def kernel_args(self, seed: int, draw0: int, n: int, daily: bool = False, pre=None):
+        """(inputs, outputs) of :func:`kenomill._mc_kernels.simulate` for ``n`` draws from ``draw0``."""
+        a = self.arrays
+        if pre is None:
+            use_pre, pz, pu = 0, np.empty((1, 0)), np.empty((1, 0))
+        else:
+            use_pre, (pz, pu) = 1, pre
+        inputs = (
+            np.uint64(seed),
+            np.int64(draw0),
+            a["kind"],
+            a["grade_dep"],
+            a["p_base"],
+            a["free_idx"],
+            a["theta0"],
+            a["theta_fac"],
+            a["theta_lo"],
+            a["theta_hi"],
+            a["scatter_sd"],
+            a["step_q"],
+            a["step_h"],
+            a["mode"],
+            a["supply"],
+            a["rate_cv"],
+            a["start_lo"],
+            a["start_span"],
+            a["hold_until"],
+            a["g_mean"],
+            a["g_sd"],
+            a["g_phi"],
+            a["g_chol"],
+            a["g_mean_sd"],
+            a["r_mean"],
+            a["r_sd"],
+            a["stock0"],
+            a["stock_cap"],
+            a["mill_rate"],
+            a["availability"],
+            a["mttr_h"],
+            np.int64(use_pre),
+            pz,
+            pu,
+        )
+        nf = self.n_fields
+        outputs = (
+            np.empty((n, len(self.quarters), nf)),
+            np.empty((n, self.n_steps if daily else 0, nf)),
+            np.empty((n, self.n_draw_fields)),
+        )
+        return inputs, outputs
+
+
+def _calibration(sc: Scenario, calibration, base_dir: Path | None) -> tuple[Calibration, str]:
+    if calibration is not None:
+        return calibration, "given"
+    spec = sc.uncertainty.calibration
+    if spec == "default":
+        return default_calibration(), "packaged default calibration"
+    if spec.startswith("defaults:"):
+        model = spec.split(":", 1)[1]
+        return Calibration.from_defaults(model), f"uncalibrated defaults of model {model!r}"
+    p = Path(spec)
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    return Calibration.load(p), str(p)
+
+
+def compile_plan(
+    scenario: Scenario,
+    calibration: Calibration | None = None,
+    *,
+    base_dir: Path | None = None,
+    target_tpd=None,
+    availability: float | None = None,
+    capacity_tpd: float | None = None,
+    feed_unlimited: bool = False,
+) -> Plan:
+    """Compile a scenario into the kernel's arrays.
+
+    Parameters
+    ----------
+    scenario : Scenario
+        Validated scenario.
+    calibration : Calibration, optional
+        Overrides the scenario's ``uncertainty.calibration``.
+    base_dir : Path, optional
+        Directory that relative calibration paths of the scenario are relative to.
+    target_tpd, availability, capacity_tpd : optional
+        Overrides of the mill's calendar target [t/d], long-run availability [fraction]
+        and capacity [t per operating day] (what-ifs); ``capacity_tpd=inf`` lifts the cap.
+    feed_unlimited : bool
+        Turn rates mode into blend mode with each quarter's rate shares, so that supply
+        never limits the mill (what-ifs about the mill alone).
+    """
+    sc = scenario
+    cal, note = _calibration(sc, calibration, base_dir)
+    spec = cal.spec
+    quarters = sc.horizon.labels
+    nq = len(quarters)
+    spd = sc.horizon.steps_per_day
+    days = np.array([quarter_days(q) for q in quarters])
+    step_q = np.repeat(np.arange(nq, dtype=np.int64), days * spd)
+    n_steps = step_q.size
+    step_h = 24.0 / spd
+    q_first = np.concatenate([[0], np.cumsum(days * spd)])
+    names = list(sc.sources)
+    ns = len(names)
+
+    def step_of(label: str | None) -> int:
+        qi = quarter_index(sc, label)
+        return int(q_first[min(max(qi, 0), nq)]) if qi >= 0 else 0
+
+    mode = sc.feed.mode
+    supply = np.zeros((ns, nq))
+    if mode == "rates":
+        for i, n in enumerate(names):
+            supply[i] = per_quarter(sc.sources[n].rate_tpd, nq) * step_h / 24.0
+        if feed_unlimited:
+            tot = supply.sum(axis=0)
+            supply = np.divide(supply, tot, out=np.full_like(supply, 1.0 / ns), where=tot > 0)
+            mode = "blend"
+    else:
+        for i, n in enumerate(names):
+            supply[i] = per_quarter(sc.sources[n].blend, nq)
+    g_mean = np.zeros((ns, nq, 3))
+    g_sd = np.zeros((ns, 3))
+    g_phi = np.zeros((ns, 3))
+    g_chol = np.zeros((ns, 3, 3))
+    g_mean_sd = np.zeros((ns, 3))
+    r_mean = np.zeros((ns, recovery.N_OFFSETS))
+    r_sd = np.zeros((ns, recovery.N_OFFSETS))
+    start_lo = np.zeros(ns)
+    start_span = np.zeros(ns)
+    hold = np.zeros(ns, dtype=np.int64)
+    rate_cv = np.zeros(ns)
+    stock0 = np.zeros(ns)
+    for i, n in enumerate(names):
+        s = sc.sources[n]
+        means = s.mean_grades()
+        for e, el in enumerate(GRADES):
+            g = getattr(s, el)
+            g_mean[i, :, e] = units.to_fraction(per_quarter(means[el], nq), _GRADE_UNIT[el]) / (
+                1.0 + s.dilution
+            )
+            g_sd[i, e] = math.sqrt(math.log1p(g.cv**2))
+            g_phi[i, e] = g.autocorrelation ** (1.0 / spd)
+            g_mean_sd[i, e] = g.mean_uncertainty
+        corr = np.eye(3) if s.grade_correlation is None else np.asarray(s.grade_correlation, dtype=float)
+        g_chol[i] = np.linalg.cholesky(corr)
+        for j, off in enumerate(recovery.OFFSET_NAMES):
+            if off in s.response:
+                r_mean[i, j] = s.response[off].mean
+                r_sd[i, j] = s.response[off].sd
+        lo, hi = s.start_delay_days
+        start_lo[i] = (step_of(s.start) if quarter_index(sc, s.start) < nq else n_steps) + lo * spd
+        start_span[i] = (hi - lo) * spd
+        hold[i] = (
+            step_of(s.hold_until)
+            if s.hold_until and quarter_index(sc, s.hold_until) < nq
+            else (n_steps if s.hold_until else 0)
+        )
+        rate_cv[i] = s.rate_cv
+        stock0[i] = sc.stockpile.initial_t.get(n, 0.0)
+    m = sc.mill
+    a = float(m.availability if availability is None else availability)
+    cap = float(m.capacity_tpd if capacity_tpd is None else capacity_tpd)
+    tgt = per_quarter(m.target_tpd if target_tpd is None else target_tpd, nq)
+    mill_rate = np.minimum(tgt / a, cap) / 24.0
+    if (mill_rate <= 0).any():
+        raise ValidationError("mill.target_tpd: found 0; the mill needs a positive throughput target")
+    k = len(spec.free)
+    if sc.uncertainty.parameters:
+        w, v = np.linalg.eigh(cal.cov)  # as Calibration.draw_theta: tolerates a singular cov
+        theta_fac = v * np.sqrt(np.clip(w, 0.0, None))
+    else:
+        theta_fac = np.zeros((k, k))
+    lo_b, hi_b = spec.bounds()
+    arrays = {
+        "kind": np.int64(spec.kind),
+        "grade_dep": np.int64(spec.grade_dep),
+        "p_base": np.ascontiguousarray(cal.full(), dtype=float),
+        "free_idx": np.ascontiguousarray(spec.free_index, dtype=np.int64),
+        "theta0": np.ascontiguousarray(cal.theta, dtype=float),
+        "theta_fac": np.ascontiguousarray(theta_fac),
+        "theta_lo": np.ascontiguousarray(lo_b, dtype=float),
+        "theta_hi": np.ascontiguousarray(hi_b, dtype=float),
+        "scatter_sd": np.ascontiguousarray(
+            cal.scatter if sc.uncertainty.scatter else np.zeros(recovery.N_OFFSETS)
+        ),
+        "step_q": step_q,
+        "step_h": float(step_h),
+        "mode": np.int64(K.MODE_RATES if mode == "rates" else K.MODE_BLEND),
+        "supply": np.ascontiguousarray(supply),
+        "rate_cv": rate_cv,
+        "start_lo": start_lo,
+        "start_span": start_span,
+        "hold_until": hold,
+        "g_mean": np.ascontiguousarray(g_mean),
+        "g_sd": g_sd,
+        "g_phi": g_phi,
+        "g_chol": np.ascontiguousarray(g_chol),
+        "g_mean_sd": g_mean_sd,
+        "r_mean": r_mean,
+        "r_sd": r_sd,
+        "stock0": stock0,
+        "stock_cap": float(np.inf if sc.stockpile.capacity_t is None else sc.stockpile.capacity_t),
+        "mill_rate": np.ascontiguousarray(mill_rate),
+        "availability": a,
+        "mttr_h": float(m.mean_repair_h) if a < 1.0 else 0.0,
+    }
+    return Plan(sc, cal, quarters, days, names, arrays, note)
+
+
+# ------------------------------------------------------------------ running
+def run_chunk(plan: Plan, seed: int, draw0: int, n: int, daily: bool = False, n_threads: int | None = None):
+    """Run draws ``draw0 .. draw0 + n - 1``: returns (out_q, out_d, out_draw) arrays."""
+    if n_threads is not None:
+        import numba
+
+        numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+    inputs, outputs = plan.kernel_args(seed, draw0, n, daily)
+    K.simulate(*inputs, *outputs)
+    return outputs
+
+
+def _chunks(draws: int, chunk_size: int) -> list[tuple[int, int]]:
+    return [(d0, min(chunk_size, draws - d0)) for d0 in range(0, draws, chunk_size)]
+
+
+def _client(scheduler: str):
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler == "local":
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+        return Client(cluster), cluster
+    return Client(scheduler), None
+
+
+def run(
+    plan: Plan,
+    draws: int = 1000,
+    seed: int = 0,
+    *,
+    chunk_size: int | None = None,
+    scheduler=None,
+    daily: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> xr.Dataset:
+    """Run ``draws`` draws of a compiled scenario; see :func:`simulate`."""
+    if draws < 1:
+        raise ValidationError(f"--draws: found {draws}; allowed: >= 1")
+    if seed < 0 or seed >= 2**64:
+        raise ValidationError(f"--seed: found {seed}; allowed: 0 .. 2**64 - 1")
+    chunk = int(chunk_size or DEFAULT_CHUNK)
+    if chunk < 1:
+        raise ValidationError(f"chunk_size: found {chunk}; allowed: >= 1")
+    parts = _chunks(draws, chunk)
+    results: list = [None] * len(parts)
+    if scheduler is None:
+        for i, (d0, n) in enumerate(parts):
+            results[i] = run_chunk(plan, seed, d0, n, daily)
+            if progress:
+                progress(n)
+    else:
+        from dask.distributed import Client, as_completed
+
+        if isinstance(scheduler, Client):
+            client, cluster, own = scheduler, None, False
+        else:
+            (client, cluster), own = _client(str(scheduler)), True
+        try:
+            futs = [client.submit(run_chunk, plan, seed, d0, n, daily, 1, pure=False) for d0, n in parts]
+            index = {f.key: i for i, f in enumerate(futs)}
+            for fut in as_completed(futs):
+                results[index[fut.key]] = fut.result()
+                if progress:
+                    progress(parts[index[fut.key]][1])
+        finally:
+            if own:
+                client.close()
+                if cluster is not None:
+                    cluster.close()
+    out_q = np.concatenate([r[0] for r in results])
+    out_d = np.concatenate([r[1] for r in results]) if daily else None
+    out_draw = np.concatenate([r[2] for r in results])
+    return to_dataset(plan, out_q, out_draw, seed=seed, out_d=out_d)
+
+
+def simulate(
+    scenario: Scenario | str | Path,
+    draws: int = 1000,
+    seed: int = 0,
+    *,
+    calibration: Calibration | None = None,
+    chunk_size: int | None = None,
+    scheduler=None,
+    daily: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> xr.Dataset:
+    """Monte Carlo of a scenario: quarterly results per draw.
+
+    Parameters
+    ----------
+    scenario : Scenario or path
+        A validated scenario or a scenario TOML file.
+    draws : int
+        Number of draws.
+    seed : int
+        Seed (0 .. 2**64 - 1); draw ``i`` depends only on ``(seed, i)``.
+    calibration : Calibration, optional
+        Overrides the scenario's calibration.
+    chunk_size : int, optional
+        Draws per chunk (default :data:`DEFAULT_CHUNK`); results do not depend on it.
+    scheduler : None, "local", an address or a ``dask.distributed.Client``
+        None runs the chunks here (numba threads); "local" starts a LocalCluster of 2
+        single-threaded workers; an address connects to a running scheduler.
+    daily : bool
+        Also return every step (variables with a ``step`` dimension): memory grows with
+        draws x steps, so only on request.
+    progress : callable, optional
+        Called with the number of draws finished after each chunk.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dimensions ``draw`` and ``quarter`` (and ``source``, ``stream``, ``element``);
+        see :func:`to_dataset`.
+    """
+    from kenomill import scenario as scn
+
+    base_dir = None
+    if not isinstance(scenario, Scenario):
+        base_dir = Path(scenario).parent
+        scenario = scn.load(scenario)
+    plan = compile_plan(scenario, calibration, base_dir=base_dir)
+    return run(plan, draws, seed, chunk_size=chunk_size, scheduler=scheduler, daily=daily, progress=progress)
+
+
+# ------------------------------------------------------------------ results
+_ATTRS = {
+    "ore_processed_t": ("t", "ore processed (mill feed)"),
+    "ore_mined_t": ("t", "ore delivered by the mines"),
+    "ore_diverted_t": ("t", "ore diverted off the full ROM stockpile"),
+    "stockpile_t": ("t", "ROM stockpile at the end of the period"),
+    "held_t": ("t", "ore held for permitting at the end of the period"),
+    "operating_h": ("h", "mill operating hours"),
+    "days": ("d", "calendar days"),
+    "availability": ("1", "mill operating time / calendar time"),
+    "tpd": ("t/d", "average throughput, tonnes processed per calendar day"),
+    "operating_tpd": ("t/d", "feed rate while operating, tonnes per operating day"),
+    "head_ag_gpt": ("g/t", "silver grade of ore processed"),
+    "head_pb_pct": ("%", "lead grade of ore processed"),
+    "head_zn_pct": ("%", "zinc grade of ore processed"),
+    "rec_ag_pct": ("%", "silver recovery to both concentrates"),
+    "rec_pb_pct": ("%", "lead recovery to lead concentrate"),
+    "rec_zn_pct": ("%", "zinc recovery to zinc concentrate"),
+    "pbcon_t": ("t", "lead concentrate produced"),
+    "pbcon_ag_gpt": ("g/t", "silver grade of lead concentrate"),
+    "pbcon_pb_pct": ("%", "lead grade of lead concentrate"),
+    "pbcon_zn_pct": ("%", "zinc grade of lead concentrate"),
+    "zncon_t": ("t", "zinc concentrate produced"),
+    "zncon_ag_gpt": ("g/t", "silver grade of zinc concentrate"),
+    "zncon_pb_pct": ("%", "lead grade of zinc concentrate"),
+    "zncon_zn_pct": ("%", "zinc grade of zinc concentrate"),
+    "tails_t": ("t", "final tailings"),
+    "ag_oz": ("troy_oz", "silver contained in both concentrates"),
+    "pb_lb": ("lb", "lead contained in lead concentrate"),
+    "zn_lb": ("lb", "zinc contained in zinc concentrate"),
+    "stream_t": ("t", "solids of each stream"),
+    "metal_t": ("t", "element in each stream"),
+    "feed_by_source_t": ("t", "mill feed by source"),
+}
+#: variables summed over a year (the rest are derived from them or are levels)
+FLOWS = ("stream_t", "metal_t", "operating_h", "days", "ore_mined_t", "ore_diverted_t", "feed_by_source_t")
+
+
+def _div(a, b, scale=1.0):
+    a = np.asarray(a, dtype=float)
+    b = np.asarray(b, dtype=float)
+    return np.divide(a * scale, b, out=np.full(np.broadcast(a, b).shape, np.nan), where=b > 0)
+
+
+def derive(raw: xr.Dataset) -> xr.Dataset:
+    """Reported-style variables from the raw sums (stream_t, metal_t, operating_h, days)."""
+    ds = raw.copy()
+    st = raw.stream_t
+    mt = raw.metal_t
+    feed_t = st.sel(stream="feed", drop=True)
+    ds["ore_processed_t"] = feed_t
+    ds["availability"] = xr.apply_ufunc(_div, raw.operating_h, raw.days * 24.0)
+    ds["tpd"] = xr.apply_ufunc(_div, feed_t, raw.days)
+    ds["operating_tpd"] = xr.apply_ufunc(_div, feed_t * 24.0, raw.operating_h)
+    for e, el, unit in (("Ag", "ag_gpt", 1e6), ("Pb", "pb_pct", 100.0), ("Zn", "zn_pct", 100.0)):
+        ds[f"head_{el}"] = xr.apply_ufunc(_div, mt.sel(stream="feed", element=e, drop=True) * unit, feed_t)
+        for s in ("pbcon", "zncon"):
+            ds[f"{s}_{el}"] = xr.apply_ufunc(
+                _div, mt.sel(stream=s, element=e, drop=True) * unit, st.sel(stream=s, drop=True)
+            )
+    for s in ("pbcon", "zncon", "tails"):
+        ds[f"{s}_t"] = st.sel(stream=s, drop=True)
+    ag_con = mt.sel(stream="pbcon", element="Ag", drop=True) + mt.sel(stream="zncon", element="Ag", drop=True)
+    pb_con = mt.sel(stream="pbcon", element="Pb", drop=True)
+    zn_con = mt.sel(stream="zncon", element="Zn", drop=True)
+    ds["rec_ag_pct"] = xr.apply_ufunc(_div, ag_con * 100.0, mt.sel(stream="feed", element="Ag", drop=True))
+    ds["rec_pb_pct"] = xr.apply_ufunc(_div, pb_con * 100.0, mt.sel(stream="feed", element="Pb", drop=True))
+    ds["rec_zn_pct"] = xr.apply_ufunc(_div, zn_con * 100.0, mt.sel(stream="feed", element="Zn", drop=True))
+    ds["ag_oz"] = ag_con * float(units.tonnes_to_contained(1.0, "troy_oz"))
+    ds["pb_lb"] = pb_con * float(units.tonnes_to_contained(1.0, "lb"))
+    ds["zn_lb"] = zn_con * float(units.tonnes_to_contained(1.0, "lb"))
+    for name, (u, ln) in _ATTRS.items():
+        if name in ds:
+            ds[name].attrs = {"units": u, "long_name": ln}
+    return ds
+
+
+def to_dataset(
+    plan: Plan, out_q: np.ndarray, out_draw: np.ndarray, *, seed: int = 0, out_d=None
+) -> xr.Dataset:
+    """Kernel outputs -> Dataset (draw, quarter) with units and the per-draw drivers."""
+    nd, nq, _ = out_q.shape
+    names = plan.sources
+    ns = len(names)
+    coords = {
+        "draw": np.arange(nd),
+        "quarter": plan.quarters,
+        "source": names,
+        "stream": list(STREAMS),
+        "element": list(ELEMENTS),
+    }
+
+    def raw_vars(o: np.ndarray, dims: tuple[str, str]) -> dict:
+        stream_t = np.stack(
+            [o[..., K.F_FEED_T], o[..., K.F_STREAM_T], o[..., K.F_STREAM_T + 1], o[..., K.F_STREAM_T + 2]],
+            axis=-1,
+        )
+        metal = np.concatenate(
+            [
+                o[..., None, K.F_FEED_M : K.F_FEED_M + 3],
+                o[..., K.F_STREAM_M : K.F_STREAM_M + 9].reshape(*o.shape[:-1], 3, 3),
+            ],
+            axis=-2,
+        )
+        return {
+            "stream_t": ((*dims, "stream"), stream_t),
+            "metal_t": ((*dims, "stream", "element"), metal),
+            "operating_h": (dims, o[..., K.F_UP_H]),
+            "days": (dims, o[..., K.F_CAL_H] / 24.0),
+            "ore_mined_t": (dims, o[..., K.F_MINED_T]),
+            "ore_diverted_t": (dims, o[..., K.F_DIVERTED_T]),
+            "stockpile_t": (dims, o[..., K.F_STOCK_T]),
+            "held_t": (dims, o[..., K.F_HOLD_T]),
+            "feed_by_source_t": ((*dims, "source"), o[..., K.F_SRC_T : K.F_SRC_T + ns]),
+        }
+
+    ds = derive(xr.Dataset(raw_vars(out_q, ("draw", "quarter")), coords=coords))
+    ds["scatter_offset"] = (("draw", "quarter", "offset"), out_q[..., K.F_SCATTER : K.F_SCATTER + K.NOFF])
+    ds = ds.assign_coords(offset=list(recovery.OFFSET_NAMES))
+    ds["scatter_offset"].attrs = {
+        "units": "1",
+        "long_name": "quarter-to-quarter offsets of the mill response",
+    }
+    # per-draw drivers of the spread
+    cal = plan.calibration
+    k = len(cal.param_names)
+    ds["theta"] = (("draw", "parameter"), out_draw[:, :k])
+    ds = ds.assign_coords(parameter=list(cal.param_names))
+    ds["theta"].attrs = {"units": "1", "long_name": "calibration parameters drawn"}
+    ds["ore_offset"] = (
+        ("draw", "source", "offset"),
+        out_draw[:, k : k + K.NOFF * ns].reshape(nd, ns, K.NOFF),
+    )
+    ds["ore_offset"].attrs = {"units": "1", "long_name": "response offsets of each source's ore"}
+    ds["grade_factor"] = (
+        ("draw", "source", "element"),
+        out_draw[:, k + K.NOFF * ns : k + 8 * ns].reshape(nd, ns, 3),
+    )
+    ds["grade_factor"].attrs = {"units": "1", "long_name": "mean grade drawn / stated mean grade"}
+    spd = plan.scenario.horizon.steps_per_day
+    ds["start_delay_days"] = (("draw", "source"), out_draw[:, k + 8 * ns :] / spd)
+    ds["start_delay_days"].attrs = {
+        "units": "d",
+        "long_name": "delay of the first delivery after the start quarter",
+    }
+    if out_d is not None:
+        steps = np.arange(out_d.shape[1])
+        daily = derive(xr.Dataset(raw_vars(out_d, ("draw", "step")), coords={**coords, "step": steps}))
+        for v in (
+            "ore_processed_t",
+            "ag_oz",
+            "pb_lb",
+            "zn_lb",
+            "head_ag_gpt",
+            "head_pb_pct",
+            "head_zn_pct",
+            "rec_ag_pct",
+            "rec_pb_pct",
+            "rec_zn_pct",
+            "stockpile_t",
+            "availability",
+            "stream_t",
+            "metal_t",
+        ):
+            ds[f"step_{v}"] = daily[v]
+        ds = ds.assign_coords(step_quarter=("step", np.asarray(plan.quarters)[plan.arrays["step_q"]]))
+    sc = plan.scenario
+    ds.attrs = {
+        "title": f"kenomill Monte Carlo: scenario {sc.name}",
+        "scenario": sc.name,
+        "description": sc.description,
+        "assumptions": "\n".join(sc.assumptions),
+        "seed": int(seed),
+        "draws": int(nd),
+        "step": sc.horizon.step,
+        "calibration_model": cal.model,
+        "calibration": plan.calibration_note,
+        "parameter_uncertainty": int(sc.uncertainty.parameters),
+        "quarterly_scatter": int(sc.uncertainty.scatter),
+    }
+    return ds
+
+
+def annual(ds: xr.Dataset) -> xr.Dataset:
+    """Calendar-year totals per draw (dims draw, year); recoveries and grades from the sums."""
+    years = np.array([int(str(q)[:4]) for q in ds.quarter.values])
+    raw = xr.Dataset({v: ds[v] for v in FLOWS}).assign_coords(year=("quarter", years))
+    tot = raw.groupby("year").sum("quarter")
+    levels = xr.Dataset({v: ds[v] for v in ("stockpile_t", "held_t")}).assign_coords(year=("quarter", years))
+    last = levels.groupby("year").last("quarter")
+    out = derive(xr.merge([tot, last]))
+    nq = xr.DataArray(
+        np.bincount(years - years.min())[np.unique(years) - years.min()],
+        dims="year",
+        coords={"year": np.unique(years)},
+    )
+    out["quarters"] = nq
+    out["quarters"].attrs = {"units": "1", "long_name": "quarters of the year inside the horizon"}
+    out.attrs = {**ds.attrs, "title": ds.attrs.get("title", "") + " (calendar years)"}
+    return out
+
+
+def summarize(ds: xr.Dataset, variables: Sequence[str] | None = None) -> xr.Dataset:
+    """Mean, P10, P50 and P90 over draws (dim ``stat``) of the numeric variables."""
+    variables = variables or [v for v in ds.data_vars if "draw" in ds[v].dims]
+    sub = ds[list(variables)]
+    parts = [sub.mean("draw", skipna=True)]
+    for q in (0.1, 0.5, 0.9):
+        parts.append(sub.quantile(q, dim="draw", skipna=True).drop_vars("quantile"))
+    out = xr.concat(parts, dim=pd.Index(list(STATS), name="stat"))
+    for v in variables:
+        out[v].attrs = ds[v].attrs
+    out.attrs = {**ds.attrs, "summary": "mean and 10th/50th/90th percentiles over draws"}
+    return out
+
+
+def target_probabilities(ds: xr.Dataset, targets) -> pd.DataFrame:
+    """Probability (share of draws) that each target (``Scenario.targets``) is met in its year.
+
+    ``probability`` is P(min <= annual value <= max); ``p_at_least_min`` is P(value >= min).
+    """
+    if isinstance(targets, Scenario):
+        targets = targets.targets
+    yr = annual(ds)
+    rows = []
+    for t in targets:
+        if t.year not in yr.year.values:
+            raise ValidationError(f"targets: year {t.year} is outside the horizon")
+        v = yr[t.variable].sel(year=t.year).values
+        ok = np.ones(v.shape, dtype=bool)
+        if t.min is not None:
+            ok &= v >= t.min
+        if t.max is not None:
+            ok &= v <= t.max
+        rows.append(
+            {
+                "target": t.name,
+                "variable": t.variable,
+                "year": t.year,
+                "min": t.min,
+                "max": t.max,
+                "probability": float(ok.mean()),
+                "p_at_least_min": float((v >= t.min).mean()) if t.min is not None else np.nan,
+                "complete_year": int(yr.quarters.sel(year=t.year)) == 4,
+                "source": t.source,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def drivers(ds: xr.Dataset, variable: str = "ag_oz", year: int | None = None, top: int = 6) -> pd.DataFrame:
+    """What drives the spread: Spearman rank correlation of a year's output with each per-draw driver.
+
+    Drivers: calibration parameters, each source's response offsets, mean-grade factors
+    and start delays, the year's mean scatter offsets, realised availability and head
+    grades. Drivers that do not vary are skipped. ``share`` = rho^2 / sum(rho^2): a rough
+    split of the explained spread (drivers are nearly independent by construction).
+    """
+    yr = annual(ds)
+    year = int(year if year is not None else yr.year.values[-1])
+    y = yr[variable].sel(year=year).values
+    cand: dict[str, np.ndarray] = {}
+    for p in ds.parameter.values:
+        cand[f"calibration {p}"] = ds.theta.sel(parameter=p).values
+    for s in ds.source.values:
+        for o in ds.offset.values:
+            cand[f"{s} ore {o}"] = ds.ore_offset.sel(source=s, offset=o).values
+        for e in ds.element.values:
+            cand[f"{s} mean {e} grade"] = ds.grade_factor.sel(source=s, element=e).values
+        cand[f"{s} start delay"] = ds.start_delay_days.sel(source=s).values
+    qs = [i for i, q in enumerate(ds.quarter.values) if str(q).startswith(str(year))]
+    for o in ds.offset.values:
+        cand[f"scatter {o} ({year} mean)"] = (
+            ds.scatter_offset.sel(offset=o).isel(quarter=qs).mean("quarter").values
+        )
+    cand[f"availability {year}"] = yr.availability.sel(year=year).values
+    for el in ("ag_gpt", "pb_pct", "zn_pct"):
+        cand[f"head {el} {year}"] = yr[f"head_{el}"].sel(year=year).values
+    cand[f"ore processed {year}"] = yr.ore_processed_t.sel(year=year).values
+    ry = pd.Series(y).rank().to_numpy()
+    rows = []
+    for name, x in cand.items():
+        if np.nanstd(x) == 0 or np.nanstd(y) == 0:
+            continue
+        rx = pd.Series(x).rank().to_numpy()
+        rho = float(np.corrcoef(rx, ry)[0, 1])
+        rows.append({"driver": name, "rho": rho})
+    df = pd.DataFrame(rows, columns=["driver", "rho"])
+    if df.empty:
+        return df.assign(share=[])
+    # realised quantities (availability, head grades, ore) are consequences, not inputs:
+    # they are listed but left out of the share of the independent inputs
+    inputs = ~df.driver.str.startswith(("availability", "head", "ore processed"))
+    r2 = (df.rho**2).where(inputs, 0.0)
+    df["share"] = r2 / r2.sum() if r2.sum() > 0 else 0.0
+    df["variable"] = variable
+    df["year"] = year
+    return df.reindex(df.rho.abs().sort_values(ascending=False).index).head(top).reset_index(drop=True)
+
+
+# ------------------------------------------------------------------ what-ifs
+def parse_range(text: str, name: str) -> np.ndarray:
+    """'a:b:step' (inclusive of b when it falls on the grid) or 'a,b,c' -> array."""
+    try:
+        if ":" in text:
+            a, b, s = (float(x) for x in text.split(":"))
+            if s <= 0 or b < a:
+                raise ValueError
+            n = int(math.floor((b - a) / s + 1e-9)) + 1
+            return np.round(a + s * np.arange(n), 10)
+        return np.array([float(x) for x in text.split(",")])
+    except ValueError:
+        raise ValidationError(
+            f"{name}: found {text!r}; expected START:STOP:STEP (STEP > 0) or a,b,c"
+        ) from None
+
+
+def whatif(
+    scenario: Scenario,
+    tpd: Sequence[float],
+    availability: Sequence[float],
+    *,
+    draws: int = 200,
+    seed: int = 0,
+    year: int | None = None,
+    calibration: Calibration | None = None,
+    base_dir: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> xr.Dataset:
+    """Throughput x availability surface of production and recoveries, with uncertainty.
+
+    Every grid point runs the same draws (common random numbers: same seed, so the
+    surface is smooth and differences between points are the mill's, not noise). The
+    scenario's feed is made unlimited (rates become blend shares) and the capacity cap is
+    lifted, so the surface shows what the circuit does at each rate: more tonnes, less
+    residence time, lower recovery.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dims (tpd, availability, stat): ag_oz, pb_lb, zn_lb, ore_processed_t, rec_*_pct,
+        head grades and the operating rate, for the year ``year`` (default: the first
+        complete year of the horizon, else the horizon total).
+    """
+    tpd = np.asarray(tpd, dtype=float)
+    availability = np.asarray(availability, dtype=float)
+    if tpd.size == 0 or (tpd <= 0).any() or not np.isfinite(tpd).all():
+        raise ValidationError(f"--tpd: found {tpd.tolist()}; allowed: positive numbers")
+    if availability.size == 0 or (availability <= 0).any() or (availability > 1).any():
+        raise ValidationError(f"--availability: found {availability.tolist()}; allowed: fractions in (0, 1]")
+    keep = (
+        "ag_oz",
+        "pb_lb",
+        "zn_lb",
+        "ore_processed_t",
+        "rec_ag_pct",
+        "rec_pb_pct",
+        "rec_zn_pct",
+        "operating_tpd",
+        "pbcon_pb_pct",
+        "zncon_zn_pct",
+        "pbcon_ag_gpt",
+    )
+    grid = []
+    for t in tpd:
+        row = []
+        for a in availability:
+            plan = compile_plan(
+                scenario,
+                calibration,
+                base_dir=base_dir,
+                target_tpd=float(t),
+                availability=float(a),
+                capacity_tpd=np.inf,
+                feed_unlimited=True,
+            )
+            ds = run(plan, draws, seed)
+            yr = annual(ds)
+            full = [y for y in yr.year.values if int(yr.quarters.sel(year=y)) == 4]
+            y = year if year is not None else (full[0] if full else None)
+            sel = (
+                yr.sel(year=y)
+                if y is not None
+                else derive(xr.Dataset({v: ds[v].sum("quarter") for v in FLOWS}))
+            )
+            row.append(summarize(sel[list(keep)]))
+            if progress:
+                progress(1)
+        grid.append(xr.concat(row, dim=pd.Index(availability, name="availability")))
+    out = xr.concat(grid, dim=pd.Index(tpd, name="tpd"))
+    out["tpd"].attrs = {"units": "t/d", "long_name": "calendar throughput target"}
+    out["availability"].attrs = {"units": "1", "long_name": "long-run mill availability"}
+    out.attrs = {
+        "title": f"kenomill what-if: throughput x availability, scenario {scenario.name}",
+        "scenario": scenario.name,
+        "draws": int(draws),
+        "seed": int(seed),
+        "year": "horizon total" if y is None else int(y),
+        "note": "feed unlimited (rate shares as blend), capacity cap lifted; same draws at every point",
+    }
+    return out
+
+
+# ------------------------------------------------------------------ reference workload
+def reference_workload() -> Scenario:
+    """Issue 6's reference workload: three sources, daily steps, six quarters (all uncertainty on)."""
+    from kenomill.scenario import from_dict
+
+    g = {"cv": 0.2, "autocorrelation": 0.9}
+    return from_dict(
+        {
+            "name": "reference_workload",
+            "description": "three feed sources, daily steps over six quarters (benchmark workload)",
+            "assumptions": [
+                "synthetic: rates and grades of the shipped onek_lucky_queen_2012q4 scenario, rounded"
+            ],
+            "horizon": {"start": "2012Q1", "quarters": 6},
+            "sources": {
+                "bellekeno": {
+                    "rate_tpd": 235,
+                    "rate_cv": 0.2,
+                    "ag_gpt": {"mean": 822, **g},
+                    "pb_pct": {"mean": 10.1, **g},
+                    "zn_pct": {"mean": 5.8, **g},
+                },
+                "onek": {
+                    "rate_tpd": 60,
+                    "rate_cv": 0.3,
+                    "grades_from": "deposit:Onek:Indicated",
+                    "ag_gpt": {**g, "mean_uncertainty": 0.15},
+                    "pb_pct": g,
+                    "zn_pct": g,
+                    "response": {n: {"sd": 0.5} for n in recovery.OFFSET_NAMES},
+                },
+                "lucky_queen": {
+                    "rate_tpd": 40,
+                    "rate_cv": 0.3,
+                    "grades_from": "deposit:Lucky Queen:Indicated",
+                    "ag_gpt": {**g, "mean_uncertainty": 0.2},
+                    "pb_pct": g,
+                    "zn_pct": g,
+                    "response": {n: {"sd": 0.5} for n in recovery.OFFSET_NAMES},
+                },
+            },
+            "stockpile": {"initial_t": {"bellekeno": 2000}, "capacity_t": 40000},
+            "mill": {"target_tpd": 300, "capacity_tpd": 400, "availability": 0.92, "mean_repair_h": 8},
+            "uncertainty": {"calibration": "default"},
+        },
+        where="reference_workload",
+    )
