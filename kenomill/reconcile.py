@@ -370,7 +370,7 @@ def _check_rank(Ar, br, L, y, labels, proj):
     raise AssertionError("unreachable: rank deficiency not located")  # pragma: no cover
 
 
-def _solve_linear(y, sigma, chol, A, B, b, alpha, correction, names, unmeasured_names, labels):
+def _solve_linear(y, sigma, chol, A, B, b, alpha, correction, names, unmeasured_names, labels, check=True):
     n = y.shape[0]
     L = sigma[:, None] * (chol if chol is not None else np.eye(n))
     if B is not None and B.shape[1]:
@@ -384,8 +384,13 @@ def _solve_linear(y, sigma, chol, A, B, b, alpha, correction, names, unmeasured_
         z = np.full(n, np.nan)
         chi2, dof = 0.0, 0
     else:
-        M = _check_rank(Ar, br, L, y, labels, proj)
+        # the full rank diagnosis (an SVD) only where asked: successive linearisation checks
+        # its first step and relies on the QR diagonal afterwards
+        M = _check_rank(Ar, br, L, y, labels, proj) if check else Ar @ L
         Q, R = np.linalg.qr(M.T)  # M M' = R' R; M'(MM')^-1 M = Q Q'
+        d = np.abs(np.diag(R))
+        if not check and d.min() <= RANK_TOL * d.max():
+            _check_rank(Ar, br, L, y, labels, proj)  # raises with the rows named
         r = Ar @ y - br
         g = sla.solve_triangular(R, r, trans="T")
         w = sla.solve_triangular(R, g)
@@ -666,7 +671,18 @@ def reconcile_bilinear(
         A, B = J[:, :n], J[:, n:]
         b = A @ x + B @ u - f
         res = _solve_linear(
-            y, sigma, chol, A, B if p else None, b, alpha, correction, names, unmeasured_names, labels
+            y,
+            sigma,
+            chol,
+            A,
+            B if p else None,
+            b,
+            alpha,
+            correction,
+            names,
+            unmeasured_names,
+            labels,
+            it == 1,
         )
         step_x = np.abs(res.x - x) / scale_x
         step_u = np.abs(res.u - u) / np.maximum(np.maximum(np.abs(u), res.sd_u), 1e-300) if p else np.zeros(0)
@@ -937,22 +953,23 @@ def _reconcile_block(ds, periods, across, model: ErrorModel, alpha, correction, 
         rows_p = [k for k, o in enumerate(bld.owner) if o == p]
         if not rows_p:
             continue
-        A = J[rows_p, :n]
+        cols = np.flatnonzero(np.abs(J[rows_p, :n]).sum(axis=0) > 0)  # only these enter the test
+        A = J[np.ix_(rows_p, cols)]
         Bp = J[rows_p, n:]
         used = np.flatnonzero(np.abs(Bp).sum(axis=0) > 0)
         Bp = Bp[:, used]
-        b = A @ res.x + Bp @ res.u[used]
+        b = A @ res.x[cols] + Bp @ res.u[used]
         try:
             sub = _solve_linear(
-                y,
-                sig,
-                None if corr is None else np.linalg.cholesky(corr),
+                y[cols],
+                sig[cols],
+                None if corr is None else np.linalg.cholesky(corr[np.ix_(cols, cols)]),
                 A,
                 Bp if used.size else None,
                 b,
                 alpha,
                 correction,
-                res.names,
+                tuple(res.names[j] for j in cols),
                 tuple(res.unmeasured_names[j] for j in used),
                 [bld.labels[k] for k in rows_p],
             )
