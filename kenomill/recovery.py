@@ -37,8 +37,9 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
+from kenomill._kernels import forward_row
 from kenomill.errors import ValidationError
-from kenomill.units import PURE_MINERAL_GRADE
+from kenomill.units import GRAMS_PER_TROY_OZ, LB_PER_TONNE, PURE_MINERAL_GRADE
 
 #: reference operating throughput at which ``ktau_*`` parameters are stated [t/d].
 #: 250 t/d is the mill's quoted running rate in 2012 (Northern Miner, 2012).
@@ -95,8 +96,24 @@ FULL_PARAMS: tuple[Param, ...] = (
     Param("tail_zn", 0.01, 0.0, 0.05, "mass fraction", "fixed zinc-circuit tail grade (grade models)"),
     Param("phi_zn", 0.8, 0.0, 1.0, "1", "fast-floating share of the floatable sphalerite (two_component)"),
     Param("kslow_zn", 0.1, 0.001, 1.0, "1", "slow rate / fast rate of sphalerite (two_component)"),
-    Param("ag_pb", 0.97, 0.3, 1.1, "1", "Ag recovery to lead con / Pb recovery (silver follows galena)"),
-    Param("ag_zn", 0.6, 0.0, 1.5, "1", "share of lead-tail Ag to zinc con / zinc-circuit Zn recovery"),
+    Param(
+        "ag_pb",
+        0.9,
+        0.2,
+        3.0,
+        "1",
+        "floatability of the silver carriers relative to galena in the lead circuit: "
+        "R_Ag,Pbcon = 1 - (1 - R_Pb)^ag_pb",
+    ),
+    Param(
+        "ag_zn",
+        0.55,
+        0.0,
+        3.0,
+        "1",
+        "floatability of lead-tail silver relative to sphalerite in the zinc circuit: "
+        "share of lead-tail Ag to zinc con = 1 - (1 - R_Zn,circuit)^ag_zn",
+    ),
     Param("zn_pb", 0.08, 0.0, 0.3, "1", "share of feed Zn misreporting to the lead concentrate"),
     Param("pb_zn", 0.3, 0.0, 0.9, "1", "share of lead-tail Pb reporting to the zinc concentrate"),
     Param("e_pb", 0.04, 0.0, 0.3, "1", "share of gangue reporting to the lead con at REFERENCE_TPD"),
@@ -171,6 +188,14 @@ def _logit_shift(r, off):
 
 
 @nb.njit(cache=True)
+def _relative_floatability(r, a):
+    """Recovery of a species floating ``a`` times as fast as one recovered ``r``: 1 - (1 - r)^a."""
+    if a == 0.0:
+        return 0.0
+    return 1.0 - (1.0 - min(max(r, 0.0), 1.0)) ** a
+
+
+@nb.njit(cache=True)
 def _clip01(x):
     return min(max(x, 0.0), 1.0)
 
@@ -214,8 +239,11 @@ def respond(kind, grade_dep, p, head, q_ratio, offsets, split, pull):
         r_znc *= max(0.0, 1.0 - p[7] / f_zn) if f_zn > 0.0 else 0.0
     r_znc = _logit_shift(_clip01(r_znc), offsets[1])
     # silver follows galena into the lead con; some of the rest follows sphalerite
-    r_ag_pb = _logit_shift(_clip01(p[10] * r_pb), offsets[2])
-    r_ag_zn = (1.0 - r_ag_pb) * _clip01(p[11] * r_znc)
+    # Silver carriers float alongside galena (then sphalerite) with a relative rate a: in
+    # first-order flotation R_Ag = 1 - exp(-a k tau) = 1 - (1 - R)^a. Unlike a ratio
+    # R_Ag = a R, this stays below 1 for any a, with no kink where a R would reach 1.
+    r_ag_pb = _logit_shift(_relative_floatability(r_pb, p[10]), offsets[2])
+    r_ag_zn = (1.0 - r_ag_pb) * _relative_floatability(r_znc, p[11])
     zn_pb = p[12]
     pb_zn = (1.0 - r_pb) * p[13]
     split[0, 0] = r_ag_pb
@@ -233,6 +261,77 @@ def respond(kind, grade_dep, p, head, q_ratio, offsets, split, pull):
     e_zn = _clip01(p[15] * g_ratio * math.exp(offsets[4]))
     pull[0] = galena * split[1, 0] + sphal * split[2, 0] + gangue * e_pb + f_ag * split[0, 0]
     pull[1] = galena * split[1, 1] + sphal * split[2, 1] + gangue * (1.0 - e_pb) * e_zn + f_ag * split[0, 1]
+
+
+# ------------------------------------------------------------------ mill outputs
+#: what :func:`outputs_rows` computes per row, in this order (the first twelve are the
+#: columns of ``kenomill predict``'s PRED.csv): contained metal [troy_oz, lb, lb],
+#: recoveries [%], concentrate tonnes [t] and grades [g/t, %], tails [t, g/t, %, %]
+OUTPUTS = (
+    "ag_oz",
+    "pb_lb",
+    "zn_lb",
+    "rec_ag_pct",
+    "rec_pb_pct",
+    "rec_zn_pct",
+    "pbcon_t",
+    "pbcon_ag_gpt",
+    "pbcon_pb_pct",
+    "zncon_t",
+    "zncon_ag_gpt",
+    "zncon_zn_pct",
+)
+#: more columns of :func:`outputs_rows` (the final tails)
+EXTRA_OUTPUTS = ("tails_t", "tails_ag_gpt", "tails_pb_pct", "tails_zn_pct")
+ALL_OUTPUTS = OUTPUTS + EXTRA_OUTPUTS
+_G_PER_OZ = GRAMS_PER_TROY_OZ
+_LB_PER_T = LB_PER_TONNE
+
+
+@nb.njit(cache=True)
+def outputs_rows(kind, grade_dep, p, ore_t, head, q, off, out):
+    """Mill outputs for rows of (parameters, feed, q_ratio, offsets).
+
+    p[n, N_FULL]; ore_t[n] t; head[n, 3] mass fractions (Ag, Pb, Zn); q[n]; off[n, N_OFFSETS]
+    -> out[n, len(ALL_OUTPUTS)] in the units of :data:`kenomill.calibrate.OUTPUT_ATTRS`.
+    The streams come from :func:`kenomill._kernels.forward_row` (tails by difference), so
+    every prediction closes exactly as :func:`kenomill.circuit.forward` does.
+
+    It lives here, beside :func:`respond`, because numba's cache checks only the source file
+    of the cached function: a kernel in another module that calls ``respond`` keeps running
+    the old ``respond`` after this file changes until its cache is cleared.
+    """
+    split = np.empty((3, 2))
+    pull = np.empty(2)
+    con = np.empty(2)
+    st = np.empty(3)
+    met = np.empty((3, 3))
+    for i in range(ore_t.shape[0]):
+        respond(kind, grade_dep, p[i], head[i], q[i], off[i], split, pull)
+        con[0] = ore_t[i] * pull[0]
+        con[1] = ore_t[i] * pull[1]
+        forward_row(ore_t[i], head[i], split, con, st, met)
+        feed_ag = ore_t[i] * head[i, 0]
+        feed_pb = ore_t[i] * head[i, 1]
+        feed_zn = ore_t[i] * head[i, 2]
+        ag = met[0, 0] + met[1, 0]
+        o = out[i]
+        o[0] = ag * 1e6 / _G_PER_OZ
+        o[1] = met[0, 1] * _LB_PER_T
+        o[2] = met[1, 2] * _LB_PER_T
+        o[3] = 100.0 * ag / feed_ag if feed_ag > 0.0 else 0.0
+        o[4] = 100.0 * met[0, 1] / feed_pb if feed_pb > 0.0 else 0.0
+        o[5] = 100.0 * met[1, 2] / feed_zn if feed_zn > 0.0 else 0.0
+        o[6] = st[0]
+        o[7] = 1e6 * met[0, 0] / st[0] if st[0] > 0.0 else 0.0
+        o[8] = 100.0 * met[0, 1] / st[0] if st[0] > 0.0 else 0.0
+        o[9] = st[1]
+        o[10] = 1e6 * met[1, 0] / st[1] if st[1] > 0.0 else 0.0
+        o[11] = 100.0 * met[1, 2] / st[1] if st[1] > 0.0 else 0.0
+        o[12] = st[2]
+        o[13] = 1e6 * met[2, 0] / st[2] if st[2] > 0.0 else 0.0
+        o[14] = 100.0 * met[2, 1] / st[2] if st[2] > 0.0 else 0.0
+        o[15] = 100.0 * met[2, 2] / st[2] if st[2] > 0.0 else 0.0
 
 
 # -------------------------------------------------------------------- named models
