@@ -244,6 +244,20 @@ class ErrorModel:
         """Total standard deviation of ``column`` printed as ``value`` to ``resolution``."""
         return np.hypot(self.rounding_sd(resolution), self.relative_sd(column, value))
 
+    def to_toml(self) -> str:
+        """This model as a TOML file that :meth:`from_toml` reads back."""
+        lines = [
+            "# kenomill reconciliation error model (see kenomill.errormodel); relative errors in percent",
+            f"rounding = {'true' if self.rounding else 'false'}  # printed rounding, sigma = unit / sqrt(12)",
+            "",
+            "[relative_pct]  # per kind of figure",
+            *(f"{k} = {v!r}" for k, v in self.relative_pct.items()),
+            "",
+            "[columns_pct]  # per column of reported_periods.csv; wins over the kind",
+            *(f"{k} = {v!r}" for k, v in self.columns_pct.items()),
+        ]
+        return "\n".join(lines) + "\n"
+
     def describe(self) -> str:
         """One line: the relative errors in force and whether rounding is included."""
         kinds = ", ".join(f"{k} {v:g} %" for k, v in self.relative_pct.items())

@@ -190,6 +190,17 @@ def test_cli_bad_input_one_line_exit_2_no_file(run, tmp_path, args, match):
     assert written == ["bad.toml"], written  # no output, no temporary file
 
 
+def test_error_model_toml_round_trip(run, tmp_path):
+    m = ErrorModel(relative_pct={"assays": 2.5}, columns_pct={"zn_lb": 0.5}, rounding=False)
+    p = tmp_path / "em.toml"
+    p.write_text(m.to_toml())
+    assert ErrorModel.from_toml(p) == m
+    r = run("--rel-pct", "tonnes=1.2", "--show-error-model")
+    assert r.exit_code == 0
+    p.write_text(r.output)
+    assert ErrorModel.from_toml(p) == ErrorModel(relative_pct={"tonnes": 1.2})
+
+
 def test_cli_help_lists_the_options(run):
     r = run("--help")
     assert r.exit_code == 0

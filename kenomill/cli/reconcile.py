@@ -144,9 +144,25 @@ def print_reconciliation(rec, reported, top: int = 10, console: Console | None =
     metavar="PERIOD.COLUMN",
     help="Treat a figure as not reported (estimate it from the balances), e.g. 2011Q4.zn_lb. Repeatable.",
 )
+@click.option(
+    "--show-error-model",
+    is_flag=True,
+    help="Print the error model in force as TOML (a starting point for --error-model) and stop.",
+)
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Suspects to list.")
 @guarded
-def reconcile(out, across_periods, error_model, rel_pct, rounding_only, no_rounding, alpha, exclude, top):
+def reconcile(
+    out,
+    across_periods,
+    error_model,
+    rel_pct,
+    rounding_only,
+    no_rounding,
+    alpha,
+    exclude,
+    show_error_model,
+    top,
+):
     """Reconcile the reported figures (weighted least squares) and test them for gross errors.
 
     Per period, ore processed x head grade x recovery = contained metal = concentrate
@@ -170,6 +186,9 @@ def reconcile(out, across_periods, error_model, rel_pct, rounding_only, no_round
     model = model.with_overrides(_parse_rel(rel_pct))
     if no_rounding:
         model = replace(model, rounding=False)
+    if show_error_model:
+        click.echo(model.to_toml(), nl=False)
+        return
     reported = reported_periods()
     rec = reconcile_dataset(reported, across_periods, model, alpha=alpha, exclude=exclude)
     print_reconciliation(rec, reported, top=top)
