@@ -167,8 +167,8 @@ COMMANDS = {"run": cmd_run, "test": cmd_test, "lint": cmd_lint}
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in COMMANDS:
-        print(__doc__.split("\n\n")[1], file=sys.stderr)
-        print(f"usage: python3 dev.py {{{'|'.join(COMMANDS)}}}", file=sys.stderr)
+        print(f"usage: python3 dev.py {{{'|'.join(COMMANDS)}}}\n", file=sys.stderr)
+        print(__doc__.split("\n\n")[2], file=sys.stderr)
         return 2
     return COMMANDS[argv[0]]()
 
