@@ -1,0 +1,415 @@
+"""Calibration: parameter recovery, optimum from several starts, honest leave-one-out,
+coverage of the prediction bands, closure of predictions, and every bad input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from kenomill import calibrate, circuit, recovery
+from kenomill.calibration_file import Calibration, default_calibration
+from kenomill.data import reported_periods
+from kenomill.errors import ValidationError
+
+
+@pytest.fixture(scope="module")
+def real():
+    return calibrate.fit_data()
+
+
+@pytest.fixture(scope="module")
+def default_fit(real):
+    return calibrate.fit(calibrate.DEFAULT_MODEL, real, starts=3)
+
+
+def _feed_frame(periods, ore, head_frac, tpd, availability=None):
+    d = {
+        "period": list(periods),
+        "ore_processed_t": ore,
+        "head_ag_gpt": head_frac[:, 0] * 1e6,
+        "head_pb_pct": head_frac[:, 1] * 100,
+        "head_zn_pct": head_frac[:, 2] * 100,
+        "tpd": tpd,
+    }
+    if availability is not None:
+        d["availability_pct"] = np.asarray(availability) * 100
+    return pd.DataFrame(d)
+
+
+def _quarters_feed():
+    ds = reported_periods("quarter")
+    cols = ["ore_processed_t", "head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd", "availability_pct"]
+    return ds[cols].to_dataframe().reset_index()
+
+
+# -------------------------------------------------------------------------- data
+def test_fit_data_carries_the_reported_figures(real):
+    assert real.periods == ("2011Q1", "2011Q2", "2011Q3", "2011Q4", "2012Q1", "2012Q2")
+    j = calibrate.FIT_FIGURES.index("rec_pb_pct")
+    np.testing.assert_array_equal(real.y[:, j], [90, 93, 90, 86.2, 93, 85])
+    # availability reported for 2011Q4 (96 %) and 2012Q2 (90 %) only
+    np.testing.assert_array_equal(np.isnan(real.availability), [True, True, True, False, True, False])
+    assert real.availability[3] == pytest.approx(0.96) and real.availability[5] == pytest.approx(0.90)
+    # sigma of a recovery printed as 93: rounding 1/sqrt(12) with 1 % relative, by hand
+    assert real.sigma[0, 1] == pytest.approx(np.hypot(1 / np.sqrt(12), 0.9), rel=1e-12)
+
+
+def test_fit_data_rejects_bad_kind_and_period():
+    with pytest.raises(ValidationError, match=r"data: found 'cooked'; allowed: raw, reconciled"):
+        calibrate.fit_data("cooked")
+    with pytest.raises(ValidationError, match=r"periods: unknown \['2013Q1'\]"):
+        calibrate.fit_data(periods=["2013Q1"])
+
+
+def test_reconciled_data_fit():
+    pytest.importorskip("kenomill.reconcile")
+    d = calibrate.fit_data("reconciled")
+    assert d.source == "reconciled" and np.isfinite(d.sigma).all() and (d.sigma > 0).all()
+    r = calibrate.fit("fixed_tail", d, starts=2)
+    # reconciled recoveries are within a point of the raw ones: the fit lands nearby
+    raw = calibrate.fit("fixed_tail", calibrate.fit_data(), starts=2)
+    assert np.abs(r.theta - raw.theta).max() < 0.1
+
+
+# ------------------------------------------------------------- parameter recovery
+@pytest.mark.parametrize("name", list(recovery.MODELS))
+def test_each_model_recovers_its_parameters_from_synthetic_quarters(name):
+    """Noise-free quarters generated with known parameters (not the defaults) give them back."""
+    spec = recovery.get_model(name)
+    feed = calibrate.design_feed(12, seed=1)
+    lo, hi = spec.bounds()
+    rng = np.random.default_rng(3)
+    truth = np.clip(spec.defaults() * rng.uniform(0.85, 0.95, len(lo)), lo, hi)
+    data = calibrate.synthetic_data(spec, truth, feed, noise=False)
+    r = calibrate.fit(spec, data, starts=2, seed=1)
+    np.testing.assert_allclose(r.theta, truth, atol=1e-6 * (hi - lo).max())
+
+
+def test_recovery_with_noise_lies_within_its_standard_errors():
+    spec = recovery.get_model(calibrate.DEFAULT_MODEL)
+    feed = calibrate.design_feed(16, seed=2)
+    lo, hi = spec.bounds()
+    truth = spec.defaults()
+    data = calibrate.synthetic_data(spec, truth, feed, seed=5)
+    r = calibrate.fit(spec, data, starts=2)
+    free = ~r.at_bound
+    z = (r.theta[free] - truth[free]) / r.se[free]
+    assert np.abs(z).max() < 4.0
+
+
+# ------------------------------------------------------------ real-data optimum
+def test_real_quarters_same_optimum_from_several_starts(real):
+    r = calibrate.fit(calibrate.DEFAULT_MODEL, real, starts=5, seed=11)
+    assert r.n_same_optimum == 5
+    r2 = calibrate.fit(calibrate.DEFAULT_MODEL, real, starts=3, seed=99)
+    np.testing.assert_allclose(r2.theta, r.theta, rtol=1e-4, atol=1e-6)
+    assert r2.chi2 == pytest.approx(r.chi2, rel=1e-6)
+
+
+def test_packaged_calibration_is_the_default_fit(default_fit):
+    """The packaged file is reproducible: a refit of the default model gives it back."""
+    cal = default_calibration()
+    assert cal.model == calibrate.DEFAULT_MODEL
+    np.testing.assert_allclose(cal.theta, default_fit.theta, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(cal.scatter, default_fit.scatter, rtol=1e-3)
+
+
+def test_fit_reports_covariance_and_scatter(default_fit):
+    r = default_fit
+    assert r.cov.shape == (r.k, r.k)
+    np.testing.assert_allclose(r.cov, r.cov.T, atol=1e-15)
+    assert (np.linalg.eigvalsh(r.cov) > -1e-12).all()
+    assert np.allclose(np.diag(r.corr)[~r.at_bound], 1.0)
+    assert (r.scatter > 0).all() and r.scale >= 1.0
+    # the quarters scatter more than rounding and assay error allow (residual scale > 1)
+    assert r.chi2 / (r.n_obs - r.k_eff) == pytest.approx(r.scale**2, rel=0.05)
+    t = r.table()
+    assert len(t) == 6 * len(calibrate.FIT_FIGURES) and {"reported", "fitted", "z"} <= set(t.columns)
+
+
+def test_non_identifiable_parameters_are_flagged():
+    """Every quarter at one throughput: rmax and k tau of plug flow cannot be told apart."""
+    feed = calibrate.design_feed(8, seed=4, tpd=(230.0, 230.0 + 1e-9))
+    spec = recovery.get_model("plug_flow")
+    data = calibrate.synthetic_data(spec, spec.defaults(), feed, seed=1)
+    r = calibrate.fit(spec, data, starts=2)
+    text = " | ".join(r.warnings)
+    assert "ktau_pb" in text and ("not identifiable" in text or "correlated" in text or "weakly" in text)
+
+
+def test_profile_is_flat_where_data_say_nothing(real):
+    """Zinc recovery with plug flow: the data cannot bound k tau of sphalerite from above."""
+    prof = calibrate.profile("fixed_tail_plug", "ktau_zn", [20.0, 40.0, 60.0], real)
+    assert prof["delta_chi2"].max() < 1.0
+
+
+def test_priors_enter_the_fit(real):
+    free = calibrate.fit("plug_pb_tail_zn", real, starts=1)
+    tight = calibrate.fit("plug_pb_tail_zn", real, starts=1, priors={"ktau_pb": (4.0, 0.01)})
+    j = recovery.get_model("plug_pb_tail_zn").free.index("ktau_pb")
+    assert abs(tight.theta[j] - 4.0) < 0.05 and abs(free.theta[j] - 4.0) > 0.5
+
+
+def test_bad_priors_are_refused(real):
+    with pytest.raises(
+        ValidationError, match=r"priors: 'ktau_pb' is not a free parameter of model 'constant'"
+    ):
+        calibrate.fit("constant", real, priors={"ktau_pb": (1.0, 1.0)})
+    with pytest.raises(ValidationError, match=r"priors.rmax_pb: found mean 0.9, sd -1; allowed"):
+        calibrate.fit("constant", real, priors={"rmax_pb": (0.9, -1.0)})
+    with pytest.raises(ValidationError, match=r"priors.rmax_pb: found 'x'; expected \(mean, sd\)"):
+        calibrate.fit("constant", real, priors={"rmax_pb": "x"})
+
+
+def test_profile_rejects_unknown_parameter(real):
+    with pytest.raises(ValidationError, match=r"profile: 'ktau_pb' is not a free parameter of 'constant'"):
+        calibrate.profile("constant", "ktau_pb", [1.0], real)
+
+
+# ------------------------------------------------------------------ leave one out
+def test_leave_one_out_never_sees_the_held_out_quarter(real):
+    """Corrupting quarter h's figures changes no prediction of h, and does change the others'."""
+    h = 2
+    y = real.y.copy()
+    y[h] *= 1.3
+    corrupted = calibrate.FitData(**{**real.__dict__, "y": y})
+    a = calibrate.leave_one_out("fixed_tail", real, starts=2)
+    b = calibrate.leave_one_out("fixed_tail", corrupted, starts=2)
+    for name in calibrate.OUTPUTS:
+        assert a[name].values[h] == b[name].values[h]
+        others = np.delete(np.arange(real.n), h)
+        assert not np.allclose(a[name].values[others], b[name].values[others], rtol=1e-9, atol=0)
+
+
+def test_leave_one_out_errors_and_comparison(real):
+    df = calibrate.compare_models(["constant", "fixed_tail"], real, starts=2, loo_starts=1)
+    assert list(df["model"]) == sorted(df["model"], key=lambda m: float(df.set_index("model").aicc[m]))
+    assert df["d_aicc"].min() == 0.0
+    for col in ("loo_rec_ag_pts", "loo_rec_pb_pts", "loo_rec_zn_pts", "loo_ag_oz_pct", "loo_zn_lb_pct"):
+        assert (df[col] > 0).all()
+    # by hand: the constant model predicts a held-out quarter's Zn recovery from the others
+    loo = calibrate.leave_one_out("constant", real, starts=1)
+    e = calibrate.loo_errors(loo)
+    d = loo["rec_zn_pct"].values - real.y[:, calibrate.FIT_FIGURES.index("rec_zn_pct")]
+    assert e["loo_rec_zn_pts"] == pytest.approx(np.sqrt(np.mean(d**2)), rel=1e-12)
+    # and the grade-dependent model predicts zinc better than constant recovery
+    row = df.set_index("model")
+    assert row.loc["fixed_tail", "loo_rec_zn_pts"] < row.loc["constant", "loo_rec_zn_pts"]
+
+
+# --------------------------------------------------------------------- prediction
+def test_prediction_closes_and_equals_circuit_forward():
+    cal = default_calibration()
+    feed = _quarters_feed()
+    pred = calibrate.predict(cal, feed, n_draws=200)
+    # a copy: circuit.forward refuses read-only arrays (pandas copy-on-write views)
+    ore = feed["ore_processed_t"].to_numpy(copy=True)
+    t = {c: pred[f"{c}_t"].values for c in ("pbcon", "zncon", "tails")}
+    np.testing.assert_allclose(t["pbcon"] + t["zncon"] + t["tails"], ore, rtol=1e-12)
+    # the same feed through kenomill.circuit.forward with the split and pull of respond
+    avail = np.where(np.isnan(feed["availability_pct"]), 92.0, feed["availability_pct"]) / 100
+    head = np.stack([feed["head_ag_gpt"] * 1e-6, feed["head_pb_pct"] / 100, feed["head_zn_pct"] / 100], 1)
+    split, pull = recovery.respond_many(cal.spec, cal.full(), head, feed["tpd"].to_numpy() / avail / 250.0)
+    dims = ("period", "concentrate")
+    rec = {
+        el: xr.DataArray(100 * split[:, j, :], dims=dims, coords={"concentrate": ["pbcon", "zncon"]})
+        for j, el in enumerate(("Ag", "Pb", "Zn"))
+    }
+    hd = {
+        "Ag": xr.DataArray(feed["head_ag_gpt"].to_numpy(), dims="period", attrs={"units": "g/t"}),
+        "Pb": xr.DataArray(feed["head_pb_pct"].to_numpy(), dims="period", attrs={"units": "%"}),
+        "Zn": xr.DataArray(feed["head_zn_pct"].to_numpy(), dims="period", attrs={"units": "%"}),
+    }
+    fw = circuit.forward(
+        xr.DataArray(ore, dims="period"),
+        hd,
+        rec,
+        mass_pull=xr.DataArray(100 * pull, dims=dims, coords={"concentrate": ["pbcon", "zncon"]}),
+    )
+    np.testing.assert_allclose(pred["pbcon_t"], fw.tonnes.sel(stream="pbcon"), rtol=1e-12)
+    np.testing.assert_allclose(pred["zncon_zn_pct"], fw.Zn_grade.sel(stream="zncon"), rtol=1e-12)
+    np.testing.assert_allclose(pred["tails_pb_pct"], fw.Pb_grade.sel(stream="tails"), rtol=1e-12)
+    np.testing.assert_allclose(
+        pred["ag_oz"], fw.Ag_contained.sel(stream="pbcon") + fw.Ag_contained.sel(stream="zncon"), rtol=1e-12
+    )
+    np.testing.assert_allclose(pred["pb_lb"], fw.Pb_contained.sel(stream="pbcon"), rtol=1e-12)
+    np.testing.assert_allclose(pred["rec_zn_pct"], fw.Zn_distribution.sel(stream="zncon"), rtol=1e-12)
+
+
+def test_prediction_bounds_bracket_and_reproduce():
+    cal = default_calibration()
+    feed = _quarters_feed()
+    a = calibrate.predict(cal, feed, n_draws=500, seed=3)
+    b = calibrate.predict(cal, feed, n_draws=500, seed=3)
+    c = calibrate.predict(cal, feed, n_draws=500, seed=4)
+    for name in calibrate.OUTPUTS:
+        assert (a[name + "_p05"] <= a[name + "_p95"]).all()
+        assert (a[name + "_p05"] <= a[name]).all() and (a[name] <= a[name + "_p95"]).all()
+        np.testing.assert_array_equal(a[name + "_p05"], b[name + "_p05"])
+    assert not np.array_equal(a["ag_oz_p05"], c["ag_oz_p05"])
+    assert a["ag_oz"].attrs["units"] == "troy_oz" and a["rec_pb_pct_p95"].attrs["units"] == "%"
+    frame = calibrate.prediction_frame(a)
+    want = ["period", *calibrate.OUTPUTS]
+    want += [f"{n}{t}" for n in calibrate.OUTPUTS for t in ("_p05", "_p95")]
+    assert list(frame.columns) == want
+
+
+def test_bounds_come_from_each_source_of_uncertainty():
+    """No parameter uncertainty, no scatter: only an unknown availability widens the bounds,
+    and only for what depends on throughput (lead circuit), not zinc (fixed tail)."""
+    cal = default_calibration()
+    quiet = Calibration(
+        model=cal.model, theta=cal.theta, cov=np.zeros_like(cal.cov), base=cal.base, meta=cal.meta
+    )
+    feed = _quarters_feed().assign(availability_pct=np.nan)
+    unknown = calibrate.predict(quiet, feed, n_draws=400, seed=1)
+    known = calibrate.predict(quiet, feed.assign(availability_pct=92.0), n_draws=400, seed=1)
+    np.testing.assert_allclose(known.rec_pb_pct_p05, known.rec_pb_pct, rtol=1e-12)
+    np.testing.assert_allclose(known.rec_pb_pct_p95, known.rec_pb_pct, rtol=1e-12)
+    assert ((unknown.rec_pb_pct_p95 - unknown.rec_pb_pct_p05) > 1.0).all()
+    np.testing.assert_allclose(unknown.rec_zn_pct_p95, unknown.rec_zn_pct_p05, rtol=1e-9)
+    np.testing.assert_allclose(unknown.rec_pb_pct, known.rec_pb_pct, rtol=1e-12)  # prior mean 92 %
+    # parameter uncertainty alone
+    params = calibrate.predict(
+        Calibration(model=cal.model, theta=cal.theta, cov=cal.cov, base=cal.base, meta=cal.meta),
+        feed.assign(availability_pct=92.0),
+        n_draws=400,
+    )
+    assert ((params.rec_zn_pct_p95 - params.rec_zn_pct_p05) > 0.1).all()
+    # the full calibration (plus scatter) is wider still
+    full = calibrate.predict(cal, feed.assign(availability_pct=92.0), n_draws=400)
+    assert (
+        (full.rec_zn_pct_p95 - full.rec_zn_pct_p05) > (params.rec_zn_pct_p95 - params.rec_zn_pct_p05)
+    ).all()
+
+
+def test_prediction_bands_cover_synthetic_held_out_quarters():
+    """Quarters from a known model with the calibrated scatter: 90 % bands cover about 90 %.
+
+    Four synthetic histories of six quarters (the real feeds), each calibrated and used to
+    predict 30 new quarters drawn from the same truth; coverage over all figures.
+    """
+    true = default_calibration()
+    spec = true.spec
+    real = calibrate.fit_data()
+    inside = []
+    for rep in range(4):
+        rng = np.random.default_rng(rep)
+        a_hist = np.where(np.isnan(real.availability), rng.normal(0.92, 0.04, real.n), real.availability)
+        train = calibrate.synthetic_data(
+            spec, true.theta, real, scatter=true.scatter, seed=100 + rep, availability=a_hist
+        )
+        cal = calibrate.fit(spec, train, starts=2, seed=rep).to_calibration()
+        test = calibrate.design_feed(30, seed=200 + rep, tpd=(200.0, 250.0), availability=np.nan)
+        a_new = np.clip(rng.normal(0.92, 0.04, test.n), 0.5, 1.0)
+        held = calibrate.synthetic_data(
+            spec, true.theta, test, scatter=true.scatter, seed=300 + rep, availability=a_new
+        )
+        pred = calibrate.predict(
+            cal, _feed_frame(test.periods, test.ore_t, test.head, test.tpd), n_draws=2000
+        )
+        for j, f in enumerate(calibrate.FIT_FIGURES):
+            y = held.y[:, j]
+            inside.append((y >= pred[f + "_p05"].values) & (y <= pred[f + "_p95"].values))
+    coverage = np.mean(inside)
+    assert 0.84 <= coverage <= 0.97
+
+
+# ----------------------------------------------------------------------- bad feeds
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda d: d.drop(columns=["tpd"]), r"feed: missing column\(s\) tpd; required: period"),
+        (
+            lambda d: d.assign(ore_processed_t=-1.0),
+            r"ore_processed_t of period 2011Q1: found -1 t; allowed: >= 0",
+        ),
+        (lambda d: d.assign(tpd=0.0), r"tpd of period 2011Q1: found 0 t/d; allowed: > 0"),
+        (
+            lambda d: d.assign(head_pb_pct=90.0),
+            r"head_pb_pct of period 2011Q1: found 90 %; allowed: between 0",
+        ),
+        (lambda d: d.assign(head_zn_pct=-2.0), r"head_zn_pct of period 2011Q1: found -2 %"),
+        (lambda d: d.assign(availability_pct=120.0), r"availability_pct of period 2011Q1: found 120 %"),
+        (lambda d: d.assign(head_pb_pct=60.0, head_zn_pct=40.0), r"need 128.9 % galena \+ sphalerite"),
+        (lambda d: d.assign(period="Q"), r"feed: period 'Q' appears twice"),
+        (lambda d: d.assign(head_ag_gpt="lots"), r"head_ag_gpt of period 2011Q1: found 'lots'; a number"),
+        (lambda d: d.iloc[:0], r"feed: no rows"),
+    ],
+)
+def test_bad_feed_is_refused(change, match):
+    with pytest.raises(ValidationError, match=match):
+        calibrate.check_feed(change(_quarters_feed()))
+
+
+def test_tpd_from_days_when_left_empty():
+    feed = _quarters_feed().assign(days=[90, 91, 92, 92, 91, 91])
+    feed.loc[0, "tpd"] = np.nan
+    ds = calibrate.check_feed(feed)
+    assert float(ds.tpd[0]) == pytest.approx(18050 / 90)
+
+
+def test_predict_needs_a_feed_and_draws():
+    with pytest.raises(ValidationError, match=r"feed: none given"):
+        calibrate.predict(default_calibration())
+    with pytest.raises(ValidationError, match=r"n_draws: found 1; allowed: at least 2"):
+        calibrate.predict(default_calibration(), _quarters_feed(), n_draws=1)
+
+
+def test_read_feed_errors(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        calibrate.read_feed(tmp_path / "none.csv")
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(ValidationError, match=r"empty.csv: not a readable CSV file"):
+        calibrate.read_feed(empty)
+
+
+# -------------------------------------------------------------- calibration file
+def test_calibration_round_trip(tmp_path, default_fit):
+    cal = default_fit.to_calibration()
+    path = cal.save(tmp_path / "c.json")
+    back = Calibration.load(path)
+    np.testing.assert_array_equal(back.theta, cal.theta)
+    np.testing.assert_array_equal(back.cov, cal.cov)
+    np.testing.assert_array_equal(back.scatter, cal.scatter)
+    assert back.model == cal.model and back.meta["availability_prior"] == [0.92, 0.04]
+    draws = back.draw_theta(np.random.default_rng(0), 500)
+    lo, hi = back.spec.bounds()
+    assert ((draws >= lo) & (draws <= hi)).all()
+    j = back.param_names.index("ktau_pb")
+    assert np.std(draws[:, j]) == pytest.approx(np.sqrt(back.cov[j, j]), rel=0.15)
+
+
+def test_calibration_file_errors(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValidationError, match=r"bad.json: not a calibration file \(invalid JSON"):
+        Calibration.load(bad)
+    arr = tmp_path / "arr.json"
+    arr.write_text("[1, 2]")
+    with pytest.raises(ValidationError, match=r"arr.json: not a calibration file \(expected a JSON object\)"):
+        Calibration.load(arr)
+    d = default_calibration().to_dict()
+    miss = tmp_path / "miss.json"
+    miss.write_text(json.dumps({k: v for k, v in d.items() if k != "theta"}))
+    with pytest.raises(ValidationError, match=r"miss.json: field 'theta' missing"):
+        Calibration.load(miss)
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps({**d, "param_names": ["a"]}))
+    with pytest.raises(ValidationError, match=r"wrong.json: param_names \['a'\] do not match model"):
+        Calibration.load(wrong)
+    with pytest.raises(ValidationError, match=r"calibration cov: found shape \(2, 2\); expected \(8, 8\)"):
+        Calibration(model=d["model"], theta=d["theta"], cov=np.eye(2))
+    with pytest.raises(ValidationError, match=r"calibration theta: found a non-finite value"):
+        Calibration(model=d["model"], theta=[np.nan] * 8, cov=np.eye(8))
+
+
+def test_from_defaults_uses_model_fixed_parameters():
+    cal = Calibration.from_defaults("plug_pb_tail_zn")
+    assert cal.base[recovery.PARAM_INDEX["tail_pb"]] == 0.0
+    assert cal.full()[recovery.PARAM_INDEX["ktau_zn"]] == 1e6
