@@ -57,7 +57,8 @@ def stream_keys(seed: int, draws: np.ndarray, stream: int) -> np.ndarray:
     d = np.asarray(draws, dtype=np.uint64)
     k = _mix64(np.full(d.shape, np.uint64(seed)) + _GAMMA)
     k = _mix64(k + (d + np.uint64(1)) * _DRAW_MULT)
-    return _mix64(k + np.uint64(stream + 1) * _GAMMA)
+    # the product as a Python int: NumPy scalars warn on uint64 wrap-around
+    return _mix64(k + np.uint64(((stream + 1) * int(_GAMMA)) & ((1 << 64) - 1)))
 
 
 class Streams:
@@ -173,6 +174,10 @@ def _kinetic(kind, ktau, phi, slow):
     return np.ones_like(ktau)
 
 
+def _relative_floatability(r, a):
+    return np.where(a == 0.0, 0.0, 1.0 - (1.0 - _clip01(r)) ** a)
+
+
 def _grade_factor(f, tail):
     safe = np.where(f > 0.0, f, 1.0)
     return np.where(f > 0.0, np.maximum(0.0, 1.0 - tail / safe), 0.0)
@@ -193,8 +198,9 @@ def respond(kind, grade_dep, p, head, q_ratio, offsets):
     if grade_dep == 1:
         r_znc = r_znc * _grade_factor(f_zn, p[:, 7])
     r_znc = _logit_shift(_clip01(r_znc), offsets[:, 1])
-    r_ag_pb = _logit_shift(_clip01(p[:, 10] * r_pb), offsets[:, 2])
-    r_ag_zn = (1.0 - r_ag_pb) * _clip01(p[:, 11] * r_znc)
+    # silver carriers float a times as fast as galena (then sphalerite): 1 - (1 - R)^a
+    r_ag_pb = _logit_shift(_relative_floatability(r_pb, p[:, 10]), offsets[:, 2])
+    r_ag_zn = (1.0 - r_ag_pb) * _relative_floatability(r_znc, p[:, 11])
     zn_pb = p[:, 12]
     pb_zn = (1.0 - r_pb) * p[:, 13]
     n = head.shape[0]

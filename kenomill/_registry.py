@@ -77,3 +77,22 @@ register(
         "three_product", _kernels.three_product, _reference.three_product, _three_product_args, rtol=1e-9
     )
 )
+
+
+def _mc_simulate_args(n, rng):
+    # issue 6's reference workload (three sources, daily steps, six quarters), n draws
+    from kenomill import simulate
+
+    plan = simulate.compile_plan(simulate.reference_workload())
+    return plan.kernel_args(int(rng.integers(0, 2**63)), int(rng.integers(0, 1000)), n)
+
+
+def _register_mc():
+    from kenomill import _mc_kernels, _mc_reference
+
+    register(
+        KernelPair("mc_simulate", _mc_kernels.simulate, _mc_reference.simulate, _mc_simulate_args, rtol=1e-9)
+    )
+
+
+_register_mc()

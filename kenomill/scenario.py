@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import difflib
 import io
-import math
 import re
 import tomllib
 from datetime import date
