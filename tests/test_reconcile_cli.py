@@ -157,6 +157,17 @@ def test_cli_error_model_options(run, tmp_path):
     assert r.exit_code == 0 and "no period fails" in r.output
 
 
+def test_cli_excluded_figures_are_estimated_and_compared(run):
+    r = run(
+        "--exclude", "2011Q4.zn_lb", "--exclude", "2011Q4.ag_oz", "--exclude", "2011Q4.pb_lb", "--top", "0"
+    )
+    assert r.exit_code == 0, r.output
+    assert "Excluded figures, estimated from the balances" in r.output
+    row = next(ln for ln in r.output.splitlines() if "zn_lb" in ln and "2011Q4" in ln)
+    assert "2,473,561" in row and "+10.9" in row  # printed Zn is 10.9 % above the balances' estimate
+    assert "no period fails the global test at 0.05" in r.output
+
+
 @pytest.mark.parametrize(
     "args, match",
     [

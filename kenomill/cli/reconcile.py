@@ -38,9 +38,12 @@ def _parse_rel(items) -> dict[str, float]:
     return out
 
 
-def print_reconciliation(rec, reported, top: int = 10, console: Console | None = None) -> None:
-    """Print the per-period tests and the most suspicious measurements."""
+def print_reconciliation(rec, reported, top: int = 10, console: Console | None = None, model=None) -> None:
+    """Print the per-period tests, the most suspicious measurements and any excluded figures."""
+    from kenomill.errormodel import resolve
     from kenomill.reconcile import suspects
+
+    model = resolve(model)
 
     console = console or Console(width=140)
     sus = suspects(rec, reported)
@@ -105,7 +108,32 @@ def print_reconciliation(rec, reported, top: int = 10, console: Console | None =
             f"{r.z:.2f}",
             "[bold red]YES[/]" if r.flagged else "no",
         )
-    console.print(t2)
+    if top:
+        console.print(t2)
+    excluded = [e for e in rec.attrs.get("excluded", "").split(", ") if e]
+    if excluded:
+        t3 = Table(
+            title="Excluded figures, estimated from the balances",
+            caption="z = (reported - estimate) / sqrt(sd(estimate)^2 + sigma(reported)^2)",
+        )
+        for col in ("period", "figure", "units", "reported", "estimate", "sd", "reported vs estimate %", "z"):
+            t3.add_column(col, justify="left" if col in ("period", "figure", "units") else "right")
+        for item in excluded:
+            p, c = item.split(".", 1)
+            y = float(reported[c].sel(period=p))
+            est, sd = float(rec[c].sel(period=p)), float(rec[c + "_sd"].sel(period=p))
+            sig = float(model.sigma(c, y, float(reported[c + "_resolution"].sel(period=p))))
+            t3.add_row(
+                p,
+                c,
+                rec[c].attrs.get("units", ""),
+                _num(y),
+                _num(est),
+                _num(sd),
+                f"{100 * (y / est - 1):+.2f}",
+                f"{(y - est) / (sd**2 + sig**2) ** 0.5:.2f}" if y == y else "-",
+            )
+        console.print(t3)
 
 
 @click.command()
@@ -191,7 +219,7 @@ def reconcile(
         return
     reported = reported_periods()
     rec = reconcile_dataset(reported, across_periods, model, alpha=alpha, exclude=exclude)
-    print_reconciliation(rec, reported, top=top)
+    print_reconciliation(rec, reported, top=top, model=model)
     bad = [str(p) for p, g in zip(rec.period.values, rec.gross_error.values, strict=True) if g]
     if across_periods:
         click.echo(
