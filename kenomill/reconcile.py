@@ -312,6 +312,7 @@ def _check_rank(Ar, br, L, y, labels, proj):
     a_norm = np.linalg.norm(Ar, axis=1)
     m_norm = np.linalg.norm(M, axis=1)
     scale_a = a_norm.max() if m and a_norm.max() > 0 else 1.0
+    measured_with_error = np.abs(L).sum(axis=1) > 0
     for k in range(m):
         name = _Label(k, labels, proj)
         resid = Ar[k] @ y - br[k]
@@ -324,7 +325,7 @@ def _check_rank(Ar, br, L, y, labels, proj):
             raise ValidationError(
                 f"rank-deficient constraints: {name} involves no measured variable; remove it"
             )
-        if m_norm[k] <= RANK_TOL * a_norm[k] * np.abs(L).max():
+        if not np.any((np.abs(Ar[k]) > RANK_TOL * a_norm[k]) & measured_with_error):
             tol = RANK_TOL * (np.abs(Ar[k]) @ np.abs(y) + abs(br[k]))
             if abs(resid) > tol:
                 raise ValidationError(
@@ -1035,6 +1036,12 @@ def reconcile_dataset(
     if missing:
         raise ValidationError(
             f"data: missing variable(s) {', '.join(missing)}; reconcile needs {', '.join(MILL_FIGURES)}"
+        )
+    no_res = [c + "_resolution" for c in (*MILL_FIGURES, "tpd") if c in ds and c + "_resolution" not in ds]
+    if no_res:
+        raise ValidationError(
+            f"data: missing variable(s) {', '.join(no_res)}: one unit of each figure's last printed "
+            "digit (0 where a figure is not rounded)"
         )
     excl = _parse_exclude(exclude, ds)
     periods = [str(p) for p in ds.period.values]

@@ -247,6 +247,8 @@ def test_bad_exclude_and_missing_variable(reported):
         reconcile_dataset(reported, exclude=["zn_lb"])
     with pytest.raises(ValidationError, match=r"data: missing variable\(s\) zn_lb; reconcile needs"):
         reconcile_dataset(reported.drop_vars("zn_lb"))
+    with pytest.raises(ValidationError, match=r"data: missing variable\(s\) tpd_resolution: one unit of"):
+        reconcile_dataset(reported.drop_vars("tpd_resolution"))
 
 
 # ------------------------------------------------------------------------------------
