@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -83,6 +83,9 @@ __all__ = [
     "MILL_FIGURES",
     "reconcile_dataset",
     "reconciled_periods",
+    "suspects",
+    "summary_frame",
+    "summary_dataset",
 ]
 
 
@@ -700,13 +703,7 @@ def reconcile_bilinear(
     closure = np.abs(constraints.residual(z)) / np.maximum(constraints.magnitude(z), 1e-300)
     if closure.max(initial=0.0) > 1e-8:  # pragma: no cover - guarded by the step criterion
         raise ValidationError(f"constraints do not close at the solution (relative {closure.max():.3g})")
-    return _replace(res, iterations=it)
-
-
-def _replace(res: Reconciliation, **kw) -> Reconciliation:
-    from dataclasses import replace
-
-    return replace(res, **kw)
+    return replace(res, iterations=it)
 
 
 # ---------------------------------------------------------------------------------------
