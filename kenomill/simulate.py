@@ -685,14 +685,17 @@ def drivers(ds: xr.Dataset, variable: str = "ag_oz", year: int | None = None, to
     for el in ("ag_gpt", "pb_pct", "zn_pct"):
         cand[f"head {el} {year}"] = yr[f"head_{el}"].sel(year=year).values
     cand[f"ore processed {year}"] = yr.ore_processed_t.sel(year=year).values
-    ry = pd.Series(y).rank().to_numpy()
     rows = []
     for name, x in cand.items():
-        if np.nanstd(x) == 0 or np.nanstd(y) == 0:
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.sum() < 3:
             continue
-        rx = pd.Series(x).rank().to_numpy()
-        rho = float(np.corrcoef(rx, ry)[0, 1])
-        rows.append({"driver": name, "rho": rho})
+        rx = pd.Series(x[ok]).rank().to_numpy()
+        ry = pd.Series(y[ok]).rank().to_numpy()
+        # ties everywhere (a driver held fixed, up to rounding) carry no information
+        if rx.std() == 0.0 or ry.std() == 0.0:
+            continue
+        rows.append({"driver": name, "rho": float(np.corrcoef(rx, ry)[0, 1])})
     df = pd.DataFrame(rows, columns=["driver", "rho"])
     if df.empty:
         return df.assign(share=[])
@@ -707,6 +710,44 @@ def drivers(ds: xr.Dataset, variable: str = "ag_oz", year: int | None = None, to
 
 
 # ------------------------------------------------------------------ what-ifs
+WHATIF_VARIABLES = (
+    "ag_oz",
+    "pb_lb",
+    "zn_lb",
+    "ore_processed_t",
+    "rec_ag_pct",
+    "rec_pb_pct",
+    "rec_zn_pct",
+    "operating_tpd",
+    "pbcon_pb_pct",
+    "pbcon_ag_gpt",
+    "zncon_zn_pct",
+)
+
+
+def _period_values(o: np.ndarray) -> dict[str, np.ndarray]:
+    """Production figures from summed kernel records o[..., fields] (flows only)."""
+
+    def m(stream, e):
+        return o[..., K.F_STREAM_M + 3 * stream + e]
+
+    feed = o[..., K.F_FEED_T]
+    ag = m(0, 0) + m(1, 0)
+    return {
+        "ag_oz": ag * float(units.tonnes_to_contained(1.0, "troy_oz")),
+        "pb_lb": m(0, 1) * units.LB_PER_TONNE,
+        "zn_lb": m(1, 2) * units.LB_PER_TONNE,
+        "ore_processed_t": feed,
+        "rec_ag_pct": _div(ag, o[..., K.F_FEED_M], 100.0),
+        "rec_pb_pct": _div(m(0, 1), o[..., K.F_FEED_M + 1], 100.0),
+        "rec_zn_pct": _div(m(1, 2), o[..., K.F_FEED_M + 2], 100.0),
+        "operating_tpd": _div(feed, o[..., K.F_UP_H], 24.0),
+        "pbcon_pb_pct": _div(m(0, 1), o[..., K.F_STREAM_T], 100.0),
+        "pbcon_ag_gpt": _div(m(0, 0), o[..., K.F_STREAM_T], 1e6),
+        "zncon_zn_pct": _div(m(1, 2), o[..., K.F_STREAM_T + 1], 100.0),
+    }
+
+
 def parse_range(text: str, name: str) -> np.ndarray:
     """'a:b:step' (inclusive of b when it falls on the grid) or 'a,b,c' -> array."""
     try:
@@ -756,46 +797,46 @@ def whatif(
         raise ValidationError(f"--tpd: found {tpd.tolist()}; allowed: positive numbers")
     if availability.size == 0 or (availability <= 0).any() or (availability > 1).any():
         raise ValidationError(f"--availability: found {availability.tolist()}; allowed: fractions in (0, 1]")
-    keep = (
-        "ag_oz",
-        "pb_lb",
-        "zn_lb",
-        "ore_processed_t",
-        "rec_ag_pct",
-        "rec_pb_pct",
-        "rec_zn_pct",
-        "operating_tpd",
-        "pbcon_pb_pct",
-        "zncon_zn_pct",
-        "pbcon_ag_gpt",
-    )
-    grid = []
-    for t in tpd:
-        row = []
-        for a in availability:
+    plan0 = compile_plan(scenario, calibration, base_dir=base_dir)
+    years = np.array([int(q[:4]) for q in plan0.quarters])
+    full = [int(y) for y in np.unique(years) if (years == y).sum() == 4]
+    y = year if year is not None else (full[0] if full else None)
+    if y is not None and y not in years:
+        raise ValidationError(
+            f"--year: found {y}; the horizon covers {', '.join(map(str, np.unique(years)))}"
+        )
+    qsel = years == y if y is not None else np.ones(years.size, dtype=bool)
+    # NumPy on the raw sums: an xarray Dataset per grid point cost more than the kernel
+    values = {v: np.empty((tpd.size, availability.size, len(STATS))) for v in WHATIF_VARIABLES}
+    for i, t in enumerate(tpd):
+        for j, a in enumerate(availability):
             plan = compile_plan(
                 scenario,
-                calibration,
+                plan0.calibration,
                 base_dir=base_dir,
                 target_tpd=float(t),
                 availability=float(a),
                 capacity_tpd=np.inf,
                 feed_unlimited=True,
             )
-            ds = run(plan, draws, seed)
-            yr = annual(ds)
-            full = [y for y in yr.year.values if int(yr.quarters.sel(year=y)) == 4]
-            y = year if year is not None else (full[0] if full else None)
-            sel = (
-                yr.sel(year=y)
-                if y is not None
-                else derive(xr.Dataset({v: ds[v].sum("quarter") for v in FLOWS}))
+            out_q = np.concatenate(
+                [run_chunk(plan, seed, d0, n)[0] for d0, n in _chunks(draws, 4 * DEFAULT_CHUNK)]
             )
-            row.append(summarize(sel[list(keep)]))
+            for v, x in _period_values(out_q[:, qsel].sum(axis=1)).items():
+                values[v][i, j] = [np.nanmean(x), *np.nanpercentile(x, [10, 50, 90])]
             if progress:
                 progress(1)
-        grid.append(xr.concat(row, dim=pd.Index(availability, name="availability")))
-    out = xr.concat(grid, dim=pd.Index(tpd, name="tpd"))
+    out = xr.Dataset(
+        {
+            v: (
+                ("tpd", "availability", "stat"),
+                values[v],
+                {"units": _ATTRS[v][0], "long_name": _ATTRS[v][1]},
+            )
+            for v in WHATIF_VARIABLES
+        },
+        coords={"tpd": tpd, "availability": availability, "stat": list(STATS)},
+    )
     out["tpd"].attrs = {"units": "t/d", "long_name": "calendar throughput target"}
     out["availability"].attrs = {"units": "1", "long_name": "long-run mill availability"}
     out.attrs = {

@@ -51,6 +51,9 @@ def _register():
     from kenomill.cli import calibrate as _calibrate
     main.add_command(_calibrate.calibrate)
     main.add_command(_calibrate.predict)
+    from kenomill.cli import simulate as _simulate
+    main.add_command(_simulate.simulate)
+    main.add_command(_simulate.whatif)
 
 
 _register()

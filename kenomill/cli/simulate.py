@@ -1,0 +1,243 @@
+"""``kenomill simulate`` (Monte Carlo of a scenario) and ``kenomill whatif`` (throughput x availability)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from kenomill.cli import guarded
+
+_NC = {".nc": "netCDF"}
+_TABLE = {".nc": "netCDF", ".csv": "CSV"}
+#: the scenario `kenomill whatif` uses when none is given (shipped in the repository)
+DEFAULT_WHATIF_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "bellekeno_only.toml"
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _fmt(v: str, x: float) -> str:
+    if v.startswith("rec_") or v.endswith("_pct"):
+        return f"{x:.1f}"
+    if v in ("ag_oz", "pb_lb", "zn_lb"):
+        return f"{x / 1e6:,.3f}"
+    return f"{x:,.0f}"
+
+
+_UNITS = {
+    "ag_oz": "Moz",
+    "pb_lb": "Mlb",
+    "zn_lb": "Mlb",
+    "ore_processed_t": "t",
+    "rec_ag_pct": "%",
+    "rec_pb_pct": "%",
+    "rec_zn_pct": "%",
+}
+
+
+def print_summary(ds, yr, console: Console) -> None:
+    from kenomill.simulate import summarize
+
+    sm = summarize(yr, list(_UNITS))
+    t = Table(
+        title=f"Scenario {ds.attrs['scenario']}: {ds.attrs['draws']} draws, seed {ds.attrs['seed']} "
+        "(P10 / P50 / P90 over draws; mean in the last column)",
+        caption=f"calibration: {ds.attrs['calibration']} (model {ds.attrs['calibration_model']})",
+    )
+    t.add_column("year")
+    t.add_column("quantity")
+    t.add_column("units")
+    for c in ("P10", "P50", "P90", "mean"):
+        t.add_column(c, justify="right")
+    for y in yr.year.values:
+        q = int(yr.quarters.sel(year=y))
+        label = str(y) if q == 4 else f"{y} ({q}q)"
+        for v, u in _UNITS.items():
+            s = sm[v].sel(year=y)
+            t.add_row(
+                label,
+                v,
+                u,
+                *(_fmt(v, float(s.sel(stat=k))) for k in ("p10", "p50", "p90", "mean")),
+                end_section=v == "rec_zn_pct",
+            )
+    console.print(t)
+
+
+def print_targets(df, console: Console) -> None:
+    if df.empty:
+        return
+    t = Table(title="Probability of meeting the scenario's targets")
+    for c in ("target", "year", "P(in range)", "P(>= min)", "source"):
+        t.add_column(c)
+    for _, r in df.iterrows():
+        t.add_row(
+            r.target + ("" if r.complete_year else " [partial year]"),
+            str(r.year),
+            f"{r.probability:.1%}",
+            "-" if np.isnan(r.p_at_least_min) else f"{r.p_at_least_min:.1%}",
+            r.source,
+        )
+    console.print(t)
+
+
+def print_drivers(ds, console: Console) -> None:
+    from kenomill.simulate import annual, drivers
+
+    yr = annual(ds)
+    full = [int(y) for y in yr.year.values if int(yr.quarters.sel(year=y)) == 4]
+    year = full[0] if full else int(yr.year.values[-1])
+    t = Table(
+        title=f"What drives the spread in {year} (Spearman rank correlation with the year's output)",
+        caption="share: rho^2 / sum rho^2 over the independent inputs; realised availability and "
+        "head grades are consequences, shown for reading",
+    )
+    for c in ("output", "driver", "rho", "share"):
+        t.add_column(c)
+    for v in ("ag_oz", "pb_lb", "zn_lb"):
+        df = drivers(ds, v, year, top=5)
+        for i, r in df.iterrows():
+            t.add_row(v if i == 0 else "", r.driver, f"{r.rho:+.2f}", f"{r.share:.0%}" if r.share else "-")
+        t.add_section()
+    console.print(t)
+
+
+@click.command()
+@click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(dir_okay=False))
+@click.option("--draws", type=int, default=1000, show_default=True, help="Number of Monte Carlo draws.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed: same seed, same numbers.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the draws to FILE.nc.")
+@click.option(
+    "--scheduler",
+    default=None,
+    help="Run chunks on dask.distributed: 'local' (a LocalCluster of 2 workers) or a scheduler ADDRESS.",
+)
+@click.option("--chunk-size", type=int, default=None, help="Draws per chunk (results do not depend on it).")
+@click.option("--daily", is_flag=True, help="Also keep every step in --out (memory grows with draws x days).")
+@click.option("--plot", is_flag=True, help="Write fan charts and histograms (PNG) beside --out or here.")
+@guarded
+def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot):
+    """Monte Carlo of SCENARIO.toml: quarterly production with uncertainty, targets, drivers."""
+    from kenomill import io, scenario
+    from kenomill import simulate as sim
+
+    if out:
+        io.check_output_path(out, _NC)
+    sc = scenario.load(scenario_file)
+    plan = sim.compile_plan(sc, base_dir=Path(scenario_file).parent)
+    console = Console(width=150)
+    err = Console(stderr=True)
+    with _progress(err) as bar:
+        task = bar.add_task(f"simulating {sc.name}", total=draws)
+        ds = sim.run(
+            plan,
+            draws,
+            seed,
+            chunk_size=chunk_size,
+            scheduler=scheduler,
+            daily=daily,
+            progress=lambda n: bar.advance(task, n),
+        )
+    yr = sim.annual(ds)
+    print_summary(ds, yr, console)
+    print_targets(sim.target_probabilities(ds, sc.targets), console)
+    print_drivers(ds, console)
+    if out:
+        io.write_table(ds, out)
+        click.echo(f"wrote {out}")
+    if plot:
+        from kenomill import plots_simulate
+
+        base = Path(out).with_suffix("") if out else Path(sc.name)
+        for p in (
+            plots_simulate.fan_chart(ds, f"{base}_fan.png"),
+            plots_simulate.histograms(yr, f"{base}_hist.png", sc.targets),
+        ):
+            click.echo(f"wrote {p}")
+
+
+@click.command()
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help=f"Base scenario (default: {DEFAULT_WHATIF_SCENARIO.name} of the repository).",
+)
+@click.option("--tpd", default="200:400:25", show_default=True, help="Calendar targets [t/d], A:B:STEP.")
+@click.option(
+    "--availability", default="0.85:0.98:0.01", show_default=True, help="Mill availabilities [-], A:B:STEP."
+)
+@click.option("--draws", type=int, default=100, show_default=True, help="Draws per grid point.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--year", type=int, default=None, help="Year reported (default: first complete year).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE.nc or .csv.")
+@click.option("--plot", is_flag=True, help="Write the surface as PNG beside --out or here.")
+@guarded
+def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
+    """Production and recoveries over throughput x availability, with uncertainty."""
+    from kenomill import io, scenario
+    from kenomill import simulate as sim
+
+    if out:
+        io.check_output_path(out, _TABLE)
+    tpds = sim.parse_range(tpd, "--tpd")
+    avs = sim.parse_range(availability, "--availability")
+    path = Path(scenario_file) if scenario_file else DEFAULT_WHATIF_SCENARIO
+    sc = scenario.load(path)
+    err = Console(stderr=True)
+    with _progress(err) as bar:
+        task = bar.add_task("what-if grid", total=tpds.size * avs.size)
+        wi = sim.whatif(
+            sc,
+            tpds,
+            avs,
+            draws=draws,
+            seed=seed,
+            year=year,
+            base_dir=path.parent,
+            progress=lambda n: bar.advance(task, n),
+        )
+    console = Console(width=150)
+    cols = sorted({avs[0], avs[len(avs) // 2], avs[-1]})
+    t = Table(
+        title=f"What-if on {sc.name}, year {wi.attrs['year']}: "
+        "Ag Moz P50 [P10-P90] | Ag / Pb / Zn recovery P50 %",
+        caption=wi.attrs["note"],
+    )
+    t.add_column("tpd", justify="right")
+    for a in cols:
+        t.add_column(f"availability {a:.2f}", justify="right")
+    for tp in tpds:
+        cells = []
+        for a in cols:
+            s = wi.sel(tpd=tp, availability=a)
+            ag = {k: float(s.ag_oz.sel(stat=k)) / 1e6 for k in ("p10", "p50", "p90")}
+            cells.append(
+                f"{ag['p50']:.2f} [{ag['p10']:.2f}-{ag['p90']:.2f}]"
+                f" | {float(s.rec_ag_pct.sel(stat='p50')):.1f} / {float(s.rec_pb_pct.sel(stat='p50')):.1f}"
+                f" / {float(s.rec_zn_pct.sel(stat='p50')):.1f}"
+            )
+        t.add_row(f"{tp:g}", *cells)
+    console.print(t)
+    if out:
+        io.write_table(wi, out)
+        click.echo(f"wrote {out}")
+    if plot:
+        from kenomill import plots_simulate
+
+        base = Path(out).with_suffix("") if out else Path(f"whatif_{sc.name}")
+        click.echo(f"wrote {plots_simulate.whatif_surface(wi, f'{base}_surface.png')}")
