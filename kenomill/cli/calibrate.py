@@ -88,8 +88,8 @@ def print_comparison(df, console: Console, chosen: str | None = None) -> None:
     t = Table(
         title="Model comparison: information criteria and leave-one-quarter-out (LOO) errors",
         caption="k: free parameters; k_eff: effective (trace of the hat matrix, incl. availability "
-        "nuisances). LOO rec: RMSE of the held-out quarter's recovery [percentage points]; LOO metal: "
-        "RMS error of its contained Ag oz / Pb lb / Zn lb [%]; score: mean of the three metal errors.",
+        "nuisances). LOO rec: RMSE of the held-out quarter's recovery \\[percentage points]; LOO metal: "
+        "RMS error of its contained Ag oz / Pb lb / Zn lb \\[%]; score: mean of the three metal errors.",
     )
     cols = [
         ("model", "left"),
@@ -177,7 +177,7 @@ def _check_out_dir(out: str) -> Path:
 @click.option(
     "--out",
     "out",
-    type=click.Path(file_okay=False),
+    type=str,
     default="kenomill_calibration",
     show_default=True,
     help="Directory for calibration.json, fit.csv, parameters.csv, comparison.csv (and plots).",
@@ -204,9 +204,16 @@ def _check_out_dir(out: str) -> Path:
     default=None,
     help="TOML error model of the raw figures (see kenomill.errormodel).",
 )
+@click.option(
+    "--models",
+    "models",
+    default=None,
+    metavar="A,B,...",
+    help="Models to compare (default: all of them).",
+)
 @click.option("--list-models", is_flag=True, help="List the models and exit.")
 @guarded
-def calibrate(model, data, out, plot, compare, starts, seed, prior, error_model, list_models):
+def calibrate(model, data, out, plot, compare, starts, seed, prior, error_model, models, list_models):
     """Fit a recovery model to the six reported quarters; compare models; save the calibration.
 
     Weighted nonlinear least squares (weights from the error model: printed rounding and a
@@ -228,6 +235,13 @@ def calibrate(model, data, out, plot, compare, starts, seed, prior, error_model,
         return
     name = model or cal_mod.DEFAULT_MODEL
     recovery.get_model(name)
+    compare_names = None
+    if models:
+        compare_names = [m.strip() for m in models.split(",") if m.strip()]
+        for m in compare_names:
+            recovery.get_model(m)
+        if name not in compare_names:
+            compare_names.append(name)
     priors = _parse_priors(prior)
     out_dir = _check_out_dir(out)
     fd = cal_mod.fit_data(data, error_model)
@@ -237,7 +251,7 @@ def calibrate(model, data, out, plot, compare, starts, seed, prior, error_model,
     comparison = None
     if compare:
         comparison = cal_mod.compare_models(
-            data=fd, starts=min(starts, 4), loo_starts=2, seed=seed, priors=priors
+            compare_names, data=fd, starts=min(starts, 4), loo_starts=2, seed=seed, priors=priors
         )
         print_comparison(comparison, console, chosen=name)
         best = comparison.iloc[0]["model"]
