@@ -577,6 +577,7 @@ def fit(
     availability_prior=AVAILABILITY_PRIOR,
     x0=None,
     fix_availability: bool = False,
+    scatter: bool = True,
 ) -> FitResult:
     """Weighted nonlinear least squares of ``model`` to quarters.
 
@@ -601,6 +602,8 @@ def fit(
         An extra starting point for the free parameters (tried first).
     fix_availability : bool
         Hold unknown availabilities at the prior mean instead of fitting them.
+    scatter : bool
+        Estimate the quarter-to-quarter scatter (default); leave-one-out skips it.
 
     Returns
     -------
@@ -710,7 +713,8 @@ def fit(
             f"others stopped at chi2 {sorted(costs)[nbest] if nbest < len(costs) else np.nan:.4g} and above"
         )
     result.scale = scale
-    result.offsets, result.scatter = _scatter(result)
+    if scatter:
+        result.offsets, result.scatter = _scatter(result)
     return result
 
 
@@ -820,12 +824,18 @@ def _scatter(res: FitResult):
     return offs, scatter
 
 
-def profile(model, name: str, grid, data: FitData | None = None, *, priors=None, start=None) -> pd.DataFrame:
-    """Profile of the weighted sum of squares over parameter ``name`` (others refitted).
+def profile(
+    model, name: str, grid, data: FitData | None = None, *, priors=None, start=None, scale=None
+) -> pd.DataFrame:
+    """Profile of the fit over parameter ``name``: the others refitted at each value.
 
-    A flat profile over a wide range says the data cannot pin ``name`` down: the
-    honest statement for rate constants when throughput varied only 201-245 t/d.
-    Returns a table with columns ``name`` and ``chi2`` (and ``delta_chi2``).
+    A flat profile over a wide range says the data cannot pin ``name`` down: the honest
+    statement for rate constants when throughput varied only 201-245 t/d.
+
+    Returns a table with columns ``name``, ``chi2`` (weighted sum of squares of the data)
+    and ``delta`` = the rise of ``chi2 / s^2 + prior terms`` above its minimum over the
+    grid, with ``s`` the residual scale of the full fit (``scale``, fitted when None):
+    ``delta`` of 1 is about one standard error away, 4 about two.
     """
     spec = recovery.get_model(model)
     if name not in spec.free:
@@ -833,21 +843,29 @@ def profile(model, name: str, grid, data: FitData | None = None, *, priors=None,
             f"profile: {name!r} is not a free parameter of {spec.name!r}; allowed: {', '.join(spec.free)}"
         )
     data = fit_data() if data is None else data
+    priors = dict(priors or {})
+    if scale is None:
+        scale = fit(spec, data, starts=2, priors=priors, scatter=False).scale
     j = spec.free.index(name)
     rest = tuple(n for n in spec.free if n != name)
+    pr = {k: val for k, val in priors.items() if k != name}
     rows = []
-    theta0 = start
     for v in np.asarray(grid, dtype=float):
         sub = replace(
             spec, name=f"{spec.name}|{name}={v:g}", free=rest, fixed=(*spec.fixed, (name, float(v)))
         )
-        x0 = None if theta0 is None else np.delete(np.asarray(theta0, float), j)
-        pr = {k: val for k, val in (priors or {}).items() if k != name}
-        r = fit(sub, data, starts=2, priors=pr, x0=x0)
-        rows.append({name: v, "chi2": r.chi2 + r.chi2_prior})
+        x0 = None if start is None else np.delete(np.asarray(start, float), j)
+        r = fit(sub, data, starts=2, priors=pr, x0=x0, scatter=False)
+        extra = ((v - priors[name][0]) / priors[name][1]) ** 2 if name in priors else 0.0
+        rows.append({name: v, "chi2": r.chi2, "objective": r.chi2 / scale**2 + r.chi2_prior + extra})
     df = pd.DataFrame(rows)
-    df["delta_chi2"] = df["chi2"] - df["chi2"].min()
+    df["delta"] = df["objective"] - df["objective"].min()
     return df
+
+
+def profile_grid(value: float, lo: float, hi: float, factors=(0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0)):
+    """Values ``value x factors`` kept inside [lo, hi] (for :func:`profile`)."""
+    return np.unique(np.clip(value * np.asarray(factors, dtype=float), lo, hi))
 
 
 # ---------------------------------------------------------------- leave one out, comparison
@@ -874,7 +892,7 @@ def leave_one_out(
     pred = np.full((n, len(ALL_OUTPUTS)), np.nan)
     for h in range(n):
         others = [i for i in range(n) if i != h]
-        r = fit(spec, data.subset(others), starts=starts, seed=seed, priors=priors)
+        r = fit(spec, data.subset(others), starts=starts, seed=seed, priors=priors, scatter=False)
         a = data.availability[h] if np.isfinite(data.availability[h]) else r.availability_prior[0]
         pred[h] = mill_outputs(
             spec,

@@ -128,11 +128,13 @@ def recovery_curves(fit: calibrate.FitResult, calibration=None, *, n_draws: int 
 def profile_plot(profile_df: pd.DataFrame, name: str):
     """Profile of the sum of squares over one parameter (flat = not determined by the data)."""
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
-    ax.plot(profile_df[name], profile_df["delta_chi2"], "o-")
-    ax.axhline(1.0, color="0.5", lw=0.8, ls="--", label="delta chi2 = 1 (about 1 sigma)")
+    ax.plot(profile_df[name], profile_df["delta"], "o-")
+    ax.axhline(1.0, color="0.5", lw=0.8, ls="--", label="1 sigma")
+    ax.axhline(4.0, color="0.5", lw=0.8, ls=":", label="2 sigma")
     ax.set_xscale("log")
     ax.set_xlabel(name)
-    ax.set_ylabel("delta chi2 (others refitted)")
+    ax.set_ylabel("rise of the scaled sum of squares (others refitted)")
+    ax.set_title(f"Profile of {name}: flat = not determined by the quarters")
     ax.legend(fontsize=8)
     return fig
 

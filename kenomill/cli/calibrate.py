@@ -91,8 +91,8 @@ def print_comparison(df, console: Console, chosen: str | None = None) -> None:
         "nuisances). LOO rec: RMSE of the held-out quarter's recovery \\[percentage points]; LOO metal: "
         "RMS error of its contained Ag oz / Pb lb / Zn lb \\[%]; score: mean of the three metal errors.",
     )
+    t.add_column("model", justify="left", no_wrap=True, min_width=18)
     cols = [
-        ("model", "left"),
         ("k", "right"),
         ("k_eff", "right"),
         ("chi2", "right"),
@@ -248,15 +248,33 @@ def calibrate(model, data, out, plot, compare, starts, seed, prior, error_model,
     fit = cal_mod.fit(name, fd, starts=starts, seed=seed, priors=priors)
     calibration = fit.to_calibration()
     print_fit(fit, console)
+    profiles = {}
+    for j, pname in enumerate(fit.spec.free):
+        # rate constants are what six quarters at 201-245 t/d determine worst: show how well
+        if pname.startswith("ktau") and not fit.at_bound[j]:
+            prm = recovery.FULL_PARAMS[recovery.PARAM_INDEX[pname]]
+            grid = cal_mod.profile_grid(fit.theta[j], prm.lo, prm.hi)
+            prof = cal_mod.profile(fit.spec, pname, grid, fd, priors=priors, start=fit.theta, scale=fit.scale)
+            profiles[pname] = prof
+            console.print(
+                f"profile of {pname} (others refitted; rise of the scaled sum of squares, 1 = one sigma, "
+                "4 = two): "
+                + ", ".join(f"{v:.3g}: {d:.1f}" for v, d in zip(prof[pname], prof["delta"], strict=True))
+            )
     comparison = None
     if compare:
         comparison = cal_mod.compare_models(
             compare_names, data=fd, starts=min(starts, 4), loo_starts=2, seed=seed, priors=priors
         )
         print_comparison(comparison, console, chosen=name)
-        best = comparison.iloc[0]["model"]
-        best_loo = comparison.sort_values("loo_score").iloc[0]["model"]
-        console.print(f"lowest AICc: {best}; lowest leave-one-out error: {best_loo}; fitted: {name}")
+        best = comparison.iloc[0]
+        best_loo = comparison.sort_values("loo_score").iloc[0]
+        mine = comparison.set_index("model").loc[name]
+        console.print(
+            f"lowest AICc: {best['model']}; lowest leave-one-out score: {best_loo['model']} "
+            f"({best_loo['loo_score']:.2f} %); fitted: {name} (dAICc {mine['d_aicc']:.1f}, "
+            f"score {mine['loo_score']:.2f} %)"
+        )
     # everything is computed before anything is written: no half-written output directory
     figs = []
     if plot:
@@ -266,6 +284,7 @@ def calibrate(model, data, out, plot, compare, starts, seed, prior, error_model,
             ("reported_vs_fitted.png", plots.reported_vs_fitted(fit)),
             ("recovery_curves.png", plots.recovery_curves(fit, calibration)),
         ]
+        figs += [(f"profile_{k}.png", plots.profile_plot(v, k)) for k, v in profiles.items()]
     out_dir.mkdir(exist_ok=True)
     from kenomill import io
 
