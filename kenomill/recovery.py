@@ -17,6 +17,49 @@ Concentrate grades come out of the model: each concentrate's mass is the galena
 (everything else) that is entrained or slow-floats with it. Higher residence time
 floats more of both metal and gangue: the grade-recovery trade-off.
 
+The response, step by step (parameters of :data:`FULL_PARAMS`; ``q = Q / Q_ref``):
+
+* lead circuit: ``R_Pb = rmax_pb * K(ktau_pb / q) * (1 - tail_pb / f_Pb)``, where ``K`` is
+  the kinetic factor of the model's kind (1, plug flow, mixed cells, Klimpel or two
+  components) and the grade factor is present in grade-dependent models only;
+* zinc circuit, of the zinc entering it: ``R_Zn,c = rmax_zn * K(ktau_zn / q) * (1 - tail_zn / f_Zn)``;
+  zinc to the zinc con ``= (1 - zn_pb) R_Zn,c``, ``zn_pb`` of the feed zinc misreporting to the
+  lead con;
+* silver, carried by galena and sulphosalts that float ``ag_pb`` times as fast as
+  galena: ``R_Ag,Pbcon = 1 - (1 - R_Pb)^ag_pb``; of the silver left, ``1 - (1 - R_Zn,c)^ag_zn``
+  goes to the zinc con (relative floatability in first-order kinetics);
+* lead to the zinc con: ``pb_zn`` of the lead-circuit tail;
+* gangue to each con: ``e_pb`` and ``e_zn`` at the reference throughput, scaled with residence
+  time as a slow floater (``GANGUE_KTAU``).
+
+Valid ranges. Every parameter has bounds in :data:`FULL_PARAMS`. The inputs the models
+were calibrated on (the six reported quarters, 2011Q1-2012Q2) span head grades Ag
+704-899 g/t, Pb 8.8-11.3 %, Zn 4.9-6.7 %, calendar throughput 201-245 t/d and an operating
+``q`` of about 0.8-1.1 (availability 87-98 %). Beyond that the curves are extrapolations
+of an assumed mechanism: at 400 t/d the kinetic models' lead recovery rests on the
+first-order form, not on observed quarters, and the prediction bounds widen accordingly.
+
+Named models (:data:`MODELS`; ``kenomill calibrate --list-models``):
+
+====================  ========================================================  ====================
+name                  mechanisms                                               reference
+====================  ========================================================  ====================
+constant              constant recoveries                                      metallurgical accounting
+fixed_tail            grade: ``R = rmax (1 - t / f)`` in both circuits         Wills & Finch 2016, ch. 3
+plug_flow             first-order plug flow ``1 - exp(-k tau)``, both circuits  Wills & Finch 2016, ch. 12
+mixed_cells           N = 8 mixed cells ``1 - (1 + k tau / N)^-N``              Dobby & Finch 1986
+klimpel               rectangular rate distribution                            Klimpel 1980
+two_component         fast + slow floating fractions                           Kelsall 1961
+fixed_tail_plug       grade x plug flow, both circuits                         Wills & Finch 2016
+fixed_tail_klimpel    grade x Klimpel, both circuits                           Klimpel 1980
+plug_pb_tail_zn       lead: plug flow (throughput); zinc: fixed tail (grade)   Wills & Finch 2016
+cells_pb_tail_zn      lead: 8 mixed cells; zinc: fixed tail (the default)      Wills & Finch 2016
+klimpel_pb_tail_zn    lead: Klimpel; zinc: fixed tail                          Klimpel 1980
+====================  ========================================================  ====================
+
+Recoveries are fractions [-], grades mass fractions [-], ``k tau`` dimensionless (rate
+[1/min] x residence time [min]) at :data:`REFERENCE_TPD`.
+
 References
 ----------
 Kelsall, D.F., 1961. Application of probability in the assessment of flotation
