@@ -32,6 +32,7 @@ from kenomill._mc_kernels import (
     F_UP_H,
     MODE_BLEND,
     MODE_RATES,
+    N_FAIL,
     NOFF,
     ZIG_R,
     ZIG_RATIO,
@@ -331,29 +332,33 @@ def simulate(
             cv = rate_cv[s]
             on = (t >= start[:, s]) & (mode == MODE_RATES)
             arr_t[:, s] = np.where(on, supply[s, q] * np.exp(cv * zr - 0.5 * cv * cv), 0.0)
-        u1 = rng.uniform()
-        u2 = rng.uniform()
+        ubuf = [rng.uniform() for _ in range(2 * N_FAIL)]
         if mttr_h > 0.0:
             rem = np.full(nd, step_h)
             down = np.minimum(down_rem, rem)
             down_rem = down_rem - down
             rem = rem - down
             up = np.zeros(nd)
-            run = rem > 0.0
-            fine = run & (ttf >= rem)
-            fail = run & ~fine
-            up = np.where(fine, rem, up)
-            ttf = np.where(fine, ttf - rem, ttf)
-            # failure within the step
-            up = np.where(fail, ttf, up)
-            rem_f = rem - ttf
-            dur = -mttr_h * np.log1p(-u1)
-            lost = np.minimum(dur, rem_f)
-            rem_f = rem_f - lost
-            down_rem = np.where(fail, dur - lost, down_rem)
-            new_ttf = -mtbf_h * np.log1p(-u2)
-            up = np.where(fail, up + rem_f, up)
-            ttf = np.where(fail, np.maximum(new_ttf - rem_f, 0.0), ttf)
+            live = rem > 0.0
+            j = 0
+            while live.any():
+                ends = live & (ttf >= rem)  # no (further) failure within this step
+                up = np.where(ends, up + rem, up)
+                ttf = np.where(ends, ttf - rem, ttf)
+                fail = live & ~ends
+                up = np.where(fail, up + ttf, up)
+                rem = np.where(fail, rem - ttf, rem)
+                ttf = np.where(fail, 0.0, ttf)
+                if j == N_FAIL:
+                    up = np.where(fail, up + rem, up)
+                    break
+                dur = -mttr_h * np.log1p(-ubuf[2 * j])
+                lost = np.minimum(dur, rem)
+                rem = np.where(fail, rem - lost, rem)
+                down_rem = np.where(fail, dur - lost, down_rem)
+                ttf = np.where(fail, -mtbf_h * np.log1p(-ubuf[2 * j + 1]), ttf)
+                live = fail & (rem > 0.0)
+                j += 1
         else:
             up = np.full(nd, step_h * availability)
         demand = mill_rate[q] * up

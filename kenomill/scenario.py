@@ -446,6 +446,10 @@ _UNION_TAGS = {"float", "list[float]", "constrained-float", "function-after", "t
 
 def _first_error(exc: pydantic.ValidationError) -> dict:
     errs = exc.errors()
+    # a misspelt field also makes the right one "missing": the misspelling is the news
+    for e in errs:
+        if e["type"] == "extra_forbidden":
+            return e
     # a value that may be a number or a list reports both branches: prefer the number's
     for e in errs:
         if not any(isinstance(p, str) and p.startswith("list[") for p in e["loc"]):
