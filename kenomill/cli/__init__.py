@@ -54,6 +54,8 @@ def _register():
     from kenomill.cli import simulate as _simulate
     main.add_command(_simulate.simulate)
     main.add_command(_simulate.whatif)
+    from kenomill.cli import report as _report
+    main.add_command(_report.report)
 
 
 _register()
