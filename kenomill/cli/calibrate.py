@@ -89,7 +89,9 @@ def print_comparison(df, console: Console, chosen: str | None = None) -> None:
         title="Model comparison: information criteria and leave-one-quarter-out (LOO) errors",
         caption="k: free parameters; k_eff: effective (trace of the hat matrix, incl. availability "
         "nuisances). LOO rec: RMSE of the held-out quarter's recovery \\[percentage points]; LOO metal: "
-        "RMS error of its contained Ag oz / Pb lb / Zn lb \\[%]; score: mean of the three metal errors.",
+        "RMS error of its contained Ag oz / Pb lb / Zn lb \\[%]; score: mean of the three metal errors; "
+        "cover90: share of held-out figures inside their 90 % prediction band; starts: starting points "
+        "reaching the best optimum.",
     )
     t.add_column("model", justify="left", no_wrap=True, min_width=18)
     cols = [
@@ -106,6 +108,7 @@ def print_comparison(df, console: Console, chosen: str | None = None) -> None:
         ("LOO Pb lb %", "right"),
         ("LOO Zn lb %", "right"),
         ("score", "right"),
+        ("cover90", "right"),
         ("starts", "right"),
     ]
     for c, j in cols:
@@ -127,6 +130,7 @@ def print_comparison(df, console: Console, chosen: str | None = None) -> None:
             f"{getattr(r, 'loo_pb_lb_pct', float('nan')):.2f}",
             f"{getattr(r, 'loo_zn_lb_pct', float('nan')):.2f}",
             f"{r.loo_score:.2f}",
+            f"{getattr(r, 'loo_cover90', float('nan')):.2f}",
             r.same_optimum,
         )
     console.print(t)
@@ -332,22 +336,29 @@ def predict(feed, out, calibration, draws, seed):
     pred = cal_mod.predict(cal, ds, n_draws=draws, seed=seed)
     console = Console(width=160)
     t = Table(
-        title=f"Prediction, model {cal.model} ({cal.data} calibration): value [5 %, 95 %]",
+        title=f"Prediction, model {cal.model} ({cal.data} calibration), with 5 % and 95 % bounds",
         caption=pred.attrs["bounds"] + "; " + pred.attrs["availability_prior"] + ".",
     )
-    shown = ("ag_oz", "pb_lb", "zn_lb", "rec_ag_pct", "rec_pb_pct", "rec_zn_pct", "pbcon_t", "zncon_t")
-    t.add_column("period")
-    for c in shown:
-        t.add_column(c, justify="right")
+    for col, just in (
+        ("period", "left"),
+        ("quantity", "left"),
+        ("units", "left"),
+        ("value", "right"),
+        ("5 %", "right"),
+        ("95 %", "right"),
+    ):
+        t.add_column(col, justify=just)
     for i, p in enumerate(pred.period.values):
-        t.add_row(
-            str(p),
-            *[
-                f"{_num(float(pred[c][i]))} "
-                f"[{_num(float(pred[c + '_p05'][i]))}, {_num(float(pred[c + '_p95'][i]))}]"
-                for c in shown
-            ],
-        )
+        for c in cal_mod.OUTPUTS:
+            t.add_row(
+                str(p),
+                c,
+                escape(pred[c].attrs["units"]),
+                _num(float(pred[c][i])),
+                _num(float(pred[c + "_p05"][i])),
+                _num(float(pred[c + "_p95"][i])),
+                end_section=c == cal_mod.OUTPUTS[-1],
+            )
     console.print(t)
     if out.lower().endswith(".csv"):
         io.write_table(cal_mod.prediction_frame(pred), out)
