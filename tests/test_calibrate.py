@@ -199,6 +199,13 @@ def test_leave_one_out_errors_and_comparison(real):
     e = calibrate.loo_errors(loo)
     d = loo["rec_zn_pct"].values - real.y[:, calibrate.FIT_FIGURES.index("rec_zn_pct")]
     assert e["loo_rec_zn_pts"] == pytest.approx(np.sqrt(np.mean(d**2)), rel=1e-12)
+    # coverage of the held-out figures by their 90 % bands, counted by hand
+    inside = [
+        (loo[f + "_reported"] >= loo[f + "_p05"]) & (loo[f + "_reported"] <= loo[f + "_p95"])
+        for f in (*calibrate.FIT_FIGURES, "ag_oz", "pb_lb", "zn_lb")
+    ]
+    assert e["loo_cover90"] == pytest.approx(float(np.mean([x.values for x in inside])), rel=1e-12)
+    assert 0.5 < e["loo_cover90"] <= 1.0
     # and the grade-dependent model predicts zinc better than constant recovery
     row = df.set_index("model")
     assert row.loc["fixed_tail", "loo_rec_zn_pts"] < row.loc["constant", "loo_rec_zn_pts"]
@@ -416,3 +423,42 @@ def test_from_defaults_uses_model_fixed_parameters():
     cal = Calibration.from_defaults("plug_pb_tail_zn")
     assert cal.base[recovery.PARAM_INDEX["tail_pb"]] == 0.0
     assert cal.full()[recovery.PARAM_INDEX["ktau_zn"]] == 1e6
+
+
+# ------------------------------------------------------------------ offset correlation
+def test_shrunk_correlation_hand_cases():
+    rng = np.random.default_rng(0)
+    z = rng.standard_normal((4000, 2))
+    x = np.stack([z[:, 0], 0.8 * z[:, 0] + 0.6 * z[:, 1]], axis=1)  # correlation 0.8
+    r = calibrate.shrunk_correlation(x)
+    assert r[0, 1] == pytest.approx(0.8, abs=0.03)  # plenty of data: hardly shrunk
+    few = calibrate.shrunk_correlation(rng.standard_normal((6, 5)))
+    np.testing.assert_allclose(np.diag(few), 1.0)
+    assert np.abs(few - np.eye(5)).max() < 0.5  # six samples of five: shrunk hard
+    np.testing.assert_array_equal(calibrate.shrunk_correlation(np.zeros((6, 3))), np.eye(3))
+
+
+def test_predict_uses_offset_correlation():
+    """Pb and Ag-to-lead-con offsets anticorrelated: silver recovery steadier than with independent ones."""
+    cal = default_calibration()
+    corr = np.eye(recovery.N_OFFSETS)
+    corr[0, 2] = corr[2, 0] = -0.9
+    meta = {**cal.meta, "scatter_corr": corr.tolist(), "scatter_dof": np.inf}
+    args = {"model": cal.model, "theta": cal.theta, "cov": np.zeros_like(cal.cov), "base": cal.base}
+    indep = Calibration(**args, scatter=cal.scatter, meta={**meta, "scatter_corr": np.eye(5).tolist()})
+    anti = Calibration(**args, scatter=cal.scatter, meta=meta)
+    feed = _quarters_feed().assign(availability_pct=92.0)
+    w_i = calibrate.predict(indep, feed, n_draws=4000, seed=2)
+    w_a = calibrate.predict(anti, feed, n_draws=4000, seed=2)
+    width = {k: (v.rec_ag_pct_p95 - v.rec_ag_pct_p05).values for k, v in (("i", w_i), ("a", w_a))}
+    assert (width["a"] < 0.8 * width["i"]).all()
+    np.testing.assert_allclose(w_i.rec_pb_pct_p95, w_a.rec_pb_pct_p95, rtol=0.02)  # Pb alone unchanged
+
+
+def test_packaged_calibration_carries_scatter_dof_and_correlation():
+    meta = default_calibration().meta
+    assert 1.0 < meta["scatter_dof"] < 6.0
+    c = np.array(meta["scatter_corr"])
+    assert c.shape == (recovery.N_OFFSETS, recovery.N_OFFSETS)
+    np.testing.assert_allclose(c, c.T)
+    np.testing.assert_allclose(np.diag(c), 1.0)
