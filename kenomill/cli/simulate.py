@@ -115,6 +115,22 @@ def print_drivers(ds, console: Console) -> None:
     console.print(t)
 
 
+def print_attribution(df, console: Console) -> None:
+    if df.empty:
+        return
+    t = Table(
+        title=f"Share of the {int(df.year.iloc[0])} variance carried by each source of uncertainty "
+        "(1 - var without it / var with all; same draws)",
+        caption="P10-P90 width with all: "
+        + ", ".join(f"{v} {df.attrs[v + '_p10_p90'] / 1e6:.3f} M" for v in ("ag_oz", "pb_lb", "zn_lb")),
+    )
+    for c in ("source of uncertainty", "Ag oz", "Pb lb", "Zn lb"):
+        t.add_column(c, justify="left" if c.startswith("source") else "right")
+    for _, r in df.iterrows():
+        t.add_row(r.group, *(f"{r[v + '_share']:.0%}" for v in ("ag_oz", "pb_lb", "zn_lb")))
+    console.print(t)
+
+
 @click.command()
 @click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(dir_okay=False))
 @click.option("--draws", type=int, default=1000, show_default=True, help="Number of Monte Carlo draws.")
@@ -128,8 +144,13 @@ def print_drivers(ds, console: Console) -> None:
 @click.option("--chunk-size", type=int, default=None, help="Draws per chunk (results do not depend on it).")
 @click.option("--daily", is_flag=True, help="Also keep every step in --out (memory grows with draws x days).")
 @click.option("--plot", is_flag=True, help="Write fan charts and histograms (PNG) beside --out or here.")
+@click.option(
+    "--attribution",
+    is_flag=True,
+    help="Also rerun with each source of uncertainty off in turn: the share of variance it carries.",
+)
 @guarded
-def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot):
+def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot, attribution):
     """Monte Carlo of SCENARIO.toml: quarterly production with uncertainty, targets, drivers."""
     from kenomill import io, scenario
     from kenomill import simulate as sim
@@ -155,6 +176,8 @@ def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot
     print_summary(ds, yr, console)
     print_targets(sim.target_probabilities(ds, sc.targets), console)
     print_drivers(ds, console)
+    if attribution:
+        print_attribution(sim.spread_attribution(plan, draws, seed), console)
     if out:
         io.write_table(ds, out)
         click.echo(f"wrote {out}")
