@@ -109,23 +109,36 @@ def test_balance_writes_netcdf(tmp_path):
     assert files_in(tmp_path) == ["balance.nc"]
 
 
-@pytest.mark.parametrize(
-    ("target", "fragments"),
-    [
-        ("balance.txt", ["--out: found", "balance.txt", "allowed extensions: .csv (CSV), .nc (netCDF)"]),
-        ("no/such/dir/balance.csv", ["--out: directory", "no/such/dir", "does not exist"]),
-        ("adir", ["--out: found", "a directory; give a file name ending in .csv or .nc"]),
-    ],
-)
-def test_bad_out_is_one_line_exit_2_nothing_written(tmp_path, target, fragments):
-    (tmp_path / "adir").mkdir()
-    before = files_in(tmp_path)
-    res = kenomill_cli("balance", "--out", target, cwd=tmp_path)
-    assert res.returncode == EXIT_BAD_INPUT == 2
-    assert_one_line_error(res.stderr, *fragments)
-    assert res.stdout == ""  # refused before any work: no table printed
+BAD_OUT = {
+    "balance.txt": ["--out: found", "balance.txt", "allowed extensions: .csv (CSV), .nc (netCDF)"],
+    "no/such/dir/balance.csv": ["--out: directory", "no/such/dir", "does not exist"],
+    "adir": ["--out: found", "a directory; give a file name ending in .csv or .nc"],
+}
+
+
+def _check_refused(tmp_path, before, code, stdout, stderr, fragments):
+    assert code == EXIT_BAD_INPUT == 2
+    assert_one_line_error(stderr, *fragments)
+    assert stdout == ""  # refused before any work: no table printed
     assert files_in(tmp_path) == before
     assert files_in(tmp_path / "adir") == []
+
+
+def test_bad_out_in_a_real_process(tmp_path):
+    """Bad extension, in a fresh process: the real stderr has one line and no traceback."""
+    (tmp_path / "adir").mkdir()
+    before = files_in(tmp_path)
+    res = kenomill_cli("balance", "--out", "balance.txt", cwd=tmp_path)
+    _check_refused(tmp_path, before, res.returncode, res.stdout, res.stderr, BAD_OUT["balance.txt"])
+
+
+@pytest.mark.parametrize("target", sorted(BAD_OUT))
+def test_bad_out_is_one_line_exit_2_nothing_written(tmp_path, monkeypatch, target):
+    (tmp_path / "adir").mkdir()
+    monkeypatch.chdir(tmp_path)
+    before = files_in(tmp_path)
+    res = CliRunner().invoke(main, ["balance", "--out", target])
+    _check_refused(tmp_path, before, res.exit_code, res.stdout, res.stderr, BAD_OUT[target])
 
 
 # ---- no half-written file ------------------------------------------------------------------
