@@ -363,6 +363,7 @@ class FitResult:
     offsets: np.ndarray  # per-quarter offsets [n, N_OFFSETS]
     start_costs: np.ndarray
     at_bound: np.ndarray  # bool per parameter
+    not_identified: np.ndarray  # bool per parameter: in a direction the data do not move
     warnings: list[str] = field(default_factory=list)
     priors: dict = field(default_factory=dict)
     availability_prior: tuple[float, float] = AVAILABILITY_PRIOR
@@ -430,11 +431,12 @@ class FitResult:
                 {
                     "parameter": name,
                     "value": self.theta[j],
-                    "se": self.se[j],
+                    "se": np.inf if self.not_identified[j] else self.se[j],
                     "lo": prm.lo,
                     "hi": prm.hi,
                     "units": prm.units,
                     "at_bound": bool(self.at_bound[j]),
+                    "identified": not bool(self.not_identified[j]),
                     "meaning": prm.doc,
                 }
             )
@@ -658,7 +660,7 @@ def fit(
     for _ in range(3):
         r = fun(x)
         chi2 = float(np.sum(r[:n_obs] ** 2)) * scale**2
-        _, k_eff, _ = _covariance(_jacobian(fun, x, x_lo, x_hi), n_obs, x, x_lo, x_hi, names)
+        _, k_eff, _, _ = _covariance(_jacobian(fun, x, x_lo, x_hi), n_obs, x, x_lo, x_hi, names)
         new_scale = math.sqrt(max(1.0, chi2 / max(n_obs - k_eff, 1.0)))
         if abs(new_scale - scale) <= 0.02 * scale:
             break
@@ -681,7 +683,7 @@ def fit(
     avail = data.availability.copy()
     avail[nuis_idx] = a_nuis
     avail = np.where(np.isnan(avail), a_prior[0], avail)
-    cov_x, k_eff, warns = _covariance(J, n_obs, x, x_lo, x_hi, names)
+    cov_x, k_eff, warns, flat = _covariance(J, n_obs, x, x_lo, x_hi, names)
     span = x_hi - x_lo
     at_bound = (np.abs(x - x_lo) < 1e-6 * span) | (np.abs(x_hi - x) < 1e-6 * span)
     cov = cov_x[:k, :k]
@@ -705,6 +707,7 @@ def fit(
         offsets=np.zeros((data.n, recovery.N_OFFSETS)),
         start_costs=np.array(costs),
         at_bound=at_bound[:k],
+        not_identified=flat[:k],
         warnings=warns,
         priors=priors,
         availability_prior=a_prior,
@@ -803,7 +806,10 @@ def _covariance(J, n_obs, x, lo, hi, names):
             warns.append(
                 f"{names[j]} is poorly determined: standard error {se[j]:.3g} exceeds half its range"
             )
-    return cov, k_eff, warns
+    flat = np.zeros(m, dtype=bool)
+    for i in np.flatnonzero(null):
+        flat[np.flatnonzero(free)[np.abs(v[:, i]) > 0.1]] = True
+    return cov, k_eff, warns, flat
 
 
 def _scatter(res: FitResult):

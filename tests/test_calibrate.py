@@ -141,6 +141,15 @@ def test_non_identifiable_parameters_are_flagged():
     assert "ktau_pb" in text and ("not identifiable" in text or "correlated" in text or "weakly" in text)
 
 
+def test_unidentified_rate_constant_gets_infinite_standard_error(real):
+    """Zinc with 8 mixed cells at 201-245 t/d: k tau of sphalerite runs off to where nothing changes."""
+    r = calibrate.fit("mixed_cells", real, starts=2)
+    table = r.parameters().set_index("parameter")
+    assert not table.loc["ktau_zn", "identified"] and table.loc["ktau_zn", "se"] == np.inf
+    assert table.loc["rmax_zn", "identified"] and np.isfinite(table.loc["rmax_zn", "se"])
+    assert any("not identifiable" in w and "ktau_zn" in w for w in r.warnings)
+
+
 def test_profile_is_flat_where_data_say_nothing(real):
     """Zinc recovery with plug flow: the data cannot bound k tau of sphalerite from above."""
     prof = calibrate.profile("fixed_tail_plug", "ktau_zn", [20.0, 40.0, 60.0], real)

@@ -57,12 +57,19 @@ def print_fit(fit, console: Console) -> None:
         pt.add_row(
             r.parameter,
             f"{r.value:.4g}",
-            "at bound" if r.at_bound else f"{r.se:.2g}",
+            "at bound" if r.at_bound else ("not identified" if not r.identified else f"{r.se:.2g}"),
             f"{r.lo:g}-{r.hi:g}",
             r.units,
             escape(r.meaning),
         )
     console.print(pt)
+    ct = Table(title="Correlation of the parameter estimates (0 where a parameter is held at a bound)")
+    ct.add_column("")
+    for n in fit.spec.free:
+        ct.add_column(n, justify="right")
+    for n, row in zip(fit.spec.free, fit.corr, strict=True):
+        ct.add_row(n, *[f"{v:+.2f}" for v in row])
+    console.print(ct)
     a = ", ".join(
         f"{p} {100 * v:.1f}%{'*' if f else ''}"
         for p, v, f in zip(fit.data.periods, fit.availability, fit.availability_fitted, strict=True)
