@@ -606,24 +606,20 @@ def fig_whatif_tradeoff(
     return fig
 
 
-def _quarters_union(runs: Sequence[ScenarioRun]) -> list[str]:
-    qs = sorted({str(q) for r in runs for q in r.ds.quarter.values})
-    return qs
-
-
-def fig_fan(runs: Sequence[ScenarioRun]):
-    """Fan charts: quarterly metal per scenario, median and P10-P90 band."""
-    qs = _quarters_union(runs)
+def fig_fan(datasets: Sequence[xr.Dataset]):
+    """Fan charts: quarterly metal of each scenario (results of :func:`kenomill.simulate.simulate`),
+    median and P10-P90 band; one colour per scenario, in the order given."""
+    qs = sorted({str(q) for ds in datasets for q in ds.quarter.values})
     x = {q: i for i, q in enumerate(qs)}
     fig, axes = plt.subplots(3, 1, figsize=(11, 10), layout="constrained", sharex=True)
     for ax, (v, name, _u, _s) in zip(axes, METALS, strict=True):
         scale, unit = (1e-3, "koz") if v == "ag_oz" else (1e-6, "Mlb")
-        for k, r in enumerate(runs):
-            xi = np.array([x[str(q)] for q in r.ds.quarter.values])
-            d = r.ds[v] * scale
+        for k, ds in enumerate(datasets):
+            xi = np.array([x[str(q)] for q in ds.quarter.values])
+            d = ds[v] * scale
             lo, med, hi = (d.quantile(qq, dim="draw").values for qq in (0.1, 0.5, 0.9))
             ax.fill_between(xi, lo, hi, color=f"C{k}", alpha=0.2)
-            ax.plot(xi, med, "o-", color=f"C{k}", label=r.scenario.name, ms=3)
+            ax.plot(xi, med, "o-", color=f"C{k}", label=ds.attrs.get("scenario", f"scenario {k}"), ms=3)
         ax.set_ylabel(f"{name} per quarter [{unit}]")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8, ncol=2)
@@ -633,15 +629,21 @@ def fig_fan(runs: Sequence[ScenarioRun]):
     return fig
 
 
-def fig_targets(runs: Sequence[ScenarioRun], year: int = 2012):
-    """Distribution of a year's metal per scenario against the guidance ranges."""
-    have = [r for r in runs if year in [int(y) for y in r.annual.year.values]]
+def fig_targets(datasets: Sequence[xr.Dataset], targets: Sequence = (), year: int = 2012):
+    """Distribution of a year's metal in each scenario that covers ``year``, against target ranges.
+
+    ``targets``: :class:`kenomill.scenario.Target` objects (e.g. the 2012 guidance); the first
+    one per metal and year is shaded. Colours follow the order of ``datasets`` as in :func:`fig_fan`.
+    """
+    from kenomill.simulate import annual
+
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.2), layout="constrained")
+    annuals = [annual(ds) for ds in datasets]
     for ax, (v, name, u, s) in zip(axes, METALS, strict=True):
-        for k, r in enumerate(runs):
-            if r not in have:
+        for k, (ds, yr) in enumerate(zip(datasets, annuals, strict=True)):
+            if year not in [int(y) for y in yr.year.values]:
                 continue
-            vals = r.annual[v].sel(year=year).values * s
+            vals = yr[v].sel(year=year).values * s
             ax.hist(
                 vals,
                 bins=int(np.clip(vals.size // 25, 8, 40)),
@@ -649,20 +651,17 @@ def fig_targets(runs: Sequence[ScenarioRun], year: int = 2012):
                 lw=1.5,
                 color=f"C{k}",
                 density=True,
-                label=r.scenario.name,
+                label=ds.attrs.get("scenario", f"scenario {k}"),
             )
-        shown = False
-        for r in have:
-            for t in r.scenario.targets:
-                if t.variable == v and t.year == year and not shown:
-                    lo = (t.min if t.min is not None else 0.0) * s
-                    hi = t.max * s if t.max is not None else ax.get_xlim()[1]
-                    ax.axvspan(lo, hi, color="C2", alpha=0.15, label="guidance")
-                    shown = True
+        t = next((t for t in targets if t.variable == v and t.year == year), None)
+        if t is not None:
+            lo = (t.min if t.min is not None else 0.0) * s
+            hi = t.max * s if t.max is not None else ax.get_xlim()[1]
+            ax.axvspan(lo, hi, color="C2", alpha=0.15, label="target")
         ax.set_xlabel(f"{name} in {year} [{u}]")
         ax.set_ylabel("probability density [1/" + u + "]")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{year} production per scenario against the operator's guidance (green band)")
+    fig.suptitle(f"{year} production per scenario against the target (green band)")
     return fig
 
 
@@ -756,12 +755,12 @@ h3{font-size:1.08em;margin:1.2em 0 .3em}
 .key li{margin:.35em 0}
 .read{background:#f7f7f2;border-left:4px solid #b8a96a;padding:6px 12px;margin:.6em 0;font-size:.95em}
 table{border-collapse:collapse;margin:.6em 0 1em;font-size:.86em}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top}
-th{background:#e9edf2;text-align:center}
+th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top;white-space:nowrap}
+th{background:#e9edf2;text-align:center;white-space:normal}
 td:first-child,th:first-child{text-align:left}
 tr:nth-child(even) td{background:#fafafa}
 tr.hl td{background:#fde8e8;font-weight:bold}
-td.l{text-align:left}
+td.l{text-align:left;white-space:normal}
 figure{margin:1em 0}
 figure img{max-width:100%;border:1px solid #ddd}
 figcaption{font-size:.9em;color:#333;margin-top:.3em}
@@ -786,6 +785,16 @@ IMAGE_CHECK_JS = (
 
 
 # ------------------------------------------------------------------ sections
+def _printed(v, resolution) -> str:
+    """A figure with as many decimals as the release printed (``resolution``: one unit of the last digit)."""
+    v, res = float(v), float(resolution)
+    if not math.isfinite(v):
+        return "&ndash;"
+    if not (math.isfinite(res) and res > 0):
+        return _num(v)
+    return f"{v:,.{max(0, -math.floor(math.log10(res) + 1e-9))}f}"
+
+
 def _fmt_fig(col: str, v) -> str:
     if col.startswith(("head_", "rec_", "pbcon_pb", "zncon_zn", "availability")) and not col.endswith("_gpt"):
         return _fixed(v, 1)
@@ -843,7 +852,7 @@ def _why_sentence(r: ReportResults, p: str) -> str:
         text += (
             " Compared with concentrate tonnes x grade, the published contained metal differs by "
             + ", ".join(parts)
-            + " (reported minus recomputed, relative to recomputed is about the same)."
+            + " (published / recomputed - 1)."
         )
     return text
 
@@ -986,7 +995,10 @@ def _section_data(r: ReportResults) -> str:
         lab, u = LABELS.get(c, (c, rep[c].attrs.get("units", "")))
         if c == "days":
             lab, u = "calendar days", "d"
-        rows.append([f"{_e(lab)} [{_e(u)}]"] + [_fmt_fig(c, v) for v in rep[c].values])
+        res = rep[c + "_resolution"].values if c + "_resolution" in rep else np.ones(rep.sizes["period"])
+        rows.append(
+            [f"{_e(lab)} [{_e(u)}]"] + [_printed(v, d) for v, d in zip(rep[c].values, res, strict=True)]
+        )
     uri = fig_to_data_uri(fig_reported(rep))
     return (
         '<h2 id="data">1. The reported figures</h2>'
@@ -1460,8 +1472,9 @@ def _section_scenarios(r: ReportResults) -> str:
             + "".join(f"<li>{_e(a)}</li>" for a in sc.assumptions)
             + f"</ul><p class='src'>File: {_e(run.path.name)}</p></details>"
         )
-    u1 = fig_to_data_uri(fig_fan(r.scenarios))
-    u2 = fig_to_data_uri(fig_targets(r.scenarios, 2012))
+    u1 = fig_to_data_uri(fig_fan([run.ds for run in r.scenarios]))
+    guidance = [t for run in r.scenarios for t in run.scenario.targets if t.year == 2012]
+    u2 = fig_to_data_uri(fig_targets([run.ds for run in r.scenarios], guidance, 2012))
     d = r.settings.get("draws", "")
     return (
         '<h2 id="scenarios">6. Scenarios: Bellekeno, Onek and Lucky Queen</h2>'
