@@ -108,7 +108,7 @@ BAD = {
     ),
     "grade over 100 %": (
         _sub('grades_from = "reported:2011Q1..2012Q2"', 'grades_from = "reported:2011Q1..2012Q2"').replace(
-            "pb_pct = { cv = 0.22", "pb_pct = { mean = 120, cv = 0.22"
+            "pb_pct = { cv = 0.25", "pb_pct = { mean = 120, cv = 0.22"
         ),
         r"sources\.bellekeno: pb_pct\.mean: found 120 %; allowed: between 0 and 100 %",
     ),
@@ -126,8 +126,8 @@ BAD = {
     ),
     "misspelt response offset": (
         _sub(
-            "zn_pct = { cv = 0.28, autocorrelation = 0.9, mean_uncertainty = 0.05 }",
-            "zn_pct = { cv = 0.28, autocorrelation = 0.9, mean_uncertainty = 0.05 }\n"
+            "zn_pct = { cv = 0.32, autocorrelation = 0.9, mean_uncertainty = 0.05 }",
+            "zn_pct = { cv = 0.32, autocorrelation = 0.9, mean_uncertainty = 0.05 }\n"
             "response = { logit_rec_pbb = { sd = 0.5 } }",
         ),
         r"sources\.bellekeno\.response: unknown offset 'logit_rec_pbb' \(did you mean 'logit_rec_pb'\?\)",
