@@ -90,9 +90,9 @@ def histograms(yr: xr.Dataset, path, targets=()):
 
 
 def whatif_surface(wi: xr.Dataset, path):
-    """Median Ag oz and Ag/Pb/Zn recovery over throughput x availability, with P10-P90 width."""
+    """Median Ag oz, Ag and Pb recovery over throughput x availability, and the Ag P10-P90 width."""
     plt = _plt()
-    panels = (("ag_oz", "p50"), ("rec_ag_pct", "p50"), ("rec_zn_pct", "p50"), ("ag_oz", "spread"))
+    panels = (("ag_oz", "p50"), ("rec_ag_pct", "p50"), ("rec_pb_pct", "p50"), ("ag_oz", "spread"))
     fig, axes = plt.subplots(1, 4, figsize=(18, 4.2))
     a = wi.availability.values
     t = wi.tpd.values
