@@ -138,7 +138,10 @@ DEFAULT_CALIBRATION = "data/default_calibration.json"
 
 
 def default_calibration() -> Calibration:
-    """The packaged calibration (written by ``kenomill calibrate --out kenomill/data``)."""
+    """The packaged calibration: the default model fitted to the raw quarters.
+
+    Written by ``python -m kenomill.calibrate`` (:func:`kenomill.calibrate.write_default_calibration`).
+    """
     res = resources.files("kenomill").joinpath(DEFAULT_CALIBRATION)
     if not res.is_file():
         raise ValidationError("no packaged calibration: run `kenomill calibrate` and pass --calibration")
