@@ -584,7 +584,14 @@ def fig_whatif_tradeoff(
         )
         ax.plot(tpd, s[rc].sel(stat="p50"), "o-", color="C1", label="median")
         ax.set_ylabel(f"{el} recovery [%]")
-        ax.set_title(f"{el} recovery falls as residence time shortens", fontsize=10)
+        med = s[rc].sel(stat="p50").values
+        change = float(med[-1] - med[0])
+        title = (
+            f"{el} recovery: no throughput effect in this model"
+            if abs(change) < 0.1
+            else f"{el} recovery {'falls' if change < 0 else 'rises'} as throughput rises"
+        )
+        ax.set_title(title, fontsize=10)
         if calibrated_tpd:
             ax.axvspan(*calibrated_tpd, color="0.9", zorder=0, label="range calibrated on")
         ax.legend(fontsize=7)
@@ -1235,7 +1242,7 @@ def _section_calibration(r: ReportResults) -> str:
         [
             _e(x.parameter),
             f"{x.value:.4g}",
-            "at bound" if x.at_bound else f"{x.se:.2g}",
+            "at bound" if x.at_bound else (f"{x.se:.2g}" if np.isfinite(x.se) else "not identified"),
             f"{x.lo:g} to {x.hi:g}",
             _e(x.units),
             _e(x.meaning),
@@ -1298,6 +1305,9 @@ def _section_calibration(r: ReportResults) -> str:
         )
         + f"<h3>The fitted parameters of {_e(chosen)}</h3>"
         + t_prm
+        + '<p class="read"><b>How to read:</b> the standard error is the parameter\'s 1-sigma uncertainty; '
+        '"at bound": the best fit lies on the edge of the allowed range; "not identified": the six '
+        "quarters do not determine this parameter: its value carries no information from the data.</p>"
         + f"<p>Availability used per quarter: {avail}. Quarters scatter {fit.scale:.1f} times more than the "
         "error model of the figures allows; that quarter-to-quarter scatter is carried into every prediction "
         "and scenario.</p>"

@@ -11,8 +11,11 @@ for CI (``pytest --nbmake notebooks``, run by ``python3 dev.py test``); the envi
 variable ``KENOMILL_DRAWS`` (and ``KENOMILL_FULL=1`` for the model comparison) makes them
 bigger, e.g.
 
-    KENOMILL_DRAWS=2000 KENOMILL_FULL=1 .venv/bin/jupyter nbconvert --to notebook --execute \\
-        --output-dir /tmp notebooks/04_onek_lucky_queen.ipynb
+    cd notebooks && KENOMILL_DRAWS=2000 KENOMILL_FULL=1 ../.venv/bin/jupyter execute \\
+        --output=/tmp/04_executed 04_onek_lucky_queen.ipynb
+
+(``jupyter execute`` comes with nbclient; ``--output`` writes a copy with outputs outside
+notebooks/, which leaves the stored notebook clean and out of ``pytest --nbmake notebooks``.)
 """
 
 from __future__ import annotations
