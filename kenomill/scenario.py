@@ -450,11 +450,17 @@ def _first_error(exc: pydantic.ValidationError) -> dict:
     for e in errs:
         if e["type"] == "extra_forbidden":
             return e
-    # a value that may be a number or a list reports both branches: prefer the number's
+
+    # a value that may be a number or a list reports both branches: prefer the branch
+    # that matches what was given (the list's error for a list, the number's otherwise)
+    def is_list_branch(e):
+        return any(isinstance(p, str) and p.startswith("list[") for p in e["loc"])
+
     for e in errs:
-        if not any(isinstance(p, str) and p.startswith("list[") for p in e["loc"]):
+        if not is_list_branch(e) and not isinstance(e.get("input"), list):
             return e
-    return errs[0]
+    listed = [e for e in errs if is_list_branch(e)]
+    return listed[0] if listed else errs[0]
 
 
 def from_dict(data: dict, where: str = "scenario") -> Scenario:

@@ -37,6 +37,8 @@ _GRADE_UNIT = {"ag_gpt": "g/t", "pb_pct": "%", "zn_pct": "%"}
 #: default draws per chunk: small enough for a live progress bar, large enough to keep
 #: both cores busy inside a chunk (prange over draws)
 DEFAULT_CHUNK = 256
+#: how long to try to reach a dask scheduler given by address
+SCHEDULER_TIMEOUT = "10s"
 
 
 # ------------------------------------------------------------------ compiled scenario
@@ -303,7 +305,13 @@ def _client(scheduler: str):
     if scheduler == "local":
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
         return Client(cluster), cluster
-    return Client(scheduler), None
+    try:
+        return Client(scheduler, timeout=SCHEDULER_TIMEOUT), None
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ValidationError(
+            f"--scheduler: could not reach {scheduler!r} ({type(exc).__name__}: {exc}); "
+            "give 'local' or the address of a running dask scheduler, e.g. tcp://host:8786"
+        ) from None
 
 
 def run(

@@ -120,6 +120,14 @@ BAD = {
         _sub("[mill]", "[mill"),
         r"\(TOML syntax\): .*line \d+",
     ),
+    "negative tonnes in a per-quarter list": (
+        _sub("rate_tpd = 235", "rate_tpd = [235, -1, 235, 235, 235, 235, 235, 235]"),
+        r"sources\.bellekeno\.rate_tpd\.1: found -1; allowed: greater than or equal to 0",
+    ),
+    "text for a number": (
+        _sub("rate_tpd = 235", 'rate_tpd = "a lot"'),
+        r"sources\.bellekeno\.rate_tpd: found 'a lot'; input should be a valid number",
+    ),
     "wrong number of quarters": (
         _sub("rate_tpd = 235", "rate_tpd = [235, 235, 235]"),
         r"sources\.bellekeno\.rate_tpd: found 3 values; give one number or one per quarter \(8\)",

@@ -266,6 +266,12 @@ def test_bit_identical_on_a_dask_local_cluster(workload):
     _identical(_run(workload), on_dask)
 
 
+def test_an_unreachable_scheduler_is_one_error(workload, monkeypatch):
+    monkeypatch.setattr(simulate, "SCHEDULER_TIMEOUT", "0.5s")
+    with pytest.raises(ValidationError, match=r"--scheduler: could not reach 'tcp://127\.0\.0\.1:1'"):
+        simulate.run(workload, 2, scheduler="tcp://127.0.0.1:1")
+
+
 def test_different_seeds_differ(workload):
     a = simulate.run(workload, 5, seed=1)
     b = simulate.run(workload, 5, seed=2)
