@@ -756,8 +756,8 @@ def _covariance(J, n_obs, x, lo, hi, names):
         if not names[j].startswith("availability"):
             side = "upper" if abs(hi[j] - x[j]) < abs(x[j] - lo[j]) else "lower"
             warns.append(
-                f"{names[j]} is at its {side} bound ({x[j]:.4g}): held there, "
-                "its uncertainty is not estimated"
+                f"{names[j]} is at its {side} bound ({x[j]:.4g}): its uncertainty is the one-sided "
+                "linearisation, and draws are clipped to the bound"
             )
     Js = J[:, free] * span[free]
     fnames = [n for n, f in zip(names, free, strict=True) if f]
@@ -776,10 +776,20 @@ def _covariance(J, n_obs, x, lo, hi, names):
             + " + ".join(f"{c:.2f} {n}" for c, n in comp)
             + " (held at the optimum in draws; a prior would pin it down)"
         )
-    # effective number of parameters: trace of the hat matrix of the data rows
+    # effective number of parameters: trace of the hat matrix of the data rows; a parameter
+    # pinned at a bound does not count (it spends no freedom on these data)
     Jd = Js[:n_obs]
     k_eff = float(np.trace(Jd @ ainv @ Jd.T))
     cov[np.ix_(free, free)] = cov_f
+    if at_bound.any():
+        # The covariance of everything else is conditional on the pinned value and too narrow
+        # when the two trade off (rmax = 1 at its bound against k tau): the covariance used
+        # for draws keeps the pinned parameters in, linearised one-sidedly at the bound.
+        Ja = J * span
+        wa, va = np.linalg.eigh(Ja.T @ Ja)
+        nulla = wa <= 1e-9 * max(wa.max(), 1e-300)
+        inv_a = np.where(nulla, 0.0, 1.0 / np.where(nulla, 1.0, wa))
+        cov = ((va * inv_a) @ va.T) * np.outer(span, span)
     good = w[~null]
     if good.size:
         cond = good.max() / good.min()
@@ -796,7 +806,7 @@ def _covariance(J, n_obs, x, lo, hi, names):
         corr = cov / np.outer(se, se)
     for a in range(m):
         for b in range(a + 1, m):
-            if free[a] and free[b] and np.isfinite(corr[a, b]) and abs(corr[a, b]) > 0.95:
+            if np.isfinite(corr[a, b]) and abs(corr[a, b]) > 0.95:
                 warns.append(
                     f"{names[a]} and {names[b]} are correlated {corr[a, b]:+.3f}: the data determine "
                     "mainly their combination"

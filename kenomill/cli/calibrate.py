@@ -57,7 +57,9 @@ def print_fit(fit, console: Console) -> None:
         pt.add_row(
             r.parameter,
             f"{r.value:.4g}",
-            "at bound" if r.at_bound else ("not identified" if not r.identified else f"{r.se:.2g}"),
+            f"{r.se:.2g} (at bound)"
+            if r.at_bound
+            else ("not identified" if not r.identified else f"{r.se:.2g}"),
             f"{r.lo:g}-{r.hi:g}",
             r.units,
             escape(r.meaning),
