@@ -64,13 +64,56 @@ class Calibration:
         return self.spec.full(self.theta if theta is None else theta, self.base)
 
     def draw_theta(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """``n`` draws of the free parameters from N(theta, cov), clipped to the model bounds."""
+        """``n`` draws of the free parameters from N(theta, cov) restricted to the model bounds.
+
+        Where the optimum sits on a bound (e.g. ``rmax_pb = 1``) the Gaussian is folded at it
+        (:meth:`fold_vectors`, :func:`kenomill.recovery.fold_deviation`): a draw beyond the
+        bound is reflected along the regression of the other parameters on that one, which
+        gives exactly the Gaussian truncated at the bound (for one bound; for several,
+        applied in turn) and keeps the trade-off between the pinned parameter and its
+        partners (rmax lower, k tau higher). Anything still outside its bounds is clipped.
+        Each draw uses one standard-normal vector, so results do not depend on ``n``.
+        """
         lo, hi = self.spec.bounds()
         # eigh tolerates a singular (weakly identified) covariance where cholesky fails
         w, v = np.linalg.eigh(self.cov)
         a = v * np.sqrt(np.clip(w, 0.0, None))
         z = rng.standard_normal((n, len(self.theta)))
-        return np.clip(self.theta + z @ a.T, lo, hi)
+        dev = z @ a.T
+        idx, side, vecs = self.fold_vectors()
+        for i in range(n):
+            recovery.fold_deviation(dev[i], idx, side, vecs)
+        return np.clip(self.theta + dev, lo, hi)
+
+    def fold_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What :func:`kenomill.recovery.fold_deviation` needs to fold draws at active bounds.
+
+        Returns ``idx`` (int64[m], parameters whose optimum is on a bound), ``side``
+        (float64[m], +1 upper bound, -1 lower) and ``vecs`` (float64[m, k], column ``j`` of
+        the covariance over its variance: the regression of every parameter on that one).
+        """
+        lo, hi = self.spec.bounds()
+        span = hi - lo
+        idx, side, vecs = [], [], []
+        for j in range(len(self.theta)):
+            var = self.cov[j, j]
+            if var <= 0:
+                continue
+            if abs(hi[j] - self.theta[j]) <= 1e-6 * span[j]:
+                idx.append(j)
+                side.append(1.0)
+            elif abs(self.theta[j] - lo[j]) <= 1e-6 * span[j]:
+                idx.append(j)
+                side.append(-1.0)
+            else:
+                continue
+            vecs.append(self.cov[:, j] / var)
+        k = len(self.theta)
+        return (
+            np.array(idx, dtype=np.int64),
+            np.array(side, dtype=float),
+            np.array(vecs, dtype=float).reshape(len(idx), k),
+        )
 
     def to_dict(self) -> dict:
         return {

@@ -239,6 +239,26 @@ def _relative_floatability(r, a):
 
 
 @nb.njit(cache=True)
+def fold_deviation(dev, idx, side, vecs):
+    """Fold a parameter deviation from the optimum back inside the bounds the optimum sits on.
+
+    ``dev[k]`` (in place): a draw minus the optimum; ``idx[m]``, ``side[m]`` (+1: optimum on
+    the upper bound, -1: on the lower) and ``vecs[m, k]`` from
+    :meth:`kenomill.calibration_file.Calibration.fold_vectors`. A deviation past bound ``j``
+    is reflected along ``vecs[j]``, the regression of all parameters on parameter ``j``:
+    ``dev -= 2 dev[j] vecs[j]``. For a Gaussian this maps the half beyond the bound onto
+    the half inside with the same density, so the result is the Gaussian truncated at the
+    bound, and the partners of the pinned parameter move with it along the ridge.
+    """
+    for r in range(idx.shape[0]):
+        j = idx[r]
+        if side[r] * dev[j] > 0.0:
+            d = dev[j]
+            for i in range(dev.shape[0]):
+                dev[i] -= 2.0 * d * vecs[r, i]
+
+
+@nb.njit(cache=True)
 def _clip01(x):
     return min(max(x, 0.0), 1.0)
 

@@ -471,3 +471,41 @@ def test_packaged_calibration_carries_scatter_dof_and_correlation():
     assert c.shape == (recovery.N_OFFSETS, recovery.N_OFFSETS)
     np.testing.assert_allclose(c, c.T)
     np.testing.assert_allclose(np.diag(c), 1.0)
+
+
+def test_draws_fold_at_a_bound_into_the_truncated_gaussian():
+    """Optimum on rmax's upper bound: folded draws = the Gaussian truncated there (by rejection)."""
+    spec = recovery.get_model("plug_pb_tail_zn")
+    theta = spec.defaults()
+    j_r, j_k = spec.free.index("rmax_pb"), spec.free.index("ktau_pb")
+    theta[j_r] = 1.0
+    sd = np.full(len(theta), 1e-3)
+    sd[j_r], sd[j_k] = 0.05, 0.6
+    corr = np.eye(len(theta))
+    corr[j_r, j_k] = corr[j_k, j_r] = -0.9
+    cov = corr * np.outer(sd, sd)
+    cal = Calibration(model=spec.name, theta=theta, cov=cov, base=spec.base_full())
+    idx, side, vecs = cal.fold_vectors()
+    assert list(idx) == [j_r] and list(side) == [1.0]
+    d = cal.draw_theta(np.random.default_rng(0), 20000)
+    assert (d[:, j_r] <= 1.0).all()
+    # reference: rejection sampling from the same Gaussian
+    z = np.random.default_rng(1).multivariate_normal(theta, cov, 60000)
+    ref = z[z[:, j_r] <= 1.0]
+    for j in (j_r, j_k):
+        assert d[:, j].mean() == pytest.approx(ref[:, j].mean(), abs=0.02 * sd[j])
+        assert d[:, j].std() == pytest.approx(ref[:, j].std(), rel=0.03)
+    # by hand: E[ktau | rmax <= 1] = ktau0 - rho sd_k sqrt(2/pi) (rho < 0: ktau rises)
+    assert d[:, j_k].mean() == pytest.approx(theta[j_k] + 0.9 * 0.6 * np.sqrt(2 / np.pi), abs=0.015)
+
+
+def test_fold_deviation_reflects_only_past_the_bound():
+    dev = np.array([0.2, 1.0])
+    recovery.fold_deviation(dev, np.array([0]), np.array([1.0]), np.array([[1.0, 0.5]]))
+    np.testing.assert_allclose(dev, [-0.2, 0.8])  # reflected: dev - 2 * 0.2 * (1, 0.5)
+    inside = np.array([-0.2, 1.0])
+    recovery.fold_deviation(inside, np.array([0]), np.array([1.0]), np.array([[1.0, 0.5]]))
+    np.testing.assert_allclose(inside, [-0.2, 1.0])
+    low = np.array([-0.3, 0.0])
+    recovery.fold_deviation(low, np.array([0]), np.array([-1.0]), np.array([[1.0, -1.0]]))
+    np.testing.assert_allclose(low, [0.3, -0.6])
