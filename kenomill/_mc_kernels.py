@@ -18,7 +18,8 @@ order (setup, then per quarter, then per step), so the same kernel can instead r
 pre-generated numbers (``use_pre=1``, filled by :func:`fill_random` from the same streams):
 identical results, and the compute floor for the benchmark.
 
-Order of consumption per draw (``normals``): theta (k), source response offsets (5 per
+Order of consumption per draw (``normals``): theta (k), the scatter scale (1), source
+response offsets (5 per
 source), mean-grade factors (3 per source), AR(1) initial states (3 per source); then at
 the first step of each quarter the 5 scatter offsets; at every step 4 per source (3 grade
 innovations, 1 tonnage). ``uniforms``: 1 per source (start delay), 1 (first failure), then 2 * N_FAIL per step
@@ -212,7 +213,7 @@ def normal(st):
 
 def n_random(n_theta: int, n_sources: int, n_quarters: int, n_steps: int) -> tuple[int, int]:
     """Numbers of normals and uniforms one draw consumes (see the module docstring)."""
-    nz = n_theta + 11 * n_sources + NOFF * n_quarters + 4 * n_sources * n_steps
+    nz = n_theta + 1 + 11 * n_sources + NOFF * n_quarters + 4 * n_sources * n_steps
     nu = n_sources + 1 + 2 * N_FAIL * n_steps
     return nz, nu
 
@@ -253,7 +254,8 @@ def _u(su, pre, pos):
 
 # ----------------------------------------------------------------- the hot loop
 _SIG = (
-    "void(u8, i8, i8, i8, f8[::1], i8[::1], f8[::1], f8[:, ::1], f8[::1], f8[::1], f8[::1],"  # model
+    "void(u8, i8, i8, i8, f8[::1], i8[::1], f8[::1], f8[:, ::1], f8[::1], f8[::1],"  # model
+    " f8[::1], f8[:, ::1], f8,"  # scatter
     " i8[::1], f8,"  # time
     " i8, f8[:, ::1], f8[::1], f8[::1], f8[::1], i8[::1],"  # supply
     " f8[:, :, ::1], f8[:, ::1], f8[:, ::1], f8[:, :, ::1], f8[:, ::1],"  # grades
@@ -278,6 +280,8 @@ def simulate(
     theta_lo,
     theta_hi,
     scatter_sd,
+    scatter_chol,
+    scatter_dof,
     step_q,
     step_h,
     mode,
@@ -318,8 +322,13 @@ def simulate(
     theta0, theta_fac, theta_lo, theta_hi : f8[k], f8[k, k], f8[k], f8[k]
         theta = clip(theta0 + theta_fac @ z, lo, hi) (as ``Calibration.draw_theta``);
         a zero ``theta_fac`` gives the calibrated parameters in every draw.
-    scatter_sd : f8[N_OFFSETS]
-        SD of the quarter-to-quarter offsets (drawn per draw per quarter).
+    scatter_sd, scatter_chol, scatter_dof : f8[N_OFFSETS], f8[N_OFFSETS, N_OFFSETS], float
+        SD, Cholesky factor of the correlation and degrees of freedom of the
+        quarter-to-quarter offsets. Each quarter draws correlated normal offsets; each
+        draw scales them by sqrt(dof / chi2(dof)) (the scatter estimated from a few
+        quarters is itself uncertain: one scale per draw makes every quarter's offset
+        Student-t, as the calibration's predictions, with the quarters of a draw sharing
+        it). chi2 by the Wilson-Hilferty cube (one normal); ``dof <= 0``: no scaling.
     step_q : i8[n_steps]
         Quarter index of each step (non-decreasing); ``step_h`` hours per step.
     mode : int
@@ -353,9 +362,9 @@ def simulate(
         Quarterly sums (flows) and end-of-quarter levels (``LEVEL_FIELDS``).
     out_d : f8[nd, n_steps or 0, N_FIXED + ns] (out)
         Per-step records when its second dimension is ``n_steps``.
-    out_draw : f8[nd, k + 9 ns] (out)
+    out_draw : f8[nd, k + 9 ns + 1] (out)
         Per-draw drivers: theta, response offsets (5 ns), mean-grade factors (3 ns),
-        start delay in steps (ns).
+        start delay in steps (ns), scatter scale (1).
     """
     nd = out_q.shape[0]
     nf = out_q.shape[2]
@@ -388,6 +397,14 @@ def simulate(
             v = min(max(v, theta_lo[i]), theta_hi[i])
             p[free_idx[i]] = v
             out_draw[d, i] = v
+        zs = _z(sn, prz, pos)
+        if scatter_dof > 0.0:
+            c9 = 2.0 / (9.0 * scatter_dof)
+            wh = max(1.0 - c9 + zs * math.sqrt(c9), 1e-3)  # Wilson-Hilferty: chi2/dof = wh^3
+            s_scale = 1.0 / math.sqrt(wh * wh * wh)
+        else:
+            s_scale = 1.0
+        out_draw[d, k + 9 * ns] = s_scale
         src_off = np.empty((ns, NOFF))
         for s in range(ns):
             for j in range(NOFF):
@@ -434,6 +451,7 @@ def simulate(
         arr_t = np.empty(ns)
         arr_g = np.empty((ns, 3))
         qoff = np.zeros(NOFF)
+        zq = np.empty(NOFF)
         off = np.empty(NOFF)
         split = np.empty((3, 2))
         pull = np.empty(2)
@@ -449,7 +467,12 @@ def simulate(
             q = step_q[t]
             if q != q_prev:
                 for j in range(NOFF):
-                    qoff[j] = scatter_sd[j] * _z(sn, prz, pos)
+                    zq[j] = _z(sn, prz, pos)
+                for j in range(NOFF):
+                    c = 0.0
+                    for i in range(j + 1):
+                        c += scatter_chol[j, i] * zq[i]
+                    qoff[j] = scatter_sd[j] * s_scale * c
                 q_prev = q
             rec[:] = 0.0
             # -- grades and tonnes of today's deliveries (numbers drawn whether used or not)

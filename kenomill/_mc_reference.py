@@ -242,6 +242,8 @@ def simulate(
     theta_lo,
     theta_hi,
     scatter_sd,
+    scatter_chol,
+    scatter_dof,
     step_q,
     step_h,
     mode,
@@ -284,6 +286,14 @@ def simulate(
     p = np.tile(p_base, (nd, 1))
     p[:, free_idx] = theta
     out_draw[:, :k] = theta
+    zs = rng.normal()
+    if scatter_dof > 0.0:
+        c9 = 2.0 / (9.0 * scatter_dof)
+        wh = np.maximum(1.0 - c9 + zs * np.sqrt(c9), 1e-3)
+        s_scale = 1.0 / np.sqrt(wh * wh * wh)
+    else:
+        s_scale = np.ones(nd)
+    out_draw[:, k + 9 * ns] = s_scale
     src_off = np.empty((nd, ns, NOFF))
     for s in range(ns):
         for j in range(NOFF):
@@ -304,7 +314,7 @@ def simulate(
     start = np.empty((nd, ns), dtype=np.int64)
     for s in range(ns):
         start[:, s] = (start_lo[s] + np.floor(rng.uniform() * start_span[s])).astype(np.int64)
-    out_draw[:, k + 8 * ns :] = start - start_lo
+    out_draw[:, k + 8 * ns : k + 9 * ns] = start - start_lo
     ttf = -mtbf_h * np.log1p(-rng.uniform())
     # ---- state
     st_t = np.tile(stock0, (nd, 1)).astype(float)
@@ -319,8 +329,8 @@ def simulate(
     for t in range(n_steps):
         q = step_q[t]
         if q != q_prev:
-            for j in range(NOFF):
-                qoff[:, j] = scatter_sd[j] * rng.normal()
+            zq = np.stack([rng.normal() for _ in range(NOFF)], axis=1)
+            qoff = scatter_sd * s_scale[:, None] * (zq @ scatter_chol.T)
             q_prev = q
         rec = np.zeros((nd, nf))
         for s in range(ns):

@@ -64,7 +64,7 @@ class Plan:
 
     @property
     def n_draw_fields(self) -> int:
-        return self.arrays["theta0"].size + 9 * len(self.sources)
+        return self.arrays["theta0"].size + 9 * len(self.sources) + 1
 
     def n_random(self) -> tuple[int, int]:
         """Normals and uniforms per draw (size of pre-generated arrays)."""
@@ -89,6 +89,8 @@ class Plan:
             a["theta_lo"],
             a["theta_hi"],
             a["scatter_sd"],
+            a["scatter_chol"],
+            a["scatter_dof"],
             a["step_q"],
             a["step_h"],
             a["mode"],
@@ -247,6 +249,12 @@ def compile_plan(
     else:
         theta_fac = np.zeros((k, k))
     lo_b, hi_b = spec.bounds()
+    # the calibration's predictive scatter: correlated offsets, Student-t with the scatter's
+    # degrees of freedom (as kenomill.calibrate.predict draws them)
+    scatter_corr = np.asarray(cal.meta.get("scatter_corr", np.eye(recovery.N_OFFSETS)), dtype=float)
+    scatter_dof = float(cal.meta.get("scatter_dof", 0.0) or 0.0)
+    if not np.isfinite(scatter_dof):
+        scatter_dof = 0.0
     arrays = {
         "kind": np.int64(spec.kind),
         "grade_dep": np.int64(spec.grade_dep),
@@ -259,6 +267,8 @@ def compile_plan(
         "scatter_sd": np.ascontiguousarray(
             cal.scatter if sc.uncertainty.scatter else np.zeros(recovery.N_OFFSETS)
         ),
+        "scatter_chol": np.ascontiguousarray(np.linalg.cholesky(scatter_corr)),
+        "scatter_dof": scatter_dof,
         "step_q": step_q,
         "step_h": float(step_h),
         "mode": np.int64(K.MODE_RATES if mode == "rates" else K.MODE_BLEND),
@@ -554,10 +564,15 @@ def to_dataset(
     )
     ds["grade_factor"].attrs = {"units": "1", "long_name": "mean grade drawn / stated mean grade"}
     spd = plan.scenario.horizon.steps_per_day
-    ds["start_delay_days"] = (("draw", "source"), out_draw[:, k + 8 * ns :] / spd)
+    ds["start_delay_days"] = (("draw", "source"), out_draw[:, k + 8 * ns : k + 9 * ns] / spd)
     ds["start_delay_days"].attrs = {
         "units": "d",
         "long_name": "delay of the first delivery after the start quarter",
+    }
+    ds["scatter_scale"] = ("draw", out_draw[:, k + 9 * ns])
+    ds["scatter_scale"].attrs = {
+        "units": "1",
+        "long_name": "the draw's scale of the quarter-to-quarter scatter",
     }
     if out_d is not None:
         steps = np.arange(out_d.shape[1])
@@ -689,6 +704,7 @@ def drivers(ds: xr.Dataset, variable: str = "ag_oz", year: int | None = None, to
         cand[f"scatter {o} ({year} mean)"] = (
             ds.scatter_offset.sel(offset=o).isel(quarter=qs).mean("quarter").values
         )
+    cand["scatter scale"] = ds.scatter_scale.values
     cand[f"availability {year}"] = yr.availability.sel(year=year).values
     for el in ("ag_gpt", "pb_pct", "zn_pct"):
         cand[f"head {el} {year}"] = yr[f"head_{el}"].sel(year=year).values

@@ -508,3 +508,28 @@ def test_spread_attribution_finds_the_only_source_of_spread(tmp_path):
     )
     assert set(df.index) == set(simulate.UNCERTAINTY_GROUPS)
     assert (df.ag_oz_share < 1.0 + 1e-12).all()
+
+
+def test_quarterly_scatter_is_the_calibrations_predictive_distribution():
+    # offsets ~ N(0, corr) x scatter x sqrt(dof / chi2(dof)), one chi2 per draw, as the
+    # calibration's Student-t prediction of a new quarter (chi2 by Wilson-Hilferty)
+    cal = default_calibration()
+    plan = simulate.compile_plan(_small(simulate.reference_workload(), 2))
+    ds = simulate.run(plan, 4000, seed=21)
+    dof = float(cal.meta["scatter_dof"])
+    chi2 = dof / ds.scatter_scale.values**2
+    c9 = 2.0 / (9.0 * dof)
+
+    def wilson_hilferty(x):
+        return stats.norm.cdf(((x / dof) ** (1 / 3) - (1 - c9)) / np.sqrt(c9))
+
+    # the draws follow the approximation, and the approximation the exact chi2 (3e-3 here)
+    assert stats.kstest(chi2, wilson_hilferty).pvalue > 1e-3
+    x = np.linspace(0.01, 30.0, 3000)
+    assert np.abs(wilson_hilferty(x) - stats.chi2(dof).cdf(x)).max() < 0.005
+    off = ds.scatter_offset.values  # (draw, quarter, offset)
+    np.testing.assert_allclose(off.std(axis=(0, 1)), cal.scatter * np.sqrt(dof / (dof - 2)), rtol=0.1)
+    # the quarters of one draw share the scale: their offsets are correlated in size
+    a = np.abs(off[:, 0, 0])
+    b = np.abs(off[:, 1, 0])
+    assert stats.spearmanr(a, b).statistic > 0.03
