@@ -509,3 +509,12 @@ def test_fold_deviation_reflects_only_past_the_bound():
     low = np.array([-0.3, 0.0])
     recovery.fold_deviation(low, np.array([0]), np.array([-1.0]), np.array([[1.0, -1.0]]))
     np.testing.assert_allclose(low, [0.3, -0.6])
+
+
+def test_write_default_calibration_reproduces_the_packaged_file(tmp_path):
+    path = calibrate.write_default_calibration(tmp_path / "default.json")
+    new, packaged = Calibration.load(path), default_calibration()
+    assert new.model == packaged.model == calibrate.DEFAULT_MODEL
+    np.testing.assert_allclose(new.theta, packaged.theta, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(new.cov, packaged.cov, rtol=1e-4, atol=1e-10)
+    assert new.meta["made_by"] == "kenomill.calibrate.write_default_calibration()"
