@@ -364,6 +364,23 @@ def n_steps(
 
 
 # ------------------------------------------------------------------ figures
+#: plain words for the response offsets of :data:`kenomill.recovery.OFFSET_NAMES` in driver names
+OFFSET_WORDS = {
+    "logit_rec_ag_pbcon": "response: Ag recovery to lead con",
+    "logit_rec_pb": "response: Pb recovery",
+    "logit_rec_zn": "response: Zn recovery",
+    "log_gangue_pbcon": "response: gangue in lead con",
+    "log_gangue_zncon": "response: gangue in zinc con",
+}
+
+
+def plain_driver(name: str) -> str:
+    """A driver name of :func:`kenomill.simulate.drivers` in words (source names keep their spelling)."""
+    for k, v in OFFSET_WORDS.items():  # longest first: logit_rec_ag_pbcon before logit_rec_pb
+        name = name.replace(k, v)
+    return name
+
+
 def fig_reported(reported: xr.Dataset):
     """The six reported quarters: feed, head grades, recoveries and contained metal."""
     q = reported.sel(period=[p for p in reported.period.values if "Q" in str(p)])
@@ -896,7 +913,8 @@ def _key_answers(r: ReportResults) -> str:
     row = cmp_[cmp_.model == chosen].iloc[0]
     near = cmp_[(cmp_.d_aicc < 2) & (cmp_.model != chosen)].model.tolist()
     t = (
-        f"<b>Which recovery model?</b> <i>{_e(chosen)}</i>: ranked {rank} of {len(cmp_)} models by AICc"
+        f"<b>Which recovery model?</b> <i>{_e(chosen)}</i> ({_e(r.fit.spec.doc)}): ranked {rank} of "
+        f"{len(cmp_)} models by AICc"
         + (f" (as good within 2 AICc units: {', '.join(_e(m) for m in near)})" if near else "")
         + ". Predicting each reported quarter from the other five, its contained metal is off by "
         f"{row.loo_ag_oz_pct:.1f} % (silver), {row.loo_pb_lb_pct:.1f} % (lead) and {row.loo_zn_lb_pct:.1f} % "
@@ -957,10 +975,13 @@ def _throughput_sentence(r: ReportResults) -> str:
         else:
             recs.append(f"{el} {'falls' if r1 < r0 else 'rises'} from {r0:.1f} to {r1:.1f} %")
     ore = 100 * (float(s1.ore_processed_t) / float(s0.ore_processed_t) - 1)
+    ag_lo = float(w.ag_oz.sel(availability=a, tpd=t1, stat="p10")) * 1e-6
+    ag_hi = float(w.ag_oz.sel(availability=a, tpd=t1, stat="p90")) * 1e-6
     lo, hi = _calibrated_tpd(r)
     return (
         f"At {100 * a:.0f} % availability, raising the calendar rate from {t0:.0f} to {t1:.0f} t/d "
-        f"({ore:+.0f} % ore) raises the median yearly {', '.join(gains)}. Recoveries: "
+        f"({ore:+.0f} % ore) raises the median yearly {', '.join(gains)}; at {t1:.0f} t/d silver is "
+        f"between {ag_lo:.2f} and {ag_hi:.2f} Moz with 80 % probability. Recoveries: "
         f"{'; '.join(recs)} ({_e(r.whatif_scenario)} ore, feed unlimited). The calibration saw only "
         f"{lo:.0f}-{hi:.0f} t/d, so what happens to recovery above it is an extrapolation of the "
         "residence-time model."
@@ -1155,6 +1176,32 @@ def _section_reconcile(r: ReportResults) -> str:
         ]
         for s in sa.itertuples()
     ]
+    from kenomill.reconcile import MILL_FIGURES
+
+    rep = r.reported
+    rec_rows = []
+    for c in (*MILL_FIGURES, "tpd"):
+        if c not in rec:
+            continue
+        lab, u = LABELS.get(c, (c, rec[c].attrs.get("units", "")))
+        cells = [f"{_e(lab)} [{_e(u)}]"]
+        for i in range(rec.sizes["period"]):
+            y, x, sd = float(rep[c].values[i]), float(rec[c].values[i]), float(rec[c + "_sd"].values[i])
+            if not math.isfinite(y):
+                cells.append("&ndash;")
+                continue
+            sd_txt = f"{sd:,.0f}" if abs(sd) >= 10 else f"{sd:.2g}"  # never scientific notation
+            cell = f"{_num(x, 4)}<br><small>&plusmn; {sd_txt}</small>"
+            if bool(rec[c + "_flagged"].values[i]):
+                cell = f'<span class="bad">{cell}</span>'
+            cells.append(cell)
+        rec_rows.append(cells)
+    t_rec = (
+        "<details><summary>The reconciled figures of every period, with their standard deviations "
+        "(red: fails the measurement test)</summary>"
+        + table_html(rec_rows, ["figure [unit]"] + [_e(p) for p in rec.period.values])
+        + "</details>"
+    )
     uri = fig_to_data_uri(fig_reconciliation(rec, r.reported))
     return (
         '<h2 id="reconcile">3. Reconciliation: which figures are suspect</h2>'
@@ -1173,6 +1220,7 @@ def _section_reconcile(r: ReportResults) -> str:
         + "; errors independent. Head grade and recovery enter only as a product, so a gross error in one "
         "cannot be told from one in the other (they get the same z).</p>"
         + t1
+        + t_rec
         + "".join(f"<p>{t}</p>" for t in parts)
         + _figure(
             uri,
@@ -1468,7 +1516,7 @@ def _section_scenarios(r: ReportResults) -> str:
                 [
                     _e(run.scenario.name),
                     f"{name} {int(d.year.iloc[0])}",
-                    "; ".join(f"{_e(x.driver)} ({x.rho:+.2f})" for x in d.itertuples()),
+                    "; ".join(f"{_e(plain_driver(x.driver))} ({x.rho:+.2f})" for x in d.itertuples()),
                 ]
             )
     t_dr = table_html(
