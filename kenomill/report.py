@@ -825,6 +825,17 @@ def _fmt_fig(col: str, v) -> str:
     return _num(v)
 
 
+def _error_range() -> str:
+    """The default relative errors of the reconciliation, as a range ("1-2 %")."""
+    from kenomill.errormodel import ErrorModel
+
+    v = [float(x) for x in ErrorModel().relative_pct.values() if float(x) > 0]
+    if not v:
+        return "no"
+    lo, hi = min(v), max(v)
+    return f"{lo:g} %" if lo == hi else f"{lo:g}-{hi:g} %"
+
+
 def _balance_facts(r: ReportResults):
     b = r.balance
     closes = b.closes.values
@@ -900,8 +911,8 @@ def _key_answers(r: ReportResults) -> str:
         t += "Allowing for realistic sampling and assay error as well, no period holds a gross error. "
     if quiet:
         t += (
-            f"The differences in {', '.join(quiet)} are larger than rounding but within the 1-2 % "
-            "measurement error a mill balance carries."
+            f"The differences in {', '.join(quiet)} are larger than rounding but within the "
+            f"{_error_range()} measurement error the reconciliation allows."
         )
     items.append(t)
     for p in gross:
@@ -918,7 +929,7 @@ def _key_answers(r: ReportResults) -> str:
         + (f" (as good within 2 AICc units: {', '.join(_e(m) for m in near)})" if near else "")
         + ". Predicting each reported quarter from the other five, its contained metal is off by "
         f"{row.loo_ag_oz_pct:.1f} % (silver), {row.loo_pb_lb_pct:.1f} % (lead) and {row.loo_zn_lb_pct:.1f} % "
-        "(zinc), root mean square: trust silver and lead to a few per cent, zinc to less."
+        "(zinc), root mean square: the error to expect on a quarter the model has not seen."
     )
     items.append(t)
     # 3. scenarios and targets
@@ -1091,7 +1102,7 @@ def _section_balance(r: ReportResults) -> str:
         "case).</p>"
         '<p class="read"><b>How to read:</b> each cell is the larger of the two differences, in % of the '
         "published figure; green cells close, red cells marked NO do not. A figure that misses by more than "
-        "rounding is not necessarily wrong: sampling and assaying add 1-2 % (next section).</p>"
+        f"rounding is not necessarily wrong: sampling and assaying add {_error_range()} (next section).</p>"
         + _figure(
             uri,
             "Recomputed vs published figures, per period and figure.",

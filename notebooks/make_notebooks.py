@@ -200,8 +200,8 @@ suspects(rec_all, reported, top=5).round(3)""",
         "md",
         """\
 **Reading.** The tables above name the periods whose figures do not close within
-rounding, the one period whose figures are inconsistent even with realistic measurement
-errors, the figure that moves most in it, and the group of figures whose removal makes
+rounding, the periods whose figures are inconsistent even with realistic measurement
+errors, the figure that moves most in each, and the group of figures whose removal makes
 it consistent. The reconciled figures (`reconciled_periods()`) are what the calibration
 can fit to (`kenomill calibrate --data reconciled`).""",
     ),
@@ -389,7 +389,11 @@ median.rename(columns=names).round(2)""",
     (
         "code",
         """\
-fit_tpd = (201.0, 245.0)  # calendar t/d of the quarters the calibration saw (releases)
+from kenomill import calibrate
+
+quarters = calibrate.fit_data()  # the quarters the calibration saw
+fit_tpd = (float(np.nanmin(quarters.tpd)), float(np.nanmax(quarters.tpd)))
+print(f"calibrated on {fit_tpd[0]:.0f}-{fit_tpd[1]:.0f} t/d (calendar)")
 show(report.fig_whatif_tradeoff(w, 0.92, fit_tpd))""",
     ),
     (
