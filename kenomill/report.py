@@ -1046,7 +1046,9 @@ def _section_data(r: ReportResults) -> str:
         "period (quarters, half years H1 and the 2011 year FY). Recoveries are metal in concentrate "
         "over metal "
         "in feed; silver counts both concentrates. Throughput is tonnes processed per calendar day; "
-        "availability is given only for 2011Q4 and 2012Q2.</p>"
+        "availability is given only for 2011Q4 and 2012Q2. <b>Assumptions:</b> none beyond the "
+        f"transcription; where two releases print the same period, {_e(rep.attrs.get('merge_rule', ''))} "
+        "(the overlapping figures agree).</p>"
         + table_html(rows, header, cls="data")
         + _figure(
             uri,
@@ -1058,6 +1060,8 @@ def _section_data(r: ReportResults) -> str:
 
 
 def _section_balance(r: ReportResults) -> str:
+    from kenomill import units
+
     n_ok, n, bad_periods, gross = _balance_facts(r)
     b = r.balance
     rows = []
@@ -1102,7 +1106,10 @@ def _section_balance(r: ReportResults) -> str:
         "case).</p>"
         '<p class="read"><b>How to read:</b> each cell is the larger of the two differences, in % of the '
         "published figure; green cells close, red cells marked NO do not. A figure that misses by more than "
-        f"rounding is not necessarily wrong: sampling and assaying add {_error_range()} (next section).</p>"
+        f"rounding is not necessarily wrong: sampling and assaying add {_error_range()} (next section). "
+        "<b>Assumptions:</b> each printed figure is the true value rounded to its last printed digit; "
+        f"contained metal is converted with {units.GRAMS_PER_TROY_OZ:.9g} g per troy ounce and "
+        f"{units.LB_PER_TONNE:,.5f} lb per tonne.</p>"
         + _figure(
             uri,
             "Recomputed vs published figures, per period and figure.",
