@@ -784,12 +784,27 @@ def _covariance(J, n_obs, x, lo, hi, names):
     if at_bound.any():
         # The covariance of everything else is conditional on the pinned value and too narrow
         # when the two trade off (rmax = 1 at its bound against k tau): the covariance used
-        # for draws keeps the pinned parameters in, linearised one-sidedly at the bound.
-        Ja = J * span
-        wa, va = np.linalg.eigh(Ja.T @ Ja)
-        nulla = wa <= 1e-9 * max(wa.max(), 1e-300)
-        inv_a = np.where(nulla, 0.0, 1.0 / np.where(nulla, 1.0, wa))
-        cov = ((va * inv_a) @ va.T) * np.outer(span, span)
+        # for draws keeps the pinned parameters in, linearised one-sidedly at the bound --
+        # unless the data hardly move them there (k tau at its upper bound, where recovery
+        # no longer changes): such a parameter stays held, or its huge variance would swamp
+        # the draws of every parameter it correlates with.
+        keep = np.ones(m, dtype=bool)
+        for _ in range(m):
+            Ja = J[:, keep] * span[keep]
+            wa, va = np.linalg.eigh(Ja.T @ Ja)
+            nulla = wa <= 1e-9 * max(wa.max(), 1e-300)
+            inv_a = np.where(nulla, 0.0, 1.0 / np.where(nulla, 1.0, wa))
+            cov_k = ((va * inv_a) @ va.T) * np.outer(span[keep], span[keep])
+            se_k = np.sqrt(np.clip(np.diag(cov_k), 0.0, None))
+            loose = at_bound[keep] & (se_k > 0.25 * span[keep])
+            if not loose.any():
+                break
+            keep[np.flatnonzero(keep)[loose]] = False
+        cov = np.zeros((m, m))
+        cov[np.ix_(keep, keep)] = cov_k
+        for j in np.flatnonzero(at_bound & ~keep):
+            if not names[j].startswith("availability"):
+                warns.append(f"{names[j]} barely moves the fit at its bound: held there in draws")
     good = w[~null]
     if good.size:
         cond = good.max() / good.min()

@@ -65,7 +65,7 @@ def print_fit(fit, console: Console) -> None:
             escape(r.meaning),
         )
     console.print(pt)
-    ct = Table(title="Correlation of the parameter estimates (0 where a parameter is held at a bound)")
+    ct = Table(title="Correlation of the parameter estimates (0 for a parameter held in draws)")
     ct.add_column("")
     for n in fit.spec.free:
         ct.add_column(n, justify="right")
