@@ -400,7 +400,8 @@ def test_calibration_round_trip(tmp_path, default_fit):
     draws = back.draw_theta(np.random.default_rng(0), 500)
     lo, hi = back.spec.bounds()
     assert ((draws >= lo) & (draws <= hi)).all()
-    j = back.param_names.index("ktau_pb")
+    # a parameter hardly correlated with those on a bound keeps its Gaussian spread
+    j = back.param_names.index("e_pb")
     assert np.std(draws[:, j]) == pytest.approx(np.sqrt(back.cov[j, j]), rel=0.15)
 
 
