@@ -79,8 +79,8 @@ register(
 )
 
 
-def _mc_simulate_args(n, rng):
-    # issue 6's reference workload (three sources, daily steps, six quarters), n draws
+def _mc_plan():
+    # issue 6's reference workload (three sources, daily steps, six quarters)
     import numba
 
     from kenomill import simulate
@@ -90,8 +90,24 @@ def _mc_simulate_args(n, rng):
         # the kernel runs as plain Python under NUMBA_DISABLE_JIT=1 (~0.3 s per draw-year):
         # one quarter keeps that pass of the suite short; the code paths are the same
         sc = sc.model_copy(update={"horizon": sc.horizon.model_copy(update={"quarters": 1})})
-    plan = simulate.compile_plan(sc)
-    return plan.kernel_args(int(rng.integers(0, 2**63)), int(rng.integers(0, 1000)), n)
+    return simulate.compile_plan(sc)
+
+
+def _mc_simulate_args(n, rng):
+    return _mc_plan().kernel_args(int(rng.integers(0, 2**63)), int(rng.integers(0, 1000)), n)
+
+
+def _mc_simulate_pregenerated_args(n, rng):
+    # the same workload fed pre-generated random numbers (issue 6's compute floor): the
+    # kernel reads them instead of generating them; results are identical by design
+    from kenomill import _mc_kernels
+
+    plan = _mc_plan()
+    seed, draw0 = int(rng.integers(0, 2**63)), int(rng.integers(0, 1000))
+    nz, nu = plan.n_random()
+    z, u = np.empty((n, nz)), np.empty((n, nu))
+    _mc_kernels.fill_random(np.uint64(seed), draw0, z, u)
+    return plan.kernel_args(seed, draw0, n, pre=(z, u))
 
 
 def _register_mc():
@@ -99,6 +115,15 @@ def _register_mc():
 
     register(
         KernelPair("mc_simulate", _mc_kernels.simulate, _mc_reference.simulate, _mc_simulate_args, rtol=1e-9)
+    )
+    register(
+        KernelPair(
+            "mc_simulate_pregenerated",
+            _mc_kernels.simulate,
+            _mc_reference.simulate,
+            _mc_simulate_pregenerated_args,
+            rtol=1e-9,
+        )
     )
 
 
