@@ -255,6 +255,7 @@ def _u(su, pre, pos):
 # ----------------------------------------------------------------- the hot loop
 _SIG = (
     "void(u8, i8, i8, i8, f8[::1], i8[::1], f8[::1], f8[:, ::1], f8[::1], f8[::1],"  # model
+    " i8[::1], f8[::1], f8[:, ::1],"  # folding theta at active bounds
     " f8[::1], f8[:, ::1], f8,"  # scatter
     " i8[::1], f8,"  # time
     " i8, f8[:, ::1], f8[::1], f8[::1], f8[::1], i8[::1],"  # supply
@@ -279,6 +280,9 @@ def simulate(
     theta_fac,
     theta_lo,
     theta_hi,
+    fold_idx,
+    fold_side,
+    fold_vecs,
     scatter_sd,
     scatter_chol,
     scatter_dof,
@@ -320,8 +324,11 @@ def simulate(
     p_base : f8[N_FULL]
         Full parameter vector; ``free_idx`` entries replaced by each draw's theta.
     theta0, theta_fac, theta_lo, theta_hi : f8[k], f8[k, k], f8[k], f8[k]
-        theta = clip(theta0 + theta_fac @ z, lo, hi) (as ``Calibration.draw_theta``);
+        theta = clip(theta0 + fold(theta_fac @ z), lo, hi), as ``Calibration.draw_theta``;
         a zero ``theta_fac`` gives the calibrated parameters in every draw.
+    fold_idx, fold_side, fold_vecs : i8[m], f8[m], f8[m, k]
+        Parameters whose optimum is on a bound, and how to fold a draw past it
+        (:func:`kenomill.recovery.fold_deviation`, ``Calibration.fold_vectors``).
     scatter_sd, scatter_chol, scatter_dof : f8[N_OFFSETS], f8[N_OFFSETS, N_OFFSETS], float
         SD, Cholesky factor of the correlation and degrees of freedom of the
         quarter-to-quarter offsets. Each quarter draws correlated normal offsets; each
@@ -390,11 +397,15 @@ def simulate(
         zt = np.empty(k)
         for i in range(k):
             zt[i] = _z(sn, prz, pos)
+        dev = np.empty(k)
         for i in range(k):
-            v = theta0[i]
+            v = 0.0
             for j in range(k):
                 v += theta_fac[i, j] * zt[j]
-            v = min(max(v, theta_lo[i]), theta_hi[i])
+            dev[i] = v
+        recovery.fold_deviation(dev, fold_idx, fold_side, fold_vecs)
+        for i in range(k):
+            v = min(max(theta0[i] + dev[i], theta_lo[i]), theta_hi[i])
             p[free_idx[i]] = v
             out_draw[d, i] = v
         zs = _z(sn, prz, pos)

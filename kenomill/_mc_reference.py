@@ -241,6 +241,9 @@ def simulate(
     theta_fac,
     theta_lo,
     theta_hi,
+    fold_idx,
+    fold_side,
+    fold_vecs,
     scatter_sd,
     scatter_chol,
     scatter_dof,
@@ -282,7 +285,12 @@ def simulate(
     out_q[:] = 0.0
     # ---- per-draw setup
     zt = np.stack([rng.normal() for _ in range(k)], axis=1) if k else np.zeros((nd, 0))
-    theta = np.clip(theta0 + zt @ theta_fac.T, theta_lo, theta_hi)
+    dev = zt @ theta_fac.T
+    for r in range(fold_idx.size):  # as recovery.fold_deviation, on all draws at once
+        j = fold_idx[r]
+        past = fold_side[r] * dev[:, j] > 0.0
+        dev[past] -= 2.0 * dev[past, j][:, None] * fold_vecs[r]
+    theta = np.clip(theta0 + dev, theta_lo, theta_hi)
     p = np.tile(p_base, (nd, 1))
     p[:, free_idx] = theta
     out_draw[:, :k] = theta

@@ -88,6 +88,9 @@ class Plan:
             a["theta_fac"],
             a["theta_lo"],
             a["theta_hi"],
+            a["fold_idx"],
+            a["fold_side"],
+            a["fold_vecs"],
             a["scatter_sd"],
             a["scatter_chol"],
             a["scatter_dof"],
@@ -244,10 +247,14 @@ def compile_plan(
         raise ValidationError("mill.target_tpd: found 0; the mill needs a positive throughput target")
     k = len(spec.free)
     if sc.uncertainty.parameters:
-        w, v = np.linalg.eigh(cal.cov)  # as Calibration.draw_theta: tolerates a singular cov
+        # as Calibration.draw_theta: eigh tolerates a singular cov; draws folded at the
+        # bounds the optimum sits on, then clipped
+        w, v = np.linalg.eigh(cal.cov)
         theta_fac = v * np.sqrt(np.clip(w, 0.0, None))
+        fold = cal.fold_vectors()
     else:
         theta_fac = np.zeros((k, k))
+        fold = (np.zeros(0, np.int64), np.zeros(0), np.zeros((0, k)))
     lo_b, hi_b = spec.bounds()
     # the calibration's predictive scatter: correlated offsets, Student-t with the scatter's
     # degrees of freedom (as kenomill.calibrate.predict draws them)
@@ -264,6 +271,9 @@ def compile_plan(
         "theta_fac": np.ascontiguousarray(theta_fac),
         "theta_lo": np.ascontiguousarray(lo_b, dtype=float),
         "theta_hi": np.ascontiguousarray(hi_b, dtype=float),
+        "fold_idx": np.ascontiguousarray(fold[0], dtype=np.int64),
+        "fold_side": np.ascontiguousarray(fold[1], dtype=float),
+        "fold_vecs": np.ascontiguousarray(np.reshape(fold[2], (len(fold[0]), k)), dtype=float),
         "scatter_sd": np.ascontiguousarray(
             cal.scatter if sc.uncertainty.scatter else np.zeros(recovery.N_OFFSETS)
         ),

@@ -533,3 +533,24 @@ def test_quarterly_scatter_is_the_calibrations_predictive_distribution():
     a = np.abs(off[:, 0, 0])
     b = np.abs(off[:, 1, 0])
     assert stats.spearmanr(a, b).statistic > 0.03
+
+
+def test_parameter_draws_are_calibration_draw_theta(workload):
+    # the same standard normals through the kernel (pre-generated) and through
+    # Calibration.draw_theta (folding at the bounds the optimum sits on, then clipping)
+    cal = default_calibration()
+    k = len(cal.theta)
+    n = 64
+    nz, nu = workload.n_random()
+    z, u = np.empty((n, nz)), np.empty((n, nu))
+    K.fill_random(np.uint64(31), 0, z, u)
+
+    class SameNormals:
+        def standard_normal(self, shape):
+            assert shape == (n, k)
+            return z[:, :k].copy()
+
+    want = cal.draw_theta(SameNormals(), n)
+    inputs, outputs = workload.kernel_args(31, 0, n, pre=(z, u))
+    K.simulate(*inputs, *outputs)
+    np.testing.assert_allclose(outputs[2][:, :k], want, rtol=1e-12, atol=1e-14)
