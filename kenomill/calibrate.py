@@ -757,7 +757,7 @@ def _covariance(J, n_obs, x, lo, hi, names):
             side = "upper" if abs(hi[j] - x[j]) < abs(x[j] - lo[j]) else "lower"
             warns.append(
                 f"{names[j]} is at its {side} bound ({x[j]:.4g}): its uncertainty is the one-sided "
-                "linearisation, and draws are clipped to the bound"
+                "linearisation, and draws are folded at the bound (Calibration.draw_theta)"
             )
     Js = J[:, free] * span[free]
     fnames = [n for n, f in zip(names, free, strict=True) if f]
