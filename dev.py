@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -127,8 +128,26 @@ def test_steps() -> list[tuple[str, list[str] | None, dict[str, str]]]:
     ]
 
 
+def ensure_browser() -> None:
+    """The report test opens the page in Debian's headless Chromium: install it if missing.
+
+    Only where that can be done without asking (root with apt-get, as on CI); elsewhere
+    the report test fails with a message saying what to install.
+    """
+    if shutil.which("chromium") or Path("/usr/bin/chromium").exists():
+        return
+    if shutil.which("apt-get") and hasattr(os, "geteuid") and os.geteuid() == 0:
+        _say("installing Debian's chromium for the report test (apt-get)")
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if subprocess.call(["apt-get", "update", "-qq"], env=env) == 0:
+            subprocess.call(["apt-get", "install", "-y", "-qq", "chromium"], env=env)
+    else:
+        _say("chromium not found: the report test needs it (Debian: apt-get install chromium)")
+
+
 def cmd_test() -> int:
     ensure_env()
+    ensure_browser()
     results = []
     for name, cmd, extra in test_steps():
         if cmd is None:
