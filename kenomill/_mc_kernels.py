@@ -18,7 +18,8 @@ order (setup, then per quarter, then per step), so the same kernel can instead r
 pre-generated numbers (``use_pre=1``, filled by :func:`fill_random` from the same streams):
 identical results, and the compute floor for the benchmark.
 
-Order of consumption per draw (``normals``): theta (k), the scatter scale (1), source
+Order of consumption per draw (``normals``): theta (k), the scatter scale (1), the
+long-run availability (1), source
 response offsets (5 per
 source), mean-grade factors (3 per source), AR(1) initial states (3 per source); then at
 the first step of each quarter the 5 scatter offsets; at every step 4 per source (3 grade
@@ -213,7 +214,7 @@ def normal(st):
 
 def n_random(n_theta: int, n_sources: int, n_quarters: int, n_steps: int) -> tuple[int, int]:
     """Numbers of normals and uniforms one draw consumes (see the module docstring)."""
-    nz = n_theta + 1 + 11 * n_sources + NOFF * n_quarters + 4 * n_sources * n_steps
+    nz = n_theta + 2 + 11 * n_sources + NOFF * n_quarters + 4 * n_sources * n_steps
     nu = n_sources + 1 + 2 * N_FAIL * n_steps
     return nz, nu
 
@@ -262,7 +263,7 @@ _SIG = (
     " f8[:, :, ::1], f8[:, ::1], f8[:, ::1], f8[:, :, ::1], f8[:, ::1],"  # grades
     " f8[:, ::1], f8[:, ::1],"  # response offsets of each source
     " f8[::1], f8,"  # stockpile
-    " f8[::1], f8, f8,"  # mill
+    " f8[::1], f8, f8, f8,"  # mill
     " i8, f8[:, ::1], f8[:, ::1],"  # pre-generated numbers
     " f8[:, :, ::1], f8[:, :, ::1], f8[:, ::1])"  # outputs
 )
@@ -305,6 +306,7 @@ def simulate(
     stock_cap,
     mill_rate,
     availability,
+    availability_sd,
     mttr_h,
     use_pre,
     pre_z,
@@ -360,18 +362,21 @@ def simulate(
         ROM stockpile capacity [t]; the excess is diverted (mixed composition).
     mill_rate : f8[nq]
         Feed rate while operating [t/h].
-    availability, mttr_h : float
-        Long-run availability and mean repair time [h]; ``mttr_h == 0``: every step runs
-        ``availability * step_h`` hours (no stochastic downtime).
+    availability, availability_sd, mttr_h : float
+        Long-run availability, its per-draw SD (the long-run value is itself uncertain:
+        each draw runs at clip(availability + SD z, 0.05, 1)) and the mean repair time
+        [h]; ``mttr_h == 0``: every step runs ``availability * step_h`` hours (no
+        stochastic downtime). The mill's feed rate (``mill_rate``) is planned on the
+        stated availability whatever a draw's turns out to be.
     use_pre, pre_z, pre_u : int, f8[nd, nz], f8[nd, nu]
         1 to read the random numbers from ``pre_z``/``pre_u`` (:func:`fill_random`).
     out_q : f8[nd, nq, N_FIXED + ns] (out)
         Quarterly sums (flows) and end-of-quarter levels (``LEVEL_FIELDS``).
     out_d : f8[nd, n_steps or 0, N_FIXED + ns] (out)
         Per-step records when its second dimension is ``n_steps``.
-    out_draw : f8[nd, k + 9 ns + 1] (out)
+    out_draw : f8[nd, k + 9 ns + 2] (out)
         Per-draw drivers: theta, response offsets (5 ns), mean-grade factors (3 ns),
-        start delay in steps (ns), scatter scale (1).
+        start delay in steps (ns), scatter scale (1), long-run availability (1).
     """
     nd = out_q.shape[0]
     nf = out_q.shape[2]
@@ -379,7 +384,6 @@ def simulate(
     n_steps = step_q.shape[0]
     k = theta0.shape[0]
     daily = out_d.shape[1] > 0
-    mtbf_h = availability / (1.0 - availability) * mttr_h if availability < 1.0 else np.inf
     for d in nb.prange(nd):
         # prange may type its index as unsigned; keep the draw index int64 for the key
         gd = draw0 + np.int64(d)
@@ -416,6 +420,9 @@ def simulate(
         else:
             s_scale = 1.0
         out_draw[d, k + 9 * ns] = s_scale
+        a_d = min(max(availability + availability_sd * _z(sn, prz, pos), 0.05), 1.0)
+        mtbf_h = a_d / (1.0 - a_d) * mttr_h if a_d < 1.0 else np.inf
+        out_draw[d, k + 9 * ns + 1] = a_d
         src_off = np.empty((ns, NOFF))
         for s in range(ns):
             for j in range(NOFF):
@@ -535,7 +542,7 @@ def simulate(
                     ttf = -mtbf_h * math.log1p(-ubuf[2 * j + 1])
                     j += 1
             else:
-                up = step_h * availability
+                up = step_h * a_d
             demand = mill_rate[q] * up
             # -- blend mode: deliveries meet demand in the quarter's shares of the sources
             #    that have started and are not held

@@ -266,6 +266,7 @@ def simulate(
     stock_cap,
     mill_rate,
     availability,
+    availability_sd,
     mttr_h,
     use_pre,
     pre_z,
@@ -281,7 +282,6 @@ def simulate(
     k = theta0.shape[0]
     daily = out_d.shape[1] > 0
     rng = _Source(seed, draw0, nd, use_pre, pre_z, pre_u)
-    mtbf_h = availability / (1.0 - availability) * mttr_h if availability < 1.0 else np.inf
     out_q[:] = 0.0
     # ---- per-draw setup
     zt = np.stack([rng.normal() for _ in range(k)], axis=1) if k else np.zeros((nd, 0))
@@ -302,6 +302,10 @@ def simulate(
     else:
         s_scale = np.ones(nd)
     out_draw[:, k + 9 * ns] = s_scale
+    a_d = np.clip(availability + availability_sd * rng.normal(), 0.05, 1.0)
+    with np.errstate(divide="ignore"):
+        mtbf_h = np.where(a_d < 1.0, a_d / (1.0 - a_d) * mttr_h, np.inf)
+    out_draw[:, k + 9 * ns + 1] = a_d
     src_off = np.empty((nd, ns, NOFF))
     for s in range(ns):
         for j in range(NOFF):
@@ -378,7 +382,7 @@ def simulate(
                 live = fail & (rem > 0.0)
                 j += 1
         else:
-            up = np.full(nd, step_h * availability)
+            up = step_h * a_d
         demand = mill_rate[q] * up
         if mode == MODE_BLEND:
             active = (t >= start) & (t >= hold_until[None, :])

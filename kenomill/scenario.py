@@ -279,6 +279,9 @@ class Mill(_Model):
     availability: Annotated[float, Field(gt=0.0, le=1.0, allow_inf_nan=False)] = Field(
         description="long-run mill availability (operating / calendar time)"
     )
+    availability_uncertainty: NonNeg = Field(
+        0.0, le=0.5, description="per-draw SD of the long-run availability (it is itself uncertain)"
+    )
     mean_repair_h: NonNeg = Field(0.0, description="mean downtime per stoppage [h]; 0 = no random downtime")
     source: str = ""
 

@@ -64,7 +64,7 @@ class Plan:
 
     @property
     def n_draw_fields(self) -> int:
-        return self.arrays["theta0"].size + 9 * len(self.sources) + 1
+        return self.arrays["theta0"].size + 9 * len(self.sources) + 2
 
     def n_random(self) -> tuple[int, int]:
         """Normals and uniforms per draw (size of pre-generated arrays)."""
@@ -113,6 +113,7 @@ class Plan:
             a["stock_cap"],
             a["mill_rate"],
             a["availability"],
+            a["availability_sd"],
             a["mttr_h"],
             np.int64(use_pre),
             pz,
@@ -298,6 +299,7 @@ def compile_plan(
         "stock_cap": float(np.inf if sc.stockpile.capacity_t is None else sc.stockpile.capacity_t),
         "mill_rate": np.ascontiguousarray(mill_rate),
         "availability": a,
+        "availability_sd": float(m.availability_uncertainty),
         "mttr_h": float(m.mean_repair_h) if a < 1.0 else 0.0,
     }
     return Plan(sc, cal, quarters, days, names, arrays, note)
@@ -579,6 +581,8 @@ def to_dataset(
         "units": "d",
         "long_name": "delay of the first delivery after the start quarter",
     }
+    ds["availability_drawn"] = ("draw", out_draw[:, k + 9 * ns + 1])
+    ds["availability_drawn"].attrs = {"units": "1", "long_name": "the draw's long-run mill availability"}
     ds["scatter_scale"] = ("draw", out_draw[:, k + 9 * ns])
     ds["scatter_scale"].attrs = {
         "units": "1",
@@ -715,6 +719,7 @@ def drivers(ds: xr.Dataset, variable: str = "ag_oz", year: int | None = None, to
             ds.scatter_offset.sel(offset=o).isel(quarter=qs).mean("quarter").values
         )
     cand["scatter scale"] = ds.scatter_scale.values
+    cand["long-run availability"] = ds.availability_drawn.values
     cand[f"availability {year}"] = yr.availability.sel(year=year).values
     for el in ("ag_gpt", "pb_pct", "zn_pct"):
         cand[f"head {el} {year}"] = yr[f"head_{el}"].sel(year=year).values
@@ -751,7 +756,7 @@ UNCERTAINTY_GROUPS = {
     "day-to-day grades": ("g_sd",),
     "new-ore metallurgy (offsets)": ("r_sd",),
     "start dates": ("start_span",),
-    "tonnes mined and mill downtime": ("rate_cv", "mttr_h"),
+    "tonnes mined and mill downtime": ("rate_cv", "mttr_h", "availability_sd"),
 }
 
 

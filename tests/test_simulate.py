@@ -286,6 +286,7 @@ def test_downtime_gives_the_stated_availability(availability, mttr_h):
     sc = scenario.load(ROOT / "scenarios" / "bellekeno_only.toml")
     d = sc.model_dump()
     d["mill"]["mean_repair_h"] = mttr_h
+    d["mill"]["availability_uncertainty"] = 0.0
     plan = simulate.compile_plan(_small(scenario.from_dict(d), 4), availability=availability)
     a = simulate.run(plan, 300, seed=3)
     realised = float(a.operating_h.sum() / (a.days.sum() * 24))
@@ -454,6 +455,17 @@ def test_cli_refuses_a_bad_out_before_any_work(tmp_path):
     res = CliRunner().invoke(main, ["simulate", str(SCENARIOS[0]), "--out", str(tmp_path / "x.txt")])
     assert res.exit_code == 2
     assert "--out: found" in res.output and "x.txt" in res.output
+
+
+def test_long_run_availability_is_drawn_per_draw():
+    sc = scenario.load(ROOT / "scenarios" / "bellekeno_only.toml")
+    ds = simulate.simulate(_small(sc, 4), draws=400, seed=12)
+    a = ds.availability_drawn.values
+    assert a.mean() == pytest.approx(0.92, abs=0.004)
+    assert a.std() == pytest.approx(sc.mill.availability_uncertainty, rel=0.15)
+    realised = (ds.operating_h.sum("quarter") / (ds.days.sum("quarter") * 24)).values
+    # a draw's realised availability follows its drawn long-run value
+    assert np.corrcoef(a, realised)[0, 1] > 0.7
 
 
 def test_shift_steps_give_the_same_mill_as_daily_steps():
