@@ -19,12 +19,11 @@ pre-generated numbers (``use_pre=1``, filled by :func:`fill_random` from the sam
 identical results, and the compute floor for the benchmark.
 
 Order of consumption per draw (``normals``): theta (k), the scatter scale (1), the
-long-run availability (1), source
-response offsets (5 per
-source), mean-grade factors (3 per source), AR(1) initial states (3 per source); then at
-the first step of each quarter the 5 scatter offsets; at every step 4 per source (3 grade
-innovations, 1 tonnage). ``uniforms``: 1 per source (start delay), 1 (first failure), then 2 * N_FAIL per step
-(downtime). :func:`n_random` gives the counts.
+long-run availability (1), source response offsets (5 per source), mean-grade factors
+(3 per source), AR(1) initial states (3 per source); then at the first step of each
+quarter the 5 scatter offsets; at every step 4 per source (3 grade innovations, 1
+tonnage). ``uniforms``: 1 per source (start delay), 1 (first failure), then
+2 * N_FAIL per step (downtime). :func:`n_random` gives the counts.
 
 Layout of the output records (quarterly sums and, on request, per-step values) is given by
 the ``F_*`` constants; units are tonnes, hours and mass fractions (no g/t, no %).
