@@ -110,6 +110,13 @@ def _mc_simulate_pregenerated_args(n, rng):
     return plan.kernel_args(seed, draw0, n, pre=(z, u))
 
 
+def _mc_fill_random_args(n, rng):
+    # the per-draw streams alone (issue 6's profile: cost of the random numbers); a few
+    # hundred numbers per draw exercise the ziggurat's wedge and tail paths
+    seed, draw0 = np.uint64(rng.integers(0, 2**63)), np.int64(rng.integers(0, 1000))
+    return (seed, draw0), (np.empty((n, 257)), np.empty((n, 64)))
+
+
 def _register_mc():
     from kenomill import _mc_kernels, _mc_reference
 
@@ -124,6 +131,9 @@ def _register_mc():
             _mc_simulate_pregenerated_args,
             rtol=1e-9,
         )
+    )
+    register(
+        KernelPair("mc_fill_random", _mc_kernels.fill_random, _mc_reference.fill_random, _mc_fill_random_args)
     )
 
 

@@ -1,0 +1,63 @@
+"""The circuit kernels alone, and calibration end to end (which calls the circuit model many times).
+
+``test_circuit_kernel[<name>-numba|numpy]`` runs every non-Monte-Carlo pair of the
+registry on ``circuit_rows`` random rows (a physically valid workload from the
+registry's ``make_args``). ``test_calibration_end_to_end`` is the packaged calibration
+made from scratch: the six reported quarters, the default model, its starting points,
+the covariance and the scatter (``kenomill calibrate``'s work without the printing).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from bench_support import KERNELS, timing
+
+from kenomill import calibrate, recovery
+from kenomill.calibration_file import default_calibration
+
+CIRCUIT = sorted(name for name in KERNELS if not name.startswith("mc_"))
+
+
+@pytest.mark.benchmark(group="circuit")
+@pytest.mark.parametrize("impl", ["numba", "numpy"])
+@pytest.mark.parametrize("name", CIRCUIT)
+def test_circuit_kernel(benchmark, size, full, name, impl):
+    pair = KERNELS[name]
+    n = size["circuit_rows"]
+    inputs, outputs = pair.make_args(n, np.random.default_rng(7))
+    func = pair.numba if impl == "numba" else pair.reference
+    benchmark.extra_info.update(rows=n)
+    benchmark.pedantic(func, args=(*inputs, *outputs), **timing(full))
+    other = tuple(np.full_like(o, np.nan) for o in outputs)
+    (pair.reference if impl == "numba" else pair.numba)(*inputs, *other)
+    for got, want in zip(outputs, other, strict=True):
+        np.testing.assert_allclose(got, want, rtol=pair.rtol, atol=0)
+
+
+def _calibrate():
+    fit = calibrate.default_fit()
+    return fit.to_calibration()
+
+
+@pytest.mark.benchmark(group="calibration")
+def test_calibration_end_to_end(benchmark, full, monkeypatch):
+    # count the circuit-model evaluations of one calibration (outside the timed rounds)
+    calls = {"calls": 0, "rows": 0}
+    inner = recovery.outputs_rows
+
+    def counting(kind, grade_dep, p, ore_t, head, q, off, out):
+        calls["calls"] += 1
+        calls["rows"] += ore_t.shape[0]
+        return inner(kind, grade_dep, p, ore_t, head, q, off, out)
+
+    monkeypatch.setattr(recovery, "outputs_rows", counting)
+    _calibrate()
+    monkeypatch.setattr(recovery, "outputs_rows", inner)
+    benchmark.extra_info.update(model=calibrate.DEFAULT_MODEL, model_calls=calls["calls"], rows=calls["rows"])
+    cal = benchmark.pedantic(_calibrate, rounds=5 if full else 1, warmup_rounds=1 if full else 0)
+    # the packaged calibration is this fit (the test suite checks the same, tighter)
+    want = default_calibration()
+    np.testing.assert_allclose(cal.theta, want.theta, rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(cal.cov, want.cov, rtol=1e-4, atol=1e-12)
+    assert calls["calls"] > 100
