@@ -566,3 +566,73 @@ def test_parameter_draws_are_calibration_draw_theta(workload):
     inputs, outputs = workload.kernel_args(31, 0, n, pre=(z, u))
     K.simulate(*inputs, *outputs)
     np.testing.assert_allclose(outputs[2][:, :k], want, rtol=1e-12, atol=1e-14)
+
+
+# ------------------------------------------------------------------ properties
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@given(
+    mode=st.sampled_from(["rates", "blend"]),
+    rate=st.floats(0.0, 500.0),
+    cv=st.floats(0.0, 1.0),
+    phi=st.floats(0.0, 0.99),
+    target=st.floats(50.0, 600.0),
+    capacity=st.floats(50.0, 700.0),
+    availability=st.floats(0.3, 1.0),
+    repair=st.sampled_from([0.0, 2.0, 24.0]),
+    stock_cap=st.sampled_from([0.0, 500.0, 1e6]),
+    hold=st.booleans(),
+    seed=st.integers(0, 2**64 - 1),
+)
+def test_closure_and_bounds_hold_for_any_valid_scenario(
+    mode, rate, cv, phi, target, capacity, availability, repair, stock_cap, hold, seed
+):
+    g = {"cv": cv, "autocorrelation": phi}
+    src = {
+        "a": {"ag_gpt": {"mean": 800, **g}, "pb_pct": {"mean": 10, **g}, "zn_pct": {"mean": 6, **g}},
+        "b": {"grades_from": "deposit:Onek:Indicated", "start_delay_days": [0, 30], "ag_gpt": g},
+    }
+    for s in src.values():
+        if mode == "rates":
+            s.update(rate_tpd=rate, rate_cv=cv)
+        else:
+            s["blend"] = 0.5
+    if hold:
+        src["b"]["hold_until"] = "2012Q2"
+    sc = scenario.from_dict(
+        {
+            "name": "p",
+            "description": "property",
+            "assumptions": ["random"],
+            "horizon": {"start": "2012Q1", "quarters": 2},
+            "feed": {"mode": mode},
+            "sources": src,
+            "stockpile": {"initial_t": {"a": 100.0}, "capacity_t": stock_cap},
+            "mill": {
+                "target_tpd": target,
+                "capacity_tpd": capacity,
+                "availability": availability,
+                "mean_repair_h": repair,
+            },
+        }
+    )
+    plan = simulate.compile_plan(sc)
+    inputs, (oq, od, odraw) = plan.kernel_args(seed, 0, 3, daily=True)
+    K.simulate(*inputs, oq, od, odraw)
+    assert np.isfinite(od).all()
+    feed = od[..., K.F_FEED_T]
+    streams = od[..., K.F_STREAM_T : K.F_STREAM_T + 3]
+    tol = 1e-9 * np.maximum(feed, 1.0)
+    assert (np.abs(streams.sum(-1) - feed) <= tol).all()
+    assert (streams >= -tol[..., None]).all()
+    assert (od[..., K.F_UP_H] >= 0).all() and (od[..., K.F_UP_H] <= 24.0 + 1e-9).all()
+    # the mill never feeds faster than its rate while running, nor above its capacity
+    rate_h = plan.arrays["mill_rate"][plan.arrays["step_q"]]
+    assert (feed <= rate_h * od[..., K.F_UP_H] * (1 + 1e-12) + 1e-9).all()
+    assert (rate_h <= capacity / 24.0 * (1 + 1e-12)).all()
+    assert (od[..., K.F_STOCK_T] <= stock_cap * (1 + 1e-12) + 1e-9).all()
+    if hold:
+        q2 = plan.arrays["step_q"] == 1
+        assert (od[:, ~q2, K.F_SRC_T + 1] == 0).all()
