@@ -636,3 +636,12 @@ def test_closure_and_bounds_hold_for_any_valid_scenario(
     if hold:
         q2 = plan.arrays["step_q"] == 1
         assert (od[:, ~q2, K.F_SRC_T + 1] == 0).all()
+
+
+def test_cli_whatif_without_the_repository_asks_for_a_scenario(monkeypatch, tmp_path):
+    import kenomill.cli.simulate as cli_sim
+
+    monkeypatch.setattr(cli_sim, "DEFAULT_WHATIF_SCENARIO", tmp_path / "bellekeno_only.toml")
+    res = CliRunner().invoke(main, ["whatif", "--draws", "2"])
+    assert res.exit_code == 2
+    assert "--scenario: none given and the default" in res.output and "give --scenario FILE" in res.output

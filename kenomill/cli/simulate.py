@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from kenomill.cli import guarded
+from kenomill.errors import ValidationError
 
 _NC = {".nc": "netCDF"}
 _TABLE = {".nc": "netCDF", ".csv": "CSV"}
@@ -205,7 +206,7 @@ def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot
     "--availability", default="0.85:0.98:0.01", show_default=True, help="Mill availabilities [-], A:B:STEP."
 )
 @click.option("--draws", type=int, default=100, show_default=True, help="Draws per grid point.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed (the same draws at every point).")
 @click.option("--year", type=int, default=None, help="Year reported (default: first complete year).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE.nc or .csv.")
 @click.option("--plot", is_flag=True, help="Write the surface as PNG beside --out or here.")
@@ -220,6 +221,11 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
     tpds = sim.parse_range(tpd, "--tpd")
     avs = sim.parse_range(availability, "--availability")
     path = Path(scenario_file) if scenario_file else DEFAULT_WHATIF_SCENARIO
+    if not scenario_file and not path.is_file():
+        raise ValidationError(
+            f"--scenario: none given and the default {path} is not here (kenomill installed without its "
+            "repository); give --scenario FILE"
+        )
     sc = scenario.load(path)
     err = Console(stderr=True)
     with _progress(err) as bar:
