@@ -22,9 +22,9 @@ the page atomically (:func:`kenomill.io.atomic_path`).
 The ``fig_*`` functions return matplotlib figures and are shared with the notebooks.
 
 Sizes: :data:`DEFAULT_DRAWS` draws per scenario and ``draws // 5`` (at least 20) per point
-of the what-if surface keep ``kenomill report`` to about a minute on two cores (66 s
-measured); the model comparison (every model fitted seven times for leave-one-out) is most
-of it.
+of the what-if surface keep ``kenomill report`` under a minute on two cores (39 s measured
+idle, 66 s with other jobs running); the model comparison (every model fitted seven times
+for leave-one-out) is most of it.
 """
 
 from __future__ import annotations

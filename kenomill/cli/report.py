@@ -47,7 +47,7 @@ def report(out, draws, seed, scenarios, models):
 
     Figures are embedded and nothing is loaded from elsewhere: the page can be mailed,
     archived or opened offline. The what-if surface runs the ore of bellekeno_only (or of
-    the first scenario given). Takes about a minute on two cores with the defaults; fewer
+    the first scenario given). Takes under a minute on two cores with the defaults; fewer
     --draws or --models make it quicker.
     """
     from rich.console import Console
