@@ -229,6 +229,11 @@ def respond(kind, grade_dep, p, head, q_ratio, offsets):
     return split, pull
 
 
+def respond_rows(kind, grade_dep, p, head, q_ratio, offsets, split, pull):
+    """:func:`respond` with the kernel's argument order (twin of ``_mc_kernels.respond_split_rows``)."""
+    split[:], pull[:] = respond(kind, grade_dep, p, head, q_ratio, offsets)
+
+
 # ----------------------------------------------------------------- the hot loop
 def simulate(
     seed,

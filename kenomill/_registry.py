@@ -117,6 +117,22 @@ def _mc_fill_random_args(n, rng):
     return (seed, draw0), (np.empty((n, 257)), np.empty((n, 64)))
 
 
+def _mc_respond_args(n, rng):
+    # the kernel's split mill response over random rows within the parameter bounds, every
+    # kinetic kind, with and without the grade factor (kind and grade_dep vary with n)
+    from kenomill import recovery
+
+    lo = np.array([q.lo for q in recovery.FULL_PARAMS])
+    hi = np.array([q.hi for q in recovery.FULL_PARAMS])
+    p = lo + (hi - lo) * rng.uniform(0.02, 0.98, (n, recovery.N_FULL))
+    head = np.stack([rng.uniform(1e-4, 2e-3, n), rng.uniform(0.0, 0.2, n), rng.uniform(0.0, 0.12, n)], axis=1)
+    q = rng.uniform(0.5, 2.0, n)
+    off = rng.normal(0.0, 0.5, (n, recovery.N_OFFSETS))
+    off[::3] = 0.0  # the zero-offset branch of the logit shift
+    kind, grade_dep = np.int64(n % 5), np.int64(n % 2)
+    return (kind, grade_dep, p, head, q, off), (np.empty((n, 3, 2)), np.empty((n, 2)))
+
+
 def _register_mc():
     from kenomill import _mc_kernels, _mc_reference
 
@@ -130,6 +146,11 @@ def _register_mc():
             _mc_reference.simulate,
             _mc_simulate_pregenerated_args,
             rtol=1e-9,
+        )
+    )
+    register(
+        KernelPair(
+            "mc_respond_split", _mc_kernels.respond_split_rows, _mc_reference.respond_rows, _mc_respond_args
         )
     )
     register(
