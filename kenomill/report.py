@@ -1267,6 +1267,8 @@ def _section_reconcile(r: ReportResults) -> str:
 
 
 def _section_calibration(r: ReportResults) -> str:
+    from kenomill import recovery
+
     fit = r.fit
     chosen = fit.spec.name
     cmp_ = r.comparison.sort_values("aicc").reset_index(drop=True)
@@ -1312,7 +1314,8 @@ def _section_calibration(r: ReportResults) -> str:
             "at bound" if x.at_bound else (f"{x.se:.2g}" if np.isfinite(x.se) else "not identified"),
             f"{x.lo:g} to {x.hi:g}",
             _e(x.units),
-            _e(x.meaning),
+            # the docs name the constant; the reader wants its value
+            _e(x.meaning.replace("REFERENCE_TPD", f"{recovery.REFERENCE_TPD:g} t/d (operating)")),
         ]
         for x in prm.itertuples()
     ]
