@@ -113,6 +113,13 @@ def tables(path: str) -> str:
         k, d = st["median_kernel_result_s"], st["median_dataset_result_s"]
         row("second process: first kernel result", k, "< 1 s", k < 1.0, "{:.2f} s")
         row("second process: first Dataset (simulate.run)", d, "< 1 s", d < 1.0, "{:.2f} s")
+        if "median_floor_dataset_s" in st:
+            f = st["median_floor_dataset_s"]
+            lines.append(
+                f"| (libraries alone: numpy, numba + its first cached function, scipy.linalg, pydantic, "
+                f"pandas, xarray, first Dataset) "
+                f"| {f:.2f} s | info | |"
+            )
     circ = sorted({n.split("[")[1].split("-")[0] for n in med if n.startswith("test_circuit_kernel[")})
     for c in circ:
         a, r = med.get(f"test_circuit_kernel[{c}-numba]"), med.get(f"test_circuit_kernel[{c}-numpy]")

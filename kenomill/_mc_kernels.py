@@ -253,15 +253,19 @@ def _u(su, pre, pos):
 
 
 # ----------------------------------------------------------------- mill response, split
-# recovery.respond evaluated as two halves, with the same operations in the same order
-# (bit-identical; test_kernels checks it through the registry pair "mc_respond_split"):
-# what depends only on the parameters, the quarter's feed rate and the offsets (the
-# kinetic factors, the gangue entrainment) is computed once per draw, quarter and source;
-# what depends on the day's head grade is computed every step. Measured on the reference
-# workload: the hoisted half is 6 of the 18 calls to exp/log/pow per source and step, and
-# one core went from 911-1060 to 646-843 ns per draw-step (interleaved runs, loaded machine).
-RC_RPB, RC_RZN, RC_EPB, RC_EZN = 0, 1, 2, 3
-N_RC = 4
+# recovery.respond evaluated as two halves: what depends only on the parameters, the
+# quarter's feed rate and the offsets (the kinetic factors, the gangue entrainment, the
+# exponentials of the logit offsets) is computed once per draw, quarter and source; what
+# depends on the day's head grade is computed every step. The logit shift
+# sigmoid(logit(r) + off) is evaluated as 1 / (1 + (1 - r) / r * exp(-off)): the same
+# function with exp(-off) hoisted, no log and exp per step, equal to recovery.respond to
+# rounding (the registry pair "mc_respond_split" checks it against the NumPy respond).
+# Measured on the reference workload, one core, interleaved runs on the loaded machine,
+# ns per draw-step: 911-1060 with recovery.respond in the step; 646-843 with kinetics and
+# entrainment hoisted (6 of 18 calls to exp/log/pow per source and step); 444-468 with the
+# logit offsets hoisted too (6 calls left: 3 grade exps, 1 tonnage exp, 2 pows).
+RC_RPB, RC_RZN, RC_EPB, RC_EZN, RC_EINV = 0, 1, 2, 3, 4  # RC_EINV + j: exp(-offsets[j]), j < 3
+N_RC = 7
 
 
 @nb.njit(cache=True, inline="always")
@@ -273,6 +277,18 @@ def response_constants(kind, p, q_ratio, offsets, rc):
     g_ratio = (1.0 - math.exp(-recovery.GANGUE_KTAU * inv_q)) / (1.0 - math.exp(-recovery.GANGUE_KTAU))
     rc[RC_EPB] = recovery._clip01(p[14] * g_ratio * math.exp(offsets[3]))
     rc[RC_EZN] = recovery._clip01(p[15] * g_ratio * math.exp(offsets[4]))
+    for j in range(3):
+        rc[RC_EINV + j] = math.exp(-offsets[j])
+
+
+@nb.njit(cache=True, inline="always")
+def _logit_shift(r, off, einv):
+    # recovery._logit_shift(r, off) given einv = exp(-off): sigmoid(logit(r) + off) =
+    # 1 / (1 + exp(-off) (1 - r) / r); einv = inf (off << 0) gives 0, einv = 0 gives 1
+    if off == 0.0:
+        return r
+    r = min(max(r, 1e-12), 1.0 - 1e-12)
+    return 1.0 / (1.0 + (1.0 - r) / r * einv)
 
 
 @nb.njit(cache=True, inline="always")
@@ -284,12 +300,12 @@ def respond_feed(grade_dep, p, head, offsets, rc, split, pull):
     r_pb = rc[RC_RPB]
     if grade_dep == 1:
         r_pb *= max(0.0, 1.0 - p[2] / f_pb) if f_pb > 0.0 else 0.0
-    r_pb = recovery._logit_shift(recovery._clip01(r_pb), offsets[0])
+    r_pb = _logit_shift(recovery._clip01(r_pb), offsets[0], rc[RC_EINV])
     r_znc = rc[RC_RZN]
     if grade_dep == 1:
         r_znc *= max(0.0, 1.0 - p[7] / f_zn) if f_zn > 0.0 else 0.0
-    r_znc = recovery._logit_shift(recovery._clip01(r_znc), offsets[1])
-    r_ag_pb = recovery._logit_shift(recovery._relative_floatability(r_pb, p[10]), offsets[2])
+    r_znc = _logit_shift(recovery._clip01(r_znc), offsets[1], rc[RC_EINV + 1])
+    r_ag_pb = _logit_shift(recovery._relative_floatability(r_pb, p[10]), offsets[2], rc[RC_EINV + 2])
     r_ag_zn = (1.0 - r_ag_pb) * recovery._relative_floatability(r_znc, p[11])
     zn_pb = p[12]
     pb_zn = (1.0 - r_pb) * p[13]

@@ -86,6 +86,36 @@ def test_a_draw_depends_only_on_seed_and_its_index():
 
 # ------------------------------------------------------------------ kernel vs reference
 @pytest.mark.kernel
+@pytest.mark.parametrize("kind", range(5))
+@pytest.mark.parametrize("grade_dep", [0, 1])
+def test_kernel_split_response_is_recovery_respond(kind, grade_dep):
+    """The kernel's hoisted mill response equals recovery.respond (the calibrated model) to rounding.
+
+    Hoisted halves, logit offsets by exp(-off): extreme offsets must still give 0 and 1.
+    """
+    from kenomill import recovery
+
+    rng = np.random.default_rng(31 + kind)
+    n = 200
+    lo = np.array([q.lo for q in recovery.FULL_PARAMS])
+    hi = np.array([q.hi for q in recovery.FULL_PARAMS])
+    p = lo + (hi - lo) * rng.uniform(0.0, 1.0, (n, recovery.N_FULL))
+    head = np.stack([rng.uniform(0, 2e-3, n), rng.uniform(0.0, 0.2, n), rng.uniform(0.0, 0.12, n)], axis=1)
+    head[:5] = 0.0  # a source with no lead or zinc
+    q = rng.uniform(0.3, 3.0, n)
+    off = rng.normal(0.0, 1.0, (n, recovery.N_OFFSETS))
+    off[::4] = 0.0
+    off[5:10, :3] = 800.0  # exp(-off) underflows: recoveries at 1
+    off[10:15, :3] = -800.0  # exp(-off) overflows: recoveries at 0
+    split, pull = np.empty((n, 3, 2)), np.empty((n, 2))
+    K.respond_split_rows(kind, grade_dep, p, head, q, off, split, pull)
+    want_s, want_p = np.empty((3, 2)), np.empty(2)
+    for i in range(n):
+        recovery.respond(kind, grade_dep, p[i], head[i], q[i], off[i], want_s, want_p)
+        np.testing.assert_allclose(split[i], want_s, rtol=1e-12, atol=1e-15, err_msg=f"row {i}")
+        np.testing.assert_allclose(pull[i], want_p, rtol=1e-12, atol=1e-15, err_msg=f"row {i}")
+
+
 def test_kernel_matches_reference_step_by_step(workload):
     plan = simulate.compile_plan(_small(simulate.reference_workload(), 1))
     got = plan.kernel_args(99, 5, 6, daily=True)
