@@ -1,6 +1,7 @@
 """Where the Monte Carlo kernel's time goes: an instrumented decomposition on one core.
 
     python benchmarks/profile_kernel.py [DRAWS]
+    python benchmarks/profile_kernel.py --scaling   # days and threads, sizes interleaved
 
 The kernel inlines everything into one loop, so a sampling profiler sees one anonymous
 JIT function plus libm (``perf record`` shows the exp/log/pow share; see README.md).
@@ -152,5 +153,38 @@ def main(draws: int = 2000) -> str:
     return "\n".join(lines)
 
 
+def scaling(draws: int = 4000, reps: int = 5) -> str:
+    """ns per draw-step for 3, 6 and 12 quarters on 1 and all threads, sizes interleaved.
+
+    The scaling rows of a pytest-benchmark run time each size in a block; on a shared
+    machine a busy spell then lands on one size. Interleaving the sizes round by round
+    spreads it over all of them.
+    """
+    f = KERNELS["mc_simulate"].numba
+    plans = {q: workload(q) for q in (3, 6, 12)}
+    args = {q: mc_args(plans[q], draws) for q in plans}
+    lines = ["| steps (quarters) | threads | min ns per draw-step | median |", "|---|---:|---:|---:|"]
+    for threads in sorted({1, nb.config.NUMBA_NUM_THREADS}):
+        nb.set_num_threads(threads)
+        times = {q: [] for q in plans}
+        for q in plans:
+            f(*args[q][0], *args[q][1])
+        for _ in range(reps):
+            for q in plans:
+                t = time.perf_counter()
+                f(*args[q][0], *args[q][1])
+                times[q].append(time.perf_counter() - t)
+        for q, ts in times.items():
+            per = draws * plans[q].n_steps
+            lines.append(
+                f"| {plans[q].n_steps} ({q}) | {threads} | {min(ts) / per * 1e9:.0f} | "
+                f"{np.median(ts) / per * 1e9:.0f} |"
+            )
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))
+    if "--scaling" in sys.argv:
+        print(scaling())
+    else:
+        print(main(int(sys.argv[1]) if len(sys.argv) > 1 else 2000))
