@@ -85,7 +85,7 @@ def test_a_draw_depends_only_on_seed_and_its_index():
 
 
 # ------------------------------------------------------------------ kernel vs reference
-@pytest.mark.kernel
+# (not a `kernel` test: offsets of +-800 overflow math.exp when the kernels run as Python)
 @pytest.mark.parametrize("kind", range(5))
 @pytest.mark.parametrize("grade_dep", [0, 1])
 def test_kernel_split_response_is_recovery_respond(kind, grade_dep):
@@ -116,6 +116,7 @@ def test_kernel_split_response_is_recovery_respond(kind, grade_dep):
         np.testing.assert_allclose(pull[i], want_p, rtol=1e-12, atol=1e-15, err_msg=f"row {i}")
 
 
+@pytest.mark.kernel
 def test_kernel_matches_reference_step_by_step(workload):
     plan = simulate.compile_plan(_small(simulate.reference_workload(), 1))
     got = plan.kernel_args(99, 5, 6, daily=True)
