@@ -1,4 +1,4 @@
-"""Peak memory of one Monte Carlo run, measured in a fresh process (used by test_memory.py).
+"""Peak memory of one Monte Carlo run, measured in a fresh process (used by test_bench_memory.py).
 
     python benchmarks/memprobe.py DRAWS [STEPS_PER_DAY] [QUARTERS]
 

@@ -1,4 +1,4 @@
-"""Time from a fresh interpreter to the first Monte Carlo result (used by test_startup.py).
+"""Time from a fresh interpreter to the first Monte Carlo result (used by test_bench_startup.py).
 
     python benchmarks/startup.py            # kenomill
     python benchmarks/startup.py --floor    # the libraries alone
