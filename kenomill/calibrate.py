@@ -1271,8 +1271,8 @@ def predict(
     # more of its silver than galena alone would): draw them with the fitted correlation
     w, v = np.linalg.eigh(corr)
     z = z @ (v * np.sqrt(np.clip(w, 0.0, None))).T
-    dof = float(cal.meta.get("scatter_dof", np.inf))
-    if np.isfinite(dof) and dof > 0:
+    dof = cal.scatter_predictive_dof
+    if np.isfinite(dof):
         # the scatter is estimated from a handful of quarters: the predictive distribution of
         # a new quarter's offsets is Student-t with the estimate's degrees of freedom
         z = z * np.sqrt(dof / rng.chisquare(dof, (n_draws, m, 1)))

@@ -260,7 +260,7 @@ def compile_plan(
     # the calibration's predictive scatter: correlated offsets, Student-t with the scatter's
     # degrees of freedom (as kenomill.calibrate.predict draws them)
     scatter_corr = np.asarray(cal.meta.get("scatter_corr", np.eye(recovery.N_OFFSETS)), dtype=float)
-    scatter_dof = float(cal.meta.get("scatter_dof", 0.0) or 0.0)
+    scatter_dof = cal.scatter_predictive_dof  # inf: Gaussian, which the kernel spells 0
     if not np.isfinite(scatter_dof):
         scatter_dof = 0.0
     arrays = {

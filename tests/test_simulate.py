@@ -15,7 +15,7 @@ from scipy import stats
 from kenomill import _mc_kernels as K
 from kenomill import _mc_reference as R
 from kenomill import calibrate, scenario, simulate
-from kenomill.calibration_file import default_calibration
+from kenomill.calibration_file import SCATTER_PRIOR_DOF, default_calibration
 from kenomill.cli import main
 from kenomill.errors import ValidationError
 
@@ -559,7 +559,8 @@ def test_quarterly_scatter_is_the_calibrations_predictive_distribution():
     cal = default_calibration()
     plan = simulate.compile_plan(_small(simulate.reference_workload(), 2))
     ds = simulate.run(plan, 4000, seed=21)
-    dof = float(cal.meta["scatter_dof"])
+    dof = cal.scatter_predictive_dof  # the fit's dof plus the prior's (SCATTER_PRIOR_DOF)
+    assert dof == float(cal.meta["scatter_dof"]) + SCATTER_PRIOR_DOF
     chi2 = dof / ds.scatter_scale.values**2
     c9 = 2.0 / (9.0 * dof)
 
