@@ -43,19 +43,18 @@ def main():
 
 
 def _register():
-    from kenomill.cli import balance as _balance
+    from kenomill.cli import balance, calibrate, reconcile, report, simulate
 
-    main.add_command(_balance.balance)
-    from kenomill.cli import reconcile as _reconcile
-    main.add_command(_reconcile.reconcile)
-    from kenomill.cli import calibrate as _calibrate
-    main.add_command(_calibrate.calibrate)
-    main.add_command(_calibrate.predict)
-    from kenomill.cli import simulate as _simulate
-    main.add_command(_simulate.simulate)
-    main.add_command(_simulate.whatif)
-    from kenomill.cli import report as _report
-    main.add_command(_report.report)
+    for command in (
+        balance.balance,
+        reconcile.reconcile,
+        calibrate.calibrate,
+        calibrate.predict,
+        simulate.simulate,
+        simulate.whatif,
+        report.report,
+    ):
+        main.add_command(command)
 
 
 _register()
