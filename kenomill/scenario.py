@@ -20,6 +20,7 @@ quarters, :func:`kenomill.data.reported_periods`) or
 
 from __future__ import annotations
 
+import csv
 import difflib
 import io
 import re
@@ -28,15 +29,19 @@ from datetime import date
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import numpy as np
-import pandas as pd
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from kenomill import recovery
 from kenomill.errors import ValidationError
+
+if TYPE_CHECKING:
+    # annotations only; deposits() imports pandas when called so that importing and
+    # validating a scenario (the Monte Carlo path) does not load it.
+    import pandas as pd
 
 QUARTER_RE = re.compile(r"^(\d{4})Q([1-4])$")
 
@@ -83,8 +88,23 @@ def quarter_days(label: str) -> int:
 @cache
 def deposits() -> pd.DataFrame:
     """Resource estimates of the district (``kenomill/data/deposits.csv``) with their sources."""
+    import pandas as pd
+
     text = resources.files("kenomill").joinpath("data/deposits.csv").read_text()
     return pd.read_csv(io.StringIO(text), comment="#")
+
+
+@cache
+def _deposit_rows() -> tuple[dict[str, str], ...]:
+    """The rows of ``deposits.csv`` as strings, read with the csv module.
+
+    Scenario validation (``grades_from = "deposit:..."``) needs three numbers from this
+    small file; reading it without pandas keeps pandas (~0.2 s) out of a process's first
+    Monte Carlo result. :func:`deposits` stays the table for users.
+    """
+    text = resources.files("kenomill").joinpath("data/deposits.csv").read_text()
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    return tuple(csv.DictReader(lines))
 
 
 def grades_from(spec: str) -> tuple[dict[str, float], str]:
@@ -122,14 +142,14 @@ def grades_from(spec: str) -> tuple[dict[str, float], str]:
         )
     if kind == "deposit":
         name, _, cls = rest.partition(":")
-        df = deposits()
-        row = df[(df.deposit.str.lower() == name.lower()) & (df["class"].str.lower() == cls.lower())]
-        if row.empty:
-            allowed = ", ".join(f"deposit:{d}:{c}" for d, c in zip(df.deposit, df["class"], strict=True))
+        rows = _deposit_rows()
+        row = [r for r in rows if r["deposit"].lower() == name.lower() and r["class"].lower() == cls.lower()]
+        if not row:
+            allowed = ", ".join(f"deposit:{r['deposit']}:{r['class']}" for r in rows)
             raise ValueError(f"found {spec!r}; allowed: {allowed}")
-        r = row.iloc[0]
-        return {"ag_gpt": float(r.ag_gpt), "pb_pct": float(r.pb_pct), "zn_pct": float(r.zn_pct)}, (
-            f"{r.deposit} {r['class']} resource, {r.source}"
+        r = row[0]
+        return {"ag_gpt": float(r["ag_gpt"]), "pb_pct": float(r["pb_pct"]), "zn_pct": float(r["zn_pct"])}, (
+            f"{r['deposit']} {r['class']} resource, {r['source']}"
         )
     raise ValueError(f"found {spec!r}; expected 'reported:PERIOD', 'reported:Q..Q' or 'deposit:NAME:CLASS'")
 

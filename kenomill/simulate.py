@@ -19,16 +19,21 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
-import xarray as xr
 
 from kenomill import _mc_kernels as K
 from kenomill import recovery, units
 from kenomill.calibration_file import Calibration, default_calibration
 from kenomill.errors import ValidationError
 from kenomill.scenario import GRADES, Scenario, per_quarter, quarter_days, quarter_index
+
+if TYPE_CHECKING:
+    # annotations only; imported inside the functions that build outputs so that
+    # importing this module (the Monte Carlo path) does not load pandas/xarray (~0.4 s).
+    import pandas as pd
+    import xarray as xr
 
 ELEMENTS = ("Ag", "Pb", "Zn")
 STREAMS = ("feed", "pbcon", "zncon", "tails")
@@ -482,6 +487,8 @@ def _div(a, b, scale=1.0):
 
 def derive(raw: xr.Dataset) -> xr.Dataset:
     """Reported-style variables from the raw sums (stream_t, metal_t, operating_h, days)."""
+    import xarray as xr
+
     ds = raw.copy()
     st = raw.stream_t
     mt = raw.metal_t
@@ -517,6 +524,8 @@ def to_dataset(
     plan: Plan, out_q: np.ndarray, out_draw: np.ndarray, *, seed: int = 0, out_d=None
 ) -> xr.Dataset:
     """Kernel outputs -> Dataset (draw, quarter) with units and the per-draw drivers."""
+    import xarray as xr
+
     nd, nq, _ = out_q.shape
     names = plan.sources
     ns = len(names)
@@ -628,6 +637,8 @@ def to_dataset(
 
 def annual(ds: xr.Dataset) -> xr.Dataset:
     """Calendar-year totals per draw (dims draw, year); recoveries and grades from the sums."""
+    import xarray as xr
+
     years = np.array([int(str(q)[:4]) for q in ds.quarter.values])
     raw = xr.Dataset({v: ds[v] for v in FLOWS}).assign_coords(year=("quarter", years))
     tot = raw.groupby("year").sum("quarter")
@@ -647,6 +658,9 @@ def annual(ds: xr.Dataset) -> xr.Dataset:
 
 def summarize(ds: xr.Dataset, variables: Sequence[str] | None = None) -> xr.Dataset:
     """Mean, P10, P50 and P90 over draws (dim ``stat``) of the numeric variables."""
+    import pandas as pd
+    import xarray as xr
+
     variables = variables or [v for v in ds.data_vars if "draw" in ds[v].dims]
     sub = ds[list(variables)]
     parts = [sub.mean("draw", skipna=True)]
@@ -664,6 +678,8 @@ def target_probabilities(ds: xr.Dataset, targets) -> pd.DataFrame:
 
     ``probability`` is P(min <= annual value <= max); ``p_at_least_min`` is P(value >= min).
     """
+    import pandas as pd
+
     if isinstance(targets, Scenario):
         targets = targets.targets
     yr = annual(ds)
@@ -701,6 +717,8 @@ def drivers(ds: xr.Dataset, variable: str = "ag_oz", year: int | None = None, to
     grades. Drivers that do not vary are skipped. ``share`` = rho^2 / sum(rho^2): a rough
     split of the explained spread (drivers are nearly independent by construction).
     """
+    import pandas as pd
+
     yr = annual(ds)
     year = int(year if year is not None else yr.year.values[-1])
     y = yr[variable].sel(year=year).values
@@ -787,6 +805,8 @@ def spread_attribution(
     accounts for (a total effect; shares need not add to 1 when groups interact).
     Groups that are already off in the scenario are left out.
     """
+    import pandas as pd
+
     years = np.array([int(q[:4]) for q in plan.quarters])
     full = [int(y) for y in np.unique(years) if (years == y).sum() == 4]
     y = year if year is not None else (full[0] if full else int(years[-1]))
@@ -897,6 +917,8 @@ def whatif(
         head grades and the operating rate, for the year ``year`` (default: the first
         complete year of the horizon, else the horizon total).
     """
+    import xarray as xr
+
     tpd = np.asarray(tpd, dtype=float)
     availability = np.asarray(availability, dtype=float)
     if tpd.size == 0 or (tpd <= 0).any() or not np.isfinite(tpd).all():
