@@ -1008,27 +1008,10 @@ def _calibrated_tpd(r: ReportResults) -> tuple[float, float]:
 
 def _section_data(r: ReportResults) -> str:
     rep = r.reported
-    cols = [
-        "days",
-        "ore_processed_t",
-        "tpd",
-        "availability_pct",
-        "head_ag_gpt",
-        "head_pb_pct",
-        "head_zn_pct",
-        "rec_ag_pct",
-        "rec_pb_pct",
-        "rec_zn_pct",
-        "pbcon_t",
-        "pbcon_ag_gpt",
-        "pbcon_pb_pct",
-        "zncon_t",
-        "zncon_ag_gpt",
-        "zncon_zn_pct",
-        "ag_oz",
-        "pb_lb",
-        "zn_lb",
-    ]
+    from kenomill.reconcile import MILL_FIGURES
+
+    # the balances' figures (feed, recoveries, concentrates, metal) with days and throughput
+    cols = ["days", MILL_FIGURES[0], "tpd", "availability_pct", *MILL_FIGURES[1:]]
     header = ["figure [unit]"] + [_e(p) for p in rep.period.values]
     rows = []
     for c in cols:
