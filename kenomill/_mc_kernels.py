@@ -25,6 +25,22 @@ quarter the 5 scatter offsets; at every step 4 per source (3 grade innovations, 
 tonnage). ``uniforms``: 1 per source (start delay), 1 (first failure), then
 2 * N_FAIL per step (downtime). :func:`n_random` gives the counts.
 
+The blend
+---------
+The mill reclaims every source in its stockpile share and the circuit responds to the
+blended feed of the step, component by component (:func:`respond_feed`): the fixed-tail
+grade factor ``1 - tail / f`` is the blend's (the circuit's tail assay is set by what it is
+fed, not by each ore on its own), while each ore's minerals and gangue float with that
+ore's offsets (liberation and surface chemistry are properties of the ore, which blending
+does not change). Concentrate masses are the components' minerals and gangue summed, so
+the blend's recovery of an element is the metal-weighted recovery of its components and
+its gangue entrainment the gangue-weighted one. Averaging the offsets themselves
+(tonnage- or metal-weighted logits) was not chosen: a logit average is not the recovery of
+any mixture, and tonnage weights give Lucky Queen's 1.4 % zinc as much say over zinc
+flotation as Onek's 12 %. Identical sources give exactly the single-source response. Before
+this, each source went through the response at its own head grade, so Lucky Queen ore
+(1.4 % Zn, below the fitted zinc tail) got 0 % zinc recovery.
+
 Layout of the output records (quarterly sums and, on request, per-step values) is given by
 the ``F_*`` constants; units are tonnes, hours and mass fractions (no g/t, no %).
 
@@ -292,18 +308,27 @@ def _logit_shift(r, off, einv):
 
 
 @nb.njit(cache=True, inline="always")
-def respond_feed(grade_dep, p, head, offsets, rc, split, pull):
-    """The rest of :func:`kenomill.recovery.respond` for one feed, given :func:`response_constants`."""
+def respond_feed(grade_dep, p, head, grade, offsets, rc, split, pull):
+    """The rest of :func:`kenomill.recovery.respond` for one component of the circuit feed.
+
+    ``head[3]`` is the component's own Ag, Pb, Zn mass fractions (its minerals and gangue
+    per tonne), ``grade[3]`` those of the blended feed the circuit sees (the fixed-tail
+    grade factor is a property of the circuit: its tail assay is set by the blend, not by
+    each ore on its own); ``offsets`` and ``rc`` are the component's (its mineral
+    floatability). A single source is ``grade = head``.
+    """
     f_ag = head[0]
     f_pb = head[1]
     f_zn = head[2]
+    b_pb = grade[1]
+    b_zn = grade[2]
     r_pb = rc[RC_RPB]
     if grade_dep == 1:
-        r_pb *= max(0.0, 1.0 - p[2] / f_pb) if f_pb > 0.0 else 0.0
+        r_pb *= max(0.0, 1.0 - p[2] / b_pb) if b_pb > 0.0 else 0.0
     r_pb = _logit_shift(recovery._clip01(r_pb), offsets[0], rc[RC_EINV])
     r_znc = rc[RC_RZN]
     if grade_dep == 1:
-        r_znc *= max(0.0, 1.0 - p[7] / f_zn) if f_zn > 0.0 else 0.0
+        r_znc *= max(0.0, 1.0 - p[7] / b_zn) if b_zn > 0.0 else 0.0
     r_znc = _logit_shift(recovery._clip01(r_znc), offsets[1], rc[RC_EINV + 1])
     r_ag_pb = _logit_shift(recovery._relative_floatability(r_pb, p[10]), offsets[2], rc[RC_EINV + 2])
     r_ag_zn = (1.0 - r_ag_pb) * recovery._relative_floatability(r_znc, p[11])
@@ -324,13 +349,19 @@ def respond_feed(grade_dep, p, head, offsets, rc, split, pull):
     pull[1] = galena * split[1, 1] + sphal * split[2, 1] + gangue * (1.0 - e_pb) * e_zn + f_ag * split[0, 1]
 
 
-@nb.njit("void(i8, i8, f8[:, ::1], f8[:, ::1], f8[::1], f8[:, ::1], f8[:, :, ::1], f8[:, ::1])", cache=True)
-def respond_split_rows(kind, grade_dep, p, head, q_ratio, offsets, split, pull):
-    """:func:`response_constants` then :func:`respond_feed` over rows (the registry's check of the split)."""
+@nb.njit(
+    "void(i8, i8, f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[::1], f8[:, ::1], f8[:, :, ::1], f8[:, ::1])",
+    cache=True,
+)
+def respond_split_rows(kind, grade_dep, p, head, grade, q_ratio, offsets, split, pull):
+    """:func:`response_constants` then :func:`respond_feed` over rows (the registry's check of the split).
+
+    ``head[n, 3]`` each row's component, ``grade[n, 3]`` the blend it is milled in.
+    """
     rc = np.empty(N_RC)
     for i in range(head.shape[0]):
         response_constants(kind, p[i], q_ratio[i], offsets[i], rc)
-        respond_feed(grade_dep, p[i], head[i], offsets[i], rc, split[i], pull[i])
+        respond_feed(grade_dep, p[i], head[i], grade[i], offsets[i], rc, split[i], pull[i])
 
 
 # ----------------------------------------------------------------- the hot loop
@@ -555,6 +586,9 @@ def simulate(
         split = np.empty((3, 2))
         pull = np.empty(2)
         head = np.empty(3)
+        blend = np.empty(3)  # Ag, Pb, Zn mass fractions of the step's blended circuit feed
+        part_t = np.empty(ns)  # tonnes of each source in it
+        part_m = np.empty((ns, 3))  # and their metal [t]
         con_t = np.empty(2)
         o_t = np.empty(3)
         o_m = np.empty((3, 3))
@@ -659,22 +693,42 @@ def simulate(
                         st_m[s, e] += a * arr_g[s, e] + hd_m[s, e]
                         hd_m[s, e] = 0.0
                     hd_t[s] = 0.0
-            # -- reclaim from the mixed stockpile: every source in its stockpile share
+            # -- reclaim from the mixed stockpile: every source in its stockpile share; the
+            #    reclaimed sources are one blended circuit feed
             stock = 0.0
             for s in range(ns):
                 stock += st_t[s]
             feed = min(demand, stock)
             f = feed / stock if stock > 0.0 else 0.0
+            bt = 0.0
+            for e in range(3):
+                blend[e] = 0.0
             for s in range(ns):
                 ts = st_t[s] * f
+                part_t[s] = ts
                 if ts <= 0.0:
                     continue
                 for e in range(3):
                     me = st_m[s, e] * f
-                    head[e] = me / ts
+                    part_m[s, e] = me
+                    blend[e] += me
                     st_m[s, e] -= me
                 st_t[s] -= ts
-                respond_feed(grade_dep, p, head, soff[s], rc[s], split, pull)
+                bt += ts
+            if bt > 0.0:
+                for e in range(3):
+                    blend[e] /= bt
+            # -- the circuit's response to the blend, component by component: each ore's
+            #    minerals float with that ore's offsets (its floatability) at the grade
+            #    factor of the blend; concentrate masses are the components' minerals and
+            #    gangue summed (see respond_feed)
+            for s in range(ns):
+                ts = part_t[s]
+                if ts <= 0.0:
+                    continue
+                for e in range(3):
+                    head[e] = part_m[s, e] / ts
+                respond_feed(grade_dep, p, head, blend, soff[s], rc[s], split, pull)
                 con_t[0] = pull[0] * ts
                 con_t[1] = pull[1] * ts
                 forward_row(ts, head, split, con_t, o_t, o_m)

@@ -184,20 +184,22 @@ def _grade_factor(f, tail):
     return np.where(f > 0.0, np.maximum(0.0, 1.0 - tail / safe), 0.0)
 
 
-def respond(kind, grade_dep, p, head, q_ratio, offsets):
+def respond(kind, grade_dep, p, head, q_ratio, offsets, grade=None):
     """Vectorised :func:`kenomill.recovery.respond`: rows of p[n, N_FULL], head[n, 3], offsets[n, 5].
 
-    Returns split[n, 3, 2] and pull[n, 2].
+    ``grade[n, 3]``: the blended circuit feed that the component ``head`` is milled in (its
+    grade factor; default ``head``, a single source). Returns split[n, 3, 2] and pull[n, 2].
     """
     f_ag, f_pb, f_zn = head[:, 0], head[:, 1], head[:, 2]
+    grade = head if grade is None else grade
     inv_q = 1.0 / q_ratio
     r_pb = p[:, 0] * _kinetic(kind, p[:, 1] * inv_q, p[:, 3], p[:, 4])
     if grade_dep == 1:
-        r_pb = r_pb * _grade_factor(f_pb, p[:, 2])
+        r_pb = r_pb * _grade_factor(grade[:, 1], p[:, 2])
     r_pb = _logit_shift(_clip01(r_pb), offsets[:, 0])
     r_znc = p[:, 5] * _kinetic(kind, p[:, 6] * inv_q, p[:, 8], p[:, 9])
     if grade_dep == 1:
-        r_znc = r_znc * _grade_factor(f_zn, p[:, 7])
+        r_znc = r_znc * _grade_factor(grade[:, 2], p[:, 7])
     r_znc = _logit_shift(_clip01(r_znc), offsets[:, 1])
     # silver carriers float a times as fast as galena (then sphalerite): 1 - (1 - R)^a
     r_ag_pb = _logit_shift(_relative_floatability(r_pb, p[:, 10]), offsets[:, 2])
@@ -229,9 +231,9 @@ def respond(kind, grade_dep, p, head, q_ratio, offsets):
     return split, pull
 
 
-def respond_rows(kind, grade_dep, p, head, q_ratio, offsets, split, pull):
+def respond_rows(kind, grade_dep, p, head, grade, q_ratio, offsets, split, pull):
     """:func:`respond` with the kernel's argument order (twin of ``_mc_kernels.respond_split_rows``)."""
-    split[:], pull[:] = respond(kind, grade_dep, p, head, q_ratio, offsets)
+    split[:], pull[:] = respond(kind, grade_dep, p, head, q_ratio, offsets, grade)
 
 
 # ----------------------------------------------------------------- the hot loop
@@ -416,17 +418,26 @@ def simulate(
         feed = np.minimum(demand, stock)
         f = np.where(stock > 0.0, feed / np.where(stock > 0.0, stock, 1.0), 0.0)
         qr = mill_rate[q] * 24.0 / recovery.REFERENCE_TPD
+        # the sources reclaimed in their stockpile shares make one blended circuit feed
+        part_t = np.zeros((nd, ns))
+        part_m = np.zeros((nd, ns, 3))
         for s in range(ns):
             ts = st_t[:, s] * f
             on = ts > 0.0
             me = st_m[:, s, :] * f[:, None]
-            head = np.where(on[:, None], me / np.where(on, ts, 1.0)[:, None], 0.0)
-            ts = np.where(on, ts, 0.0)
-            me = np.where(on[:, None], me, 0.0)
-            st_m[:, s, :] -= me
-            st_t[:, s] -= ts
+            part_t[:, s] = np.where(on, ts, 0.0)
+            part_m[:, s, :] = np.where(on[:, None], me, 0.0)
+            st_m[:, s, :] -= part_m[:, s, :]
+            st_t[:, s] -= part_t[:, s]
+        bt = part_t.sum(axis=1)
+        blend = np.where(bt[:, None] > 0.0, part_m.sum(axis=1) / np.where(bt > 0.0, bt, 1.0)[:, None], 0.0)
+        for s in range(ns):
+            ts = part_t[:, s]
+            on = ts > 0.0
+            head = np.where(on[:, None], part_m[:, s, :] / np.where(on, ts, 1.0)[:, None], 0.0)
             off = qoff + src_off[:, s, :]
-            split, pull = respond(kind, grade_dep, p, head, qr, off)
+            # each ore's minerals at its own offsets, with the blend's grade factor
+            split, pull = respond(kind, grade_dep, p, head, qr, off, blend)
             con0 = pull[:, 0] * ts
             con1 = pull[:, 1] * ts
             rec[:, F_FEED_T] += ts

@@ -125,12 +125,19 @@ def _mc_respond_args(n, rng):
     lo = np.array([q.lo for q in recovery.FULL_PARAMS])
     hi = np.array([q.hi for q in recovery.FULL_PARAMS])
     p = lo + (hi - lo) * rng.uniform(0.02, 0.98, (n, recovery.N_FULL))
-    head = np.stack([rng.uniform(1e-4, 2e-3, n), rng.uniform(0.0, 0.2, n), rng.uniform(0.0, 0.12, n)], axis=1)
+
+    def feed():
+        return np.stack([rng.uniform(1e-4, 2e-3, n), rng.uniform(0.0, 0.2, n), rng.uniform(0.0, 0.12, n)], 1)
+
+    head = feed()
+    # the blend each row's component is milled in: the row's own feed in every other row
+    grade = feed()
+    grade[::2] = head[::2]
     q = rng.uniform(0.5, 2.0, n)
     off = rng.normal(0.0, 0.5, (n, recovery.N_OFFSETS))
     off[::3] = 0.0  # the zero-offset branch of the logit shift
     kind, grade_dep = np.int64(n % 5), np.int64(n % 2)
-    return (kind, grade_dep, p, head, q, off), (np.empty((n, 3, 2)), np.empty((n, 2)))
+    return (kind, grade_dep, p, head, grade, q, off), (np.empty((n, 3, 2)), np.empty((n, 2)))
 
 
 def _register_mc():

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 import xarray as xr
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from kenomill import _mc_kernels as K
@@ -108,7 +110,7 @@ def test_kernel_split_response_is_recovery_respond(kind, grade_dep):
     off[5:10, :3] = 800.0  # exp(-off) underflows: recoveries at 1
     off[10:15, :3] = -800.0  # exp(-off) overflows: recoveries at 0
     split, pull = np.empty((n, 3, 2)), np.empty((n, 2))
-    K.respond_split_rows(kind, grade_dep, p, head, q, off, split, pull)
+    K.respond_split_rows(kind, grade_dep, p, head, head, q, off, split, pull)
     want_s, want_p = np.empty((3, 2)), np.empty(2)
     for i in range(n):
         recovery.respond(kind, grade_dep, p[i], head[i], q[i], off[i], want_s, want_p)
@@ -262,6 +264,100 @@ def test_no_variability_equals_the_deterministic_model(tmp_path):
         "zncon_zn_pct",
     ):
         np.testing.assert_allclose(sim[v].values, pred[v].values, rtol=1e-9, err_msg=v)
+
+
+# ------------------------------------------------------------------ the blend
+def _blend_scenario(tmp_path, sources: dict[str, tuple[float, float, float, float]]):
+    """NO_VARIABILITY with the given sources: name -> (blend share, Ag g/t, Pb %, Zn %)."""
+    head = NO_VARIABILITY.split("[sources.bellekeno]")[0]
+    tail = "[mill]" + NO_VARIABILITY.split("[mill]")[1]
+    body = "".join(
+        f"[sources.{n}]\nblend = {b}\nag_gpt = {{ mean = {ag} }}\npb_pct = {{ mean = {pb} }}\n"
+        f"zn_pct = {{ mean = {zn} }}\n"
+        for n, (b, ag, pb, zn) in sources.items()
+    )
+    p = tmp_path / "blend.toml"
+    p.write_text(head + body + tail)
+    return simulate.simulate(p, draws=2, seed=3)
+
+
+def test_blend_of_identical_sources_is_the_single_source(tmp_path):
+    bk = (822.0576, 10.1447, 5.7759)
+    one = _blend_scenario(tmp_path, {"a": (1.0, *bk)})
+    three = _blend_scenario(tmp_path, {"a": (0.2, *bk), "b": (0.5, *bk), "c": (0.3, *bk)})
+    for v in ("ore_processed_t", "ag_oz", "pb_lb", "zn_lb", "pbcon_t", "zncon_t", "tails_t", "metal_t"):
+        np.testing.assert_allclose(three[v].values, one[v].values, rtol=1e-12, err_msg=v)
+
+
+def test_blend_zinc_recovery_is_the_fixed_tail_of_the_blend(tmp_path):
+    """A 1.4 % Zn ore below the zinc tail (1.93 %) blended with Bellekeno ore recovers zinc.
+
+    Hand calculation with the packaged calibration (zinc circuit: fixed tail, no rate limit,
+    no offsets): R_Zn = (1 - zn_pb) rmax_zn K (1 - tail_zn / f_blend) for the whole blend,
+    where f_blend is the blend's zinc grade; milled on its own the 1.4 % ore would give 0.
+    """
+    from kenomill import recovery
+
+    ds = _blend_scenario(tmp_path, {"bk": (0.5, 822.0576, 10.1447, 5.7759), "lq": (0.5, 1022.5, 2.14, 1.4)})
+    p = default_calibration().full()
+    ix = recovery.PARAM_INDEX
+    assert p[ix["tail_zn"]] > 0.014  # Lucky Queen's zinc grade is below the tail
+    f_blend = 0.5 * (5.7759 + 1.4) / 100.0
+    k = recovery.mixed_cells(p[ix["ktau_zn"]] / 1.0, recovery.N_CELLS)  # 1 - ~1e-40 whatever q
+    want = 100.0 * (1 - p[ix["zn_pb"]]) * p[ix["rmax_zn"]] * k * (1 - p[ix["tail_zn"]] / f_blend)
+    np.testing.assert_allclose(ds.head_zn_pct.values, 100 * f_blend, rtol=1e-12)
+    np.testing.assert_allclose(ds.rec_zn_pct.values, want, rtol=1e-9)
+    # milled on their own, Bellekeno ore would recover 1 - t/f of its zinc and the 1.4 % ore
+    # none; but its tails would then assay 1.4 % Zn, below the circuit's fixed tail. In the
+    # blend every tonne of tails carries the tail grade, so the blend recovers less zinc in
+    # total than the two ores separately: T (f_blend - t) < sum_s T_s max(f_s - t, 0)
+    separate = 100.0 * (1 - p[ix["zn_pb"]]) * (1 - p[ix["tail_zn"]] / 0.057759) * 5.7759 / (5.7759 + 1.4)
+    assert (ds.rec_zn_pct.values < separate - 5.0).all()
+    # and the 1.4 % ore's own zinc is recovered at the blend's rate, not at 0
+    lq = np.array([[1022.5e-6, 0.0214, 0.014]])
+    split, pull = np.empty((1, 3, 2)), np.empty((1, 2))
+    args = (recovery.MODELS["cells_pb_tail_zn"].kind, 1, p[None], lq)
+    K.respond_split_rows(*args, np.array([[0.0, 0.0, f_blend]]), np.ones(1), np.zeros((1, 5)), split, pull)
+    np.testing.assert_allclose(100 * split[0, 2, 1], want, rtol=1e-9)
+    K.respond_split_rows(*args, lq, np.ones(1), np.zeros((1, 5)), split, pull)
+    assert split[0, 2, 1] == 0.0
+
+
+@given(
+    n=st.integers(1, 4),
+    kind=st.integers(0, 4),
+    grade_dep=st.integers(0, 1),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=40, deadline=None)
+def test_blend_response_closes_for_every_stream_and_element(n, kind, grade_dep, seed):
+    """Components milled as one blend: every element and the solids close, no stream negative."""
+    from kenomill import recovery
+    from kenomill._kernels import forward_row
+
+    rng = np.random.default_rng(seed)
+    lo = np.array([q.lo for q in recovery.FULL_PARAMS])
+    hi = np.array([q.hi for q in recovery.FULL_PARAMS])
+    p = np.tile(lo + (hi - lo) * rng.uniform(0, 1, recovery.N_FULL), (n, 1))
+    tonnes = rng.uniform(0.0, 500.0, n)
+    head = np.stack([rng.uniform(0, 2e-3, n), rng.uniform(0, 0.2, n), rng.uniform(0, 0.15, n)], axis=1)
+    blend = (tonnes[:, None] * head).sum(0) / max(tonnes.sum(), 1e-300)
+    off = rng.normal(0, 1, (n, recovery.N_OFFSETS))
+    split, pull = np.empty((n, 3, 2)), np.empty((n, 2))
+    q = np.full(n, rng.uniform(0.3, 3.0))
+    K.respond_split_rows(kind, grade_dep, p, head, np.tile(blend, (n, 1)), q, off, split, pull)
+    assert ((split >= 0) & (split <= 1)).all() and (split.sum(-1) <= 1 + 1e-12).all()
+    out_t, out_m = np.zeros(3), np.zeros((3, 3))
+    o_t, o_m = np.empty(3), np.empty((3, 3))
+    for i in range(n):
+        forward_row(tonnes[i], head[i], split[i], pull[i] * tonnes[i], o_t, o_m)
+        out_t += o_t
+        out_m += o_m
+    feed_m = (tonnes[:, None] * head).sum(0)
+    np.testing.assert_allclose(out_t.sum(), tonnes.sum(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(out_m.sum(0), feed_m, rtol=1e-12, atol=1e-15)
+    assert (out_t >= -1e-9).all() and (out_m >= -1e-12).all()
+    assert (out_m.sum(-1) <= out_t + 1e-9).all()  # no stream carries more metal than solids
 
 
 # ------------------------------------------------------------------ reproducibility
@@ -601,8 +697,6 @@ def test_parameter_draws_are_calibration_draw_theta(workload):
 
 
 # ------------------------------------------------------------------ properties
-from hypothesis import given  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @given(
