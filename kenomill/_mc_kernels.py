@@ -28,7 +28,7 @@ tonnage). ``uniforms``: 1 per source (start delay), 1 (first failure), then
 The blend
 ---------
 The mill reclaims every source in its stockpile share and the circuit responds to the
-blended feed of the step, component by component (:func:`respond_feed`): the fixed-tail
+blended feed of the step, component by component (:func:`kenomill.recovery.respond_feed`): the fixed-tail
 grade factor ``1 - tail / f`` is the blend's (the circuit's tail assay is set by what it is
 fed, not by each ore on its own), while each ore's minerals and gangue float with that
 ore's offsets (liberation and surface chemistry are properties of the ore, which blending
@@ -54,53 +54,17 @@ random samples. University of Oxford working paper.
 from __future__ import annotations
 
 import math
-import os
 
 import numba as nb
 import numpy as np
-from numba.core import caching
 
-from kenomill import _kernels, recovery
+from kenomill import _kernels, _numba_cache, recovery
 from kenomill._kernels import forward_row
+from kenomill.recovery import respond_feed, response_constants
 
-# ----------------------------------------------------------------- kernel cache
-# numba's on-disk cache is keyed on the stamp of the file that defines a function only, so
-# a change to recovery.respond (inlined into the kernel) would leave a stale cached kernel
-# that still runs the old mill response (seen once: the kernel gave 86.8 % Ag recovery
-# where the new respond gives 90.8 %). This locator adds the stamps of the modules the
-# kernels compile in to the stamp of this file.
-_THIS_FILE = os.path.abspath(__file__)
-_DEPENDENCIES = (os.path.abspath(recovery.__file__), os.path.abspath(_kernels.__file__))
-
-
-def _dependency_stamp() -> tuple:
-    out = []
-    for path in _DEPENDENCIES:
-        st = os.stat(path)
-        out.append(caching._hash_source_file(path, st.st_mtime, st.st_size))
-    return tuple(out)
-
-
-class _StampWithDependencies(caching._CacheLocator):
-    """Locate this module's caches as numba would, with a stamp that covers its dependencies."""
-
-    @classmethod
-    def from_function(cls, py_func, py_file):
-        if os.path.abspath(py_file) != _THIS_FILE:
-            return None
-        for other in caching.CacheImpl._locator_classes:
-            if other is cls:
-                continue
-            loc = other.from_function(py_func, py_file)
-            if loc is not None:
-                own = loc.get_source_stamp
-                loc.get_source_stamp = lambda own=own: (own(), _dependency_stamp())
-                return loc
-        return None
-
-
-if _StampWithDependencies not in caching.CacheImpl._locator_classes:
-    caching.CacheImpl._locator_classes.insert(0, _StampWithDependencies)
+# the kernel inlines the mill response (recovery) and forward_row (_kernels): its cache
+# must notice when those files change, not only this one
+_numba_cache.track(__file__, [recovery.__file__, _kernels.__file__])
 
 # ----------------------------------------------------------------- record layout
 F_FEED_T = 0  # mill feed [t]
@@ -268,100 +232,10 @@ def _u(su, pre, pos):
     return uniform(su)
 
 
-# ----------------------------------------------------------------- mill response, split
-# recovery.respond evaluated as two halves: what depends only on the parameters, the
-# quarter's feed rate and the offsets (the kinetic factors, the gangue entrainment, the
-# exponentials of the logit offsets) is computed once per draw, quarter and source; what
-# depends on the day's head grade is computed every step. The logit shift
-# sigmoid(logit(r) + off) is evaluated as 1 / (1 + (1 - r) / r * exp(-off)): the same
-# function with exp(-off) hoisted, no log and exp per step, equal to recovery.respond to
-# rounding (the registry pair "mc_respond_split" checks it against the NumPy respond).
-# Measured on the reference workload, one core, interleaved runs on the loaded machine,
-# ns per draw-step: 911-1060 with recovery.respond in the step; 646-843 with kinetics and
-# entrainment hoisted (6 of 18 calls to exp/log/pow per source and step); 444-468 with the
-# logit offsets hoisted too (6 calls left: 3 grade exps, 1 tonnage exp, 2 pows).
-RC_RPB, RC_RZN, RC_EPB, RC_EZN, RC_EINV = 0, 1, 2, 3, 4  # RC_EINV + j: exp(-offsets[j]), j < 3
-N_RC = 7
-
-
-@nb.njit(cache=True, inline="always")
-def response_constants(kind, p, q_ratio, offsets, rc):
-    """Feed-independent part of :func:`kenomill.recovery.respond` into ``rc[N_RC]``."""
-    inv_q = 1.0 / q_ratio
-    rc[RC_RPB] = p[0] * recovery.kinetic(kind, p[1] * inv_q, p[3], p[4])
-    rc[RC_RZN] = p[5] * recovery.kinetic(kind, p[6] * inv_q, p[8], p[9])
-    g_ratio = (1.0 - math.exp(-recovery.GANGUE_KTAU * inv_q)) / (1.0 - math.exp(-recovery.GANGUE_KTAU))
-    rc[RC_EPB] = recovery._clip01(p[14] * g_ratio * math.exp(offsets[3]))
-    rc[RC_EZN] = recovery._clip01(p[15] * g_ratio * math.exp(offsets[4]))
-    for j in range(3):
-        rc[RC_EINV + j] = math.exp(-offsets[j])
-
-
-@nb.njit(cache=True, inline="always")
-def _logit_shift(r, off, einv):
-    # recovery._logit_shift(r, off) given einv = exp(-off): sigmoid(logit(r) + off) =
-    # 1 / (1 + exp(-off) (1 - r) / r); einv = inf (off << 0) gives 0, einv = 0 gives 1
-    if off == 0.0:
-        return r
-    r = min(max(r, 1e-12), 1.0 - 1e-12)
-    return 1.0 / (1.0 + (1.0 - r) / r * einv)
-
-
-@nb.njit(cache=True, inline="always")
-def respond_feed(grade_dep, p, head, grade, offsets, rc, split, pull):
-    """The rest of :func:`kenomill.recovery.respond` for one component of the circuit feed.
-
-    ``head[3]`` is the component's own Ag, Pb, Zn mass fractions (its minerals and gangue
-    per tonne), ``grade[3]`` those of the blended feed the circuit sees (the fixed-tail
-    grade factor is a property of the circuit: its tail assay is set by the blend, not by
-    each ore on its own); ``offsets`` and ``rc`` are the component's (its mineral
-    floatability). A single source is ``grade = head``.
-    """
-    f_ag = head[0]
-    f_pb = head[1]
-    f_zn = head[2]
-    b_pb = grade[1]
-    b_zn = grade[2]
-    r_pb = rc[RC_RPB]
-    if grade_dep == 1:
-        r_pb *= max(0.0, 1.0 - p[2] / b_pb) if b_pb > 0.0 else 0.0
-    r_pb = _logit_shift(recovery._clip01(r_pb), offsets[0], rc[RC_EINV])
-    r_znc = rc[RC_RZN]
-    if grade_dep == 1:
-        r_znc *= max(0.0, 1.0 - p[7] / b_zn) if b_zn > 0.0 else 0.0
-    r_znc = _logit_shift(recovery._clip01(r_znc), offsets[1], rc[RC_EINV + 1])
-    r_ag_pb = _logit_shift(recovery._relative_floatability(r_pb, p[10]), offsets[2], rc[RC_EINV + 2])
-    r_ag_zn = (1.0 - r_ag_pb) * recovery._relative_floatability(r_znc, p[11])
-    zn_pb = p[12]
-    pb_zn = (1.0 - r_pb) * p[13]
-    split[0, 0] = r_ag_pb
-    split[0, 1] = r_ag_zn
-    split[1, 0] = r_pb
-    split[1, 1] = pb_zn
-    split[2, 0] = zn_pb
-    split[2, 1] = (1.0 - zn_pb) * r_znc
-    galena = f_pb / recovery.GALENA_PB
-    sphal = f_zn / recovery.SPHALERITE_ZN
-    gangue = max(1.0 - galena - sphal, 0.0)
-    e_pb = rc[RC_EPB]
-    e_zn = rc[RC_EZN]
-    pull[0] = galena * split[1, 0] + sphal * split[2, 0] + gangue * e_pb + f_ag * split[0, 0]
-    pull[1] = galena * split[1, 1] + sphal * split[2, 1] + gangue * (1.0 - e_pb) * e_zn + f_ag * split[0, 1]
-
-
-@nb.njit(
-    "void(i8, i8, f8[:, ::1], f8[:, ::1], f8[:, ::1], f8[::1], f8[:, ::1], f8[:, :, ::1], f8[:, ::1])",
-    cache=True,
-)
-def respond_split_rows(kind, grade_dep, p, head, grade, q_ratio, offsets, split, pull):
-    """:func:`response_constants` then :func:`respond_feed` over rows (the registry's check of the split).
-
-    ``head[n, 3]`` each row's component, ``grade[n, 3]`` the blend it is milled in.
-    """
-    rc = np.empty(N_RC)
-    for i in range(head.shape[0]):
-        response_constants(kind, p[i], q_ratio[i], offsets[i], rc)
-        respond_feed(grade_dep, p[i], head[i], grade[i], offsets[i], rc, split[i], pull[i])
+# ----------------------------------------------------------------- mill response
+# the two halves of recovery's mill response: response_constants per draw, quarter and
+# source (hoisted out of the steps), respond_feed per step and source
+N_RC = recovery.N_RC
 
 
 # ----------------------------------------------------------------- the hot loop

@@ -4,8 +4,8 @@ Written as a good NumPy user would: vectorised over draws, a Python loop over st
 over the (few) sources. Same arguments, same outputs, same random streams (SplitMix64
 keyed per draw and the ZIGNOR ziggurat, here on uint64 arrays with the rejection loop run
 on the still-pending draws), so kernel and reference agree to rounding: it is the test
-oracle of the kernel and the baseline of the benchmarks (issue 6). It also carries a
-NumPy twin of :func:`kenomill.recovery.respond`, checked against it in the tests.
+oracle of the kernel and the baseline of the benchmarks (issue 6). The mill response is
+the NumPy reference of :mod:`kenomill.recovery`'s, in :mod:`kenomill._reference`.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from kenomill._mc_kernels import (
     ZIG_RATIO,
     ZIG_X,
 )
+from kenomill._reference import respond
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -148,92 +149,6 @@ class _Source:
             self.iu += 1
             return self.u[:, self.iu - 1]
         return self.su.uniform(self.idx)
-
-
-# ----------------------------------------------------------------- mill response
-def _clip01(x):
-    return np.minimum(np.maximum(x, 0.0), 1.0)
-
-
-def _logit_shift(r, off):
-    rc = np.minimum(np.maximum(r, 1e-12), 1.0 - 1e-12)
-    with np.errstate(divide="ignore"):
-        z = np.log(rc / (1.0 - rc)) + off
-    return np.where(off == 0.0, r, 1.0 / (1.0 + np.exp(-z)))
-
-
-def _kinetic(kind, ktau, phi, slow):
-    if kind == recovery.KIN_PLUG:
-        return 1.0 - np.exp(-ktau)
-    if kind == recovery.KIN_CELLS:
-        return 1.0 - (1.0 + ktau / recovery.N_CELLS) ** (-recovery.N_CELLS)
-    if kind == recovery.KIN_KLIMPEL:
-        safe = np.where(ktau < 1e-12, 1.0, ktau)
-        return np.where(ktau < 1e-12, 0.0, 1.0 - (1.0 - np.exp(-safe)) / safe)
-    if kind == recovery.KIN_TWO:
-        return phi * (1.0 - np.exp(-ktau)) + (1.0 - phi) * (1.0 - np.exp(-slow * ktau))
-    return np.ones_like(ktau)
-
-
-def _relative_floatability(r, a):
-    return np.where(a == 0.0, 0.0, 1.0 - (1.0 - _clip01(r)) ** a)
-
-
-def _grade_factor(f, tail):
-    safe = np.where(f > 0.0, f, 1.0)
-    return np.where(f > 0.0, np.maximum(0.0, 1.0 - tail / safe), 0.0)
-
-
-def respond(kind, grade_dep, p, head, q_ratio, offsets, grade=None):
-    """Vectorised :func:`kenomill.recovery.respond`: rows of p[n, N_FULL], head[n, 3], offsets[n, 5].
-
-    ``grade[n, 3]``: the blended circuit feed that the component ``head`` is milled in (its
-    grade factor; default ``head``, a single source). Returns split[n, 3, 2] and pull[n, 2].
-    """
-    f_ag, f_pb, f_zn = head[:, 0], head[:, 1], head[:, 2]
-    grade = head if grade is None else grade
-    inv_q = 1.0 / q_ratio
-    r_pb = p[:, 0] * _kinetic(kind, p[:, 1] * inv_q, p[:, 3], p[:, 4])
-    if grade_dep == 1:
-        r_pb = r_pb * _grade_factor(grade[:, 1], p[:, 2])
-    r_pb = _logit_shift(_clip01(r_pb), offsets[:, 0])
-    r_znc = p[:, 5] * _kinetic(kind, p[:, 6] * inv_q, p[:, 8], p[:, 9])
-    if grade_dep == 1:
-        r_znc = r_znc * _grade_factor(grade[:, 2], p[:, 7])
-    r_znc = _logit_shift(_clip01(r_znc), offsets[:, 1])
-    # silver carriers float a times as fast as galena (then sphalerite): 1 - (1 - R)^a
-    r_ag_pb = _logit_shift(_relative_floatability(r_pb, p[:, 10]), offsets[:, 2])
-    r_ag_zn = (1.0 - r_ag_pb) * _relative_floatability(r_znc, p[:, 11])
-    zn_pb = p[:, 12]
-    pb_zn = (1.0 - r_pb) * p[:, 13]
-    n = head.shape[0]
-    split = np.empty((n, 3, 2))
-    split[:, 0, 0] = r_ag_pb
-    split[:, 0, 1] = r_ag_zn
-    split[:, 1, 0] = r_pb
-    split[:, 1, 1] = pb_zn
-    split[:, 2, 0] = zn_pb
-    split[:, 2, 1] = (1.0 - zn_pb) * r_znc
-    galena = f_pb / recovery.GALENA_PB
-    sphal = f_zn / recovery.SPHALERITE_ZN
-    gangue = np.maximum(1.0 - galena - sphal, 0.0)
-    g_ratio = (1.0 - np.exp(-recovery.GANGUE_KTAU * inv_q)) / (1.0 - np.exp(-recovery.GANGUE_KTAU))
-    e_pb = _clip01(p[:, 14] * g_ratio * np.exp(offsets[:, 3]))
-    e_zn = _clip01(p[:, 15] * g_ratio * np.exp(offsets[:, 4]))
-    pull = np.empty((n, 2))
-    pull[:, 0] = galena * split[:, 1, 0] + sphal * split[:, 2, 0] + gangue * e_pb + f_ag * split[:, 0, 0]
-    pull[:, 1] = (
-        galena * split[:, 1, 1]
-        + sphal * split[:, 2, 1]
-        + gangue * (1.0 - e_pb) * e_zn
-        + f_ag * split[:, 0, 1]
-    )
-    return split, pull
-
-
-def respond_rows(kind, grade_dep, p, head, grade, q_ratio, offsets, split, pull):
-    """:func:`respond` with the kernel's argument order (twin of ``_mc_kernels.respond_split_rows``)."""
-    split[:], pull[:] = respond(kind, grade_dep, p, head, q_ratio, offsets, grade)
 
 
 # ----------------------------------------------------------------- the hot loop

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kenomill import _kernels, _reference
+from kenomill import _kernels, _reference, recovery
 
 
 @dataclass(frozen=True)
@@ -79,6 +79,30 @@ register(
 )
 
 
+def _respond_args(n, rng):
+    # the mill response (both halves) over random rows within the parameter bounds, every
+    # kinetic kind, with and without the grade factor (kind and grade_dep vary with n)
+    lo = np.array([q.lo for q in recovery.FULL_PARAMS])
+    hi = np.array([q.hi for q in recovery.FULL_PARAMS])
+    p = lo + (hi - lo) * rng.uniform(0.02, 0.98, (n, recovery.N_FULL))
+
+    def feed():
+        return np.stack([rng.uniform(1e-4, 2e-3, n), rng.uniform(0.0, 0.2, n), rng.uniform(0.0, 0.12, n)], 1)
+
+    head = feed()
+    # the blend each row's component is milled in: the row's own feed in every other row
+    grade = feed()
+    grade[::2] = head[::2]
+    q = rng.uniform(0.5, 2.0, n)
+    off = rng.normal(0.0, 0.5, (n, recovery.N_OFFSETS))
+    off[::3] = 0.0  # the zero-offset branch of the logit shift
+    kind, grade_dep = np.int64(n % 5), np.int64(n % 2)
+    return (kind, grade_dep, p, head, grade, q, off), (np.empty((n, 3, 2)), np.empty((n, 2)))
+
+
+register(KernelPair("respond", recovery.respond_rows, _reference.respond_rows, _respond_args))
+
+
 def _mc_plan():
     # issue 6's reference workload (three sources, daily steps, six quarters)
     import numba
@@ -117,29 +141,6 @@ def _mc_fill_random_args(n, rng):
     return (seed, draw0), (np.empty((n, 257)), np.empty((n, 64)))
 
 
-def _mc_respond_args(n, rng):
-    # the kernel's split mill response over random rows within the parameter bounds, every
-    # kinetic kind, with and without the grade factor (kind and grade_dep vary with n)
-    from kenomill import recovery
-
-    lo = np.array([q.lo for q in recovery.FULL_PARAMS])
-    hi = np.array([q.hi for q in recovery.FULL_PARAMS])
-    p = lo + (hi - lo) * rng.uniform(0.02, 0.98, (n, recovery.N_FULL))
-
-    def feed():
-        return np.stack([rng.uniform(1e-4, 2e-3, n), rng.uniform(0.0, 0.2, n), rng.uniform(0.0, 0.12, n)], 1)
-
-    head = feed()
-    # the blend each row's component is milled in: the row's own feed in every other row
-    grade = feed()
-    grade[::2] = head[::2]
-    q = rng.uniform(0.5, 2.0, n)
-    off = rng.normal(0.0, 0.5, (n, recovery.N_OFFSETS))
-    off[::3] = 0.0  # the zero-offset branch of the logit shift
-    kind, grade_dep = np.int64(n % 5), np.int64(n % 2)
-    return (kind, grade_dep, p, head, grade, q, off), (np.empty((n, 3, 2)), np.empty((n, 2)))
-
-
 def _register_mc():
     from kenomill import _mc_kernels, _mc_reference
 
@@ -153,11 +154,6 @@ def _register_mc():
             _mc_reference.simulate,
             _mc_simulate_pregenerated_args,
             rtol=1e-9,
-        )
-    )
-    register(
-        KernelPair(
-            "mc_respond_split", _mc_kernels.respond_split_rows, _mc_reference.respond_rows, _mc_respond_args
         )
     )
     register(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -10,7 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from kenomill import recovery
+from kenomill._registry import KERNELS
 from kenomill.errors import ValidationError
+
+JIT_DISABLED = os.environ.get("NUMBA_DISABLE_JIT", "0") not in ("", "0")
 
 pytestmark = pytest.mark.kernel
 
@@ -59,50 +63,58 @@ def test_kinetic_dispatch():
     assert recovery.kinetic(recovery.KIN_TWO, 0.3, 0.5, 0.1) == recovery.two_component(0.3, 0.5, 0.1)
 
 
-# ---------------------------------------------------------- response vs a reference
-def _kin_ref(kind, x, phi, r):
-    return {
-        recovery.KIN_NONE: 1.0,
-        recovery.KIN_PLUG: 1 - np.exp(-x),
-        recovery.KIN_CELLS: 1 - (1 + x / recovery.N_CELLS) ** -recovery.N_CELLS,
-        recovery.KIN_KLIMPEL: 1 - (1 - np.exp(-x)) / x if x > 0 else 0.0,
-        recovery.KIN_TWO: phi * (1 - np.exp(-x)) + (1 - phi) * (1 - np.exp(-r * x)),
-    }[kind]
-
-
-def _logit_shift(r, off):
-    r = min(max(r, 1e-12), 1 - 1e-12)
-    return 1 / (1 + np.exp(-(np.log(r / (1 - r)) + off))) if off != 0 else r
+# ---------------------------------------------------------- response vs the reference
+# the NumPy reference of the mill response is the registry's (kenomill._reference.respond),
+# the one the benchmarks use too
+RESPONSE = KERNELS["respond"]
 
 
 def respond_reference(kind, grade_dep, p, head, q, off):
-    """The response written out from the docstrings, in plain NumPy (independent of the kernel)."""
-    P = {prm.name: p[i] for i, prm in enumerate(recovery.FULL_PARAMS)}
-    f_ag, f_pb, f_zn = head
-    r_pb = P["rmax_pb"] * _kin_ref(kind, P["ktau_pb"] / q, P["phi_pb"], P["kslow_pb"])
-    r_zc = P["rmax_zn"] * _kin_ref(kind, P["ktau_zn"] / q, P["phi_zn"], P["kslow_zn"])
-    if grade_dep:
-        r_pb *= max(0.0, 1 - P["tail_pb"] / f_pb)
-        r_zc *= max(0.0, 1 - P["tail_zn"] / f_zn)
-    r_pb = _logit_shift(min(max(r_pb, 0), 1), off[0])
-    r_zc = _logit_shift(min(max(r_zc, 0), 1), off[1])
-    r_ag_pb = _logit_shift(1 - (1 - r_pb) ** P["ag_pb"], off[2])
-    r_ag_zn = (1 - r_ag_pb) * (1 - (1 - r_zc) ** P["ag_zn"])
-    split = np.array(
-        [[r_ag_pb, r_ag_zn], [r_pb, (1 - r_pb) * P["pb_zn"]], [P["zn_pb"], (1 - P["zn_pb"]) * r_zc]]
-    )
-    galena, sphal = f_pb / 0.866, f_zn / 0.671
-    gangue = max(1 - galena - sphal, 0)
-    g = (1 - np.exp(-recovery.GANGUE_KTAU / q)) / (1 - np.exp(-recovery.GANGUE_KTAU))
-    e_pb = min(P["e_pb"] * g * np.exp(off[3]), 1)
-    e_zn = min(P["e_zn"] * g * np.exp(off[4]), 1)
-    pull = np.array(
-        [
-            galena * split[1, 0] + sphal * split[2, 0] + gangue * e_pb + f_ag * split[0, 0],
-            galena * split[1, 1] + sphal * split[2, 1] + gangue * (1 - e_pb) * e_zn + f_ag * split[0, 1],
-        ]
-    )
-    return split, pull
+    split, pull = np.empty((1, 3, 2)), np.empty((1, 2))
+    h = np.asarray(head, dtype=float)[None]
+    RESPONSE.reference(kind, grade_dep, p[None], h, h, np.array([q]), np.asarray(off)[None], split, pull)
+    return split[0], pull[0]
+
+
+def test_parameters_and_offsets_are_addressed_by_name():
+    """Every I_<NAME> / O_<NAME> constant the numba code reads is the table's position."""
+    for prm in recovery.FULL_PARAMS:
+        assert getattr(recovery, f"I_{prm.name.upper()}") == recovery.PARAM_INDEX[prm.name]
+    for i, name in enumerate(recovery.OFFSET_NAMES):
+        assert getattr(recovery, f"O_{name.upper()}") == i
+
+
+@pytest.mark.parametrize("kind", range(5))
+@pytest.mark.parametrize("grade_dep", [0, 1])
+def test_response_halves_match_reference_with_extreme_offsets(kind, grade_dep):
+    """The hoisted logit shift (exp(-off) per quarter) is the log/exp form to rounding, incl. 0 and 1.
+
+    And recovery.respond (the calibration's entry) is the two halves: the same numbers.
+    """
+    rng = np.random.default_rng(31 + kind)
+    n = 200
+    lo = np.array([q.lo for q in recovery.FULL_PARAMS])
+    hi = np.array([q.hi for q in recovery.FULL_PARAMS])
+    p = lo + (hi - lo) * rng.uniform(0.0, 1.0, (n, recovery.N_FULL))
+    head = np.stack([rng.uniform(0, 2e-3, n), rng.uniform(0.0, 0.2, n), rng.uniform(0.0, 0.12, n)], axis=1)
+    head[:5] = 0.0  # a source with no lead or zinc
+    q = rng.uniform(0.3, 3.0, n)
+    off = rng.normal(0.0, 1.0, (n, recovery.N_OFFSETS))
+    off[::4] = 0.0
+    if not JIT_DISABLED:  # as plain Python, math.exp(800) overflows
+        off[5:10, :3] = 800.0  # exp(-off) underflows: recoveries at 1
+        off[10:15, :3] = -800.0  # exp(-off) overflows: recoveries at 0
+    split, pull = np.empty((n, 3, 2)), np.empty((n, 2))
+    recovery.respond_rows(kind, grade_dep, p, head, head, q, off, split, pull)
+    want_s, want_p = np.empty((n, 3, 2)), np.empty((n, 2))
+    RESPONSE.reference(kind, grade_dep, p, head, head, q, off, want_s, want_p)
+    np.testing.assert_allclose(split, want_s, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(pull, want_p, rtol=1e-12, atol=1e-15)
+    one_s, one_p = np.empty((3, 2)), np.empty(2)
+    for i in range(0, n, 17):
+        recovery.respond(kind, grade_dep, p[i], head[i], q[i], off[i], one_s, one_p)
+        np.testing.assert_array_equal(one_s, split[i])
+        np.testing.assert_array_equal(one_p, pull[i])
 
 
 def _params(draw_unit):

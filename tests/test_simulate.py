@@ -87,37 +87,6 @@ def test_a_draw_depends_only_on_seed_and_its_index():
 
 
 # ------------------------------------------------------------------ kernel vs reference
-# (not a `kernel` test: offsets of +-800 overflow math.exp when the kernels run as Python)
-@pytest.mark.parametrize("kind", range(5))
-@pytest.mark.parametrize("grade_dep", [0, 1])
-def test_kernel_split_response_is_recovery_respond(kind, grade_dep):
-    """The kernel's hoisted mill response equals recovery.respond (the calibrated model) to rounding.
-
-    Hoisted halves, logit offsets by exp(-off): extreme offsets must still give 0 and 1.
-    """
-    from kenomill import recovery
-
-    rng = np.random.default_rng(31 + kind)
-    n = 200
-    lo = np.array([q.lo for q in recovery.FULL_PARAMS])
-    hi = np.array([q.hi for q in recovery.FULL_PARAMS])
-    p = lo + (hi - lo) * rng.uniform(0.0, 1.0, (n, recovery.N_FULL))
-    head = np.stack([rng.uniform(0, 2e-3, n), rng.uniform(0.0, 0.2, n), rng.uniform(0.0, 0.12, n)], axis=1)
-    head[:5] = 0.0  # a source with no lead or zinc
-    q = rng.uniform(0.3, 3.0, n)
-    off = rng.normal(0.0, 1.0, (n, recovery.N_OFFSETS))
-    off[::4] = 0.0
-    off[5:10, :3] = 800.0  # exp(-off) underflows: recoveries at 1
-    off[10:15, :3] = -800.0  # exp(-off) overflows: recoveries at 0
-    split, pull = np.empty((n, 3, 2)), np.empty((n, 2))
-    K.respond_split_rows(kind, grade_dep, p, head, head, q, off, split, pull)
-    want_s, want_p = np.empty((3, 2)), np.empty(2)
-    for i in range(n):
-        recovery.respond(kind, grade_dep, p[i], head[i], q[i], off[i], want_s, want_p)
-        np.testing.assert_allclose(split[i], want_s, rtol=1e-12, atol=1e-15, err_msg=f"row {i}")
-        np.testing.assert_allclose(pull[i], want_p, rtol=1e-12, atol=1e-15, err_msg=f"row {i}")
-
-
 @pytest.mark.kernel
 def test_kernel_matches_reference_step_by_step(workload):
     plan = simulate.compile_plan(_small(simulate.reference_workload(), 1))
@@ -317,9 +286,9 @@ def test_blend_zinc_recovery_is_the_fixed_tail_of_the_blend(tmp_path):
     lq = np.array([[1022.5e-6, 0.0214, 0.014]])
     split, pull = np.empty((1, 3, 2)), np.empty((1, 2))
     args = (recovery.MODELS["cells_pb_tail_zn"].kind, 1, p[None], lq)
-    K.respond_split_rows(*args, np.array([[0.0, 0.0, f_blend]]), np.ones(1), np.zeros((1, 5)), split, pull)
+    recovery.respond_rows(*args, np.array([[0.0, 0.0, f_blend]]), np.ones(1), np.zeros((1, 5)), split, pull)
     np.testing.assert_allclose(100 * split[0, 2, 1], want, rtol=1e-9)
-    K.respond_split_rows(*args, lq, np.ones(1), np.zeros((1, 5)), split, pull)
+    recovery.respond_rows(*args, lq, np.ones(1), np.zeros((1, 5)), split, pull)
     assert split[0, 2, 1] == 0.0
 
 
@@ -345,7 +314,7 @@ def test_blend_response_closes_for_every_stream_and_element(n, kind, grade_dep, 
     off = rng.normal(0, 1, (n, recovery.N_OFFSETS))
     split, pull = np.empty((n, 3, 2)), np.empty((n, 2))
     q = np.full(n, rng.uniform(0.3, 3.0))
-    K.respond_split_rows(kind, grade_dep, p, head, np.tile(blend, (n, 1)), q, off, split, pull)
+    recovery.respond_rows(kind, grade_dep, p, head, np.tile(blend, (n, 1)), q, off, split, pull)
     assert ((split >= 0) & (split <= 1)).all() and (split.sum(-1) <= 1 + 1e-12).all()
     out_t, out_m = np.zeros(3), np.zeros((3, 3))
     o_t, o_m = np.empty(3), np.empty((3, 3))
