@@ -2,7 +2,7 @@
 
 from kenomill.errors import ValidationError
 
-__all__ = ["reported_periods", "ValidationError"]
+__all__ = ["reported_periods", "read_periods", "ValidationError"]
 __version__ = "0.1.0"
 
 
@@ -14,8 +14,12 @@ def __getattr__(name: str):
         from kenomill.data import reported_periods
 
         return reported_periods
+    if name == "read_periods":
+        from kenomill.periods import read_periods
+
+        return read_periods
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted([*globals(), "reported_periods"])
+    return sorted([*globals(), "reported_periods", "read_periods"])

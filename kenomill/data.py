@@ -9,6 +9,7 @@ field by field (the latest release that prints a field wins) and returns an
 from __future__ import annotations
 
 import io
+import itertools
 from decimal import Decimal
 from importlib import resources
 
@@ -68,19 +69,53 @@ def reported_rows() -> pd.DataFrame:
     return pd.read_csv(io.StringIO(_csv_text()), dtype=str, keep_default_na=False)
 
 
+_DATE_RE = None
+
+
 def _release_date(source: str) -> str:
-    # "<file> (Alexco news release YYYY-MM-DD)"
-    return source.rsplit(" ", 1)[-1].rstrip(")")
+    """The last ISO date (YYYY-MM-DD) printed in ``source``, or "" when it has none.
+
+    The packaged sources read ``"<file> (Alexco news release YYYY-MM-DD)"``.
+    """
+    import re
+
+    global _DATE_RE
+    if _DATE_RE is None:
+        _DATE_RE = re.compile(r"\d{4}-\d{2}-\d{2}")
+    found = _DATE_RE.findall(source)
+    return found[-1] if found else ""
 
 
-def _merged_text() -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
-    """Merge rows per period: for each field the latest release that prints it wins."""
-    rows = reported_rows()
-    rows = rows.assign(_date=rows["source"].map(_release_date))
+def merge_rows(rows: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
+    """Merge rows per period: for each field the latest release that prints it wins.
+
+    A row's release date is the last ISO date (YYYY-MM-DD) in its ``source``; rows
+    without one rank below dated rows, and among equals the row further down the
+    file wins. Empty cells ("") never win over a printed figure.
+
+    Parameters
+    ----------
+    rows : pandas.DataFrame
+        One row per (period, release), every cell a string as printed; the columns of
+        :data:`COLUMNS` (missing ones are read as empty).
+
+    Returns
+    -------
+    merged : pandas.DataFrame
+        One row per period, in order of first appearance; ``source`` joins the sources
+        of the period's rows with "; ".
+    field_source : dict
+        period -> figure -> the source whose value won.
+    """
+    rows = rows.reset_index(drop=True)
+    for col in COLUMNS:
+        if col not in rows:
+            rows[col] = ""
+    rows = rows.assign(_date=rows["source"].map(_release_date), _order=np.arange(len(rows)))
     order = list(dict.fromkeys(rows["period"]))
     merged, field_source = [], {}
     for period in order:
-        grp = rows[rows["period"] == period].sort_values("_date", ascending=False)
+        grp = rows[rows["period"] == period].sort_values(["_date", "_order"], ascending=False)
         rec, src = {}, {}
         for col in COLUMNS:
             if col == "source":
@@ -89,10 +124,19 @@ def _merged_text() -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
             rec[col] = vals[0][0] if vals else ""
             if col in FIGURES and vals:
                 src[col] = vals[0][1]
-        rec["source"] = "; ".join(dict.fromkeys(grp["source"]))
+            if col in FIGURES and col + "_resolution" in grp:
+                # a resolution given beside a figure belongs to the row whose figure wins
+                won = [r for v, r in zip(grp[col], grp[col + "_resolution"], strict=True) if v != ""]
+                rec[col + "_resolution"] = won[0] if won else ""
+        rec["source"] = "; ".join(dict.fromkeys(grp["source"]))  # the winning release first
         merged.append(rec)
         field_source[period] = src
-    return pd.DataFrame(merged)[list(COLUMNS)], field_source
+    extra = [c + "_resolution" for c in FIGURES if c + "_resolution" in rows]
+    return pd.DataFrame(merged, columns=[*COLUMNS, *extra]), field_source
+
+
+def _merged_text() -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
+    return merge_rows(reported_rows())
 
 
 def _to_float(text: str) -> float:
@@ -134,6 +178,35 @@ def reported_periods(kind: str = "all") -> xr.Dataset:
         df = df[df["period"].isin(QUARTERS)]
     elif kind == "aggregate":
         df = df[df["period"].isin(tuple(AGGREGATES))]
+    return build_dataset(
+        df,
+        field_source,
+        sources=list(dict.fromkeys(reported_rows()["source"])),
+        title="Keno Hill District mill, reported production (Alexco news releases)",
+    )
+
+
+def build_dataset(
+    df: pd.DataFrame,
+    field_source: dict[str, dict[str, str]],
+    sources: list[str],
+    title: str,
+) -> xr.Dataset:
+    """The periods Dataset from merged rows of text (the schema of :func:`reported_periods`).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        One row per period (from :func:`merge_rows`), every cell the text as printed.
+    field_source : dict
+        period -> figure -> source that supplied it.
+    sources : list of str
+        Every source, for ``attrs["sources"]``.
+    title : str
+        ``attrs["title"]``.
+        A column ``<figure>_resolution`` (text, may be empty) overrides the resolution
+        inferred from the printed digits of ``<figure>``.
+    """
     periods = df["period"].to_numpy(dtype=str)
     ds = xr.Dataset(coords={"period": ("period", periods, {"long_name": "reporting period"})})
     ds["period_start"] = ("period", pd.to_datetime(df["period_start"]).to_numpy())
@@ -141,8 +214,13 @@ def reported_periods(kind: str = "all") -> xr.Dataset:
     ds["days"] = ("period", df["days"].astype(float).to_numpy())
     ds["source"] = ("period", df["source"].to_numpy(dtype=str))
     for col in FIGURES:
-        ds[col] = ("period", np.array([_to_float(v) for v in df[col]]))
-        ds[col + "_resolution"] = ("period", np.array([_resolution(v) for v in df[col]]))
+        ds[col] = ("period", np.array([_to_float(v) for v in df[col]], dtype=float))
+        given = df[col + "_resolution"] if col + "_resolution" in df else [""] * len(df)
+        res = [
+            (float(r) if r != "" else _resolution(v)) if v != "" else np.nan
+            for v, r in zip(df[col], given, strict=True)
+        ]
+        ds[col + "_resolution"] = ("period", np.array(res, dtype=float))
         ds[col + "_resolution"].attrs = {
             "units": COLUMNS[col][0],
             "long_name": f"one unit of the last printed digit of {col}",
@@ -150,15 +228,58 @@ def reported_periods(kind: str = "all") -> xr.Dataset:
     for col in ("period_start", "period_end", "days", "source", *FIGURES):
         units, long_name = COLUMNS[col]
         ds[col].attrs.update({"units": units, "long_name": long_name})
-    ds.attrs["sources"] = "; ".join(dict.fromkeys(reported_rows()["source"]))
+    ds.attrs["sources"] = "; ".join(sources)
     ds.attrs["field_sources"] = "; ".join(
         f"{p}.{c}={s.split(' ', 1)[0]}" for p, d in field_source.items() for c, s in d.items()
     )
     ds.attrs["merge_rule"] = (
         "rows of one period merged field by field: the latest release that prints a field wins"
     )
-    ds.attrs["title"] = "Keno Hill District mill, reported production (Alexco news releases)"
+    ds.attrs["title"] = title
     return ds
+
+
+def aggregates_of(ds: xr.Dataset) -> dict[str, tuple[str, ...]]:
+    """Periods of ``ds`` that are exactly covered by other periods of ``ds``.
+
+    A period is an aggregate when the base periods lying inside it (those containing no
+    other period of ``ds``) follow one another day by day from its first day to its last.
+    For the packaged periods this is :data:`AGGREGATES` (2011H1, 2012H1, 2011FY).
+
+    Returns
+    -------
+    dict
+        aggregate period -> the base periods that make it up, in date order.
+    """
+    names = [str(p) for p in ds["period"].values]
+    start = pd.to_datetime(ds["period_start"].values)
+    end = pd.to_datetime(ds["period_end"].values)
+    inside = {
+        i: [j for j in range(len(names)) if j != i and start[j] >= start[i] and end[j] <= end[i]]
+        for i in range(len(names))
+    }
+    base = [i for i in range(len(names)) if not inside[i]]
+    out: dict[str, tuple[str, ...]] = {}
+    one_day = pd.Timedelta(days=1)
+    for i in range(len(names)):
+        if not inside[i]:
+            continue
+        parts = sorted((j for j in base if j in inside[i]), key=lambda j: start[j])
+        if not parts or start[parts[0]] != start[i] or end[parts[-1]] != end[i]:
+            continue
+        if all(start[b] == end[a] + one_day for a, b in itertools.pairwise(parts)):
+            out[names[i]] = tuple(names[j] for j in parts)
+    return out
+
+
+def base_periods(ds: xr.Dataset) -> tuple[str, ...]:
+    """Periods of ``ds`` that are not the sum of others (packaged: the six quarters).
+
+    These are the independent observations of the mill: calibration and reconciliation
+    across periods count each of them once, and aggregates only as their sums.
+    """
+    agg = aggregates_of(ds)
+    return tuple(str(p) for p in ds["period"].values if str(p) not in agg)
 
 
 def figure_source(ds: xr.Dataset, period: str, field: str) -> str:
