@@ -76,54 +76,19 @@ class Plan:
         return K.n_random(self.arrays["theta0"].size, len(self.sources), len(self.quarters), self.n_steps)
 
     def kernel_args(self, seed: int, draw0: int, n: int, daily: bool = False, pre=None):
-        """(inputs, outputs) of :func:`kenomill._mc_kernels.simulate` for ``n`` draws from ``draw0``."""
-        a = self.arrays
+        """(inputs, outputs) of :func:`kenomill._mc_kernels.simulate` for ``n`` draws from ``draw0``.
+
+        The inputs in the order of :data:`kenomill._mc_kernels.INPUTS`: the plan's arrays
+        (:data:`~kenomill._mc_kernels.PLAN_INPUTS`) and the run's seed, first draw and
+        pre-generated numbers.
+        """
         if pre is None:
-            use_pre, pz, pu = 0, np.empty((1, 0)), np.empty((1, 0))
+            use_pre, (pz, pu) = 0, (np.empty((1, 0)), np.empty((1, 0)))
         else:
             use_pre, (pz, pu) = 1, pre
-        inputs = (
-            np.uint64(seed),
-            np.int64(draw0),
-            a["kind"],
-            a["grade_dep"],
-            a["p_base"],
-            a["free_idx"],
-            a["theta0"],
-            a["theta_fac"],
-            a["theta_lo"],
-            a["theta_hi"],
-            a["fold_idx"],
-            a["fold_side"],
-            a["fold_vecs"],
-            a["scatter_sd"],
-            a["scatter_chol"],
-            a["scatter_dof"],
-            a["step_q"],
-            a["step_h"],
-            a["mode"],
-            a["supply"],
-            a["rate_cv"],
-            a["start_lo"],
-            a["start_span"],
-            a["hold_until"],
-            a["g_mean"],
-            a["g_sd"],
-            a["g_phi"],
-            a["g_chol"],
-            a["g_mean_sd"],
-            a["r_mean"],
-            a["r_sd"],
-            a["stock0"],
-            a["stock_cap"],
-            a["mill_rate"],
-            a["availability"],
-            a["availability_sd"],
-            a["mttr_h"],
-            np.int64(use_pre),
-            pz,
-            pu,
-        )
+        run = {"seed": np.uint64(seed), "draw0": np.int64(draw0), "use_pre": np.int64(use_pre)}
+        run.update(pre_z=pz, pre_u=pu)
+        inputs = tuple(run[name] if name in run else self.arrays[name] for name, _ in K.INPUTS)
         nf = self.n_fields
         outputs = (
             np.empty((n, len(self.quarters), nf)),

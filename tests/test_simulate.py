@@ -87,6 +87,27 @@ def test_a_draw_depends_only_on_seed_and_its_index():
 
 
 # ------------------------------------------------------------------ kernel vs reference
+def test_kernel_inputs_have_one_specification(workload):
+    """The kernel, its NumPy reference and the plan agree with _mc_kernels.INPUTS/OUTPUTS."""
+    import inspect
+
+    from numba.core import sigutils
+
+    names = [n for n, _ in K.INPUTS + K.OUTPUTS]
+    kernel = getattr(K.simulate, "py_func", K.simulate)
+    assert list(inspect.signature(kernel).parameters) == names
+    assert list(inspect.signature(R.simulate).parameters) == names
+    assert sorted(workload.arrays) == sorted(K.PLAN_INPUTS)
+    nz, nu = workload.n_random()
+    args = workload.kernel_args(1, 0, 2, daily=True, pre=(np.zeros((2, nz)), np.zeros((2, nu))))
+    want, _ = sigutils.normalize_signature(K.SIGNATURE)
+    assert len(want) == len(names)
+    for name, ty, value in zip(names, want, (*args[0], *args[1]), strict=True):
+        assert numba.typeof(value) == ty, f"{name}: {numba.typeof(value)} != {ty}"
+    if not numba.config.DISABLE_JIT:
+        assert [tuple(s) for s in K.simulate.signatures] == [tuple(want)]
+
+
 @pytest.mark.kernel
 def test_kernel_matches_reference_step_by_step(workload):
     plan = simulate.compile_plan(_small(simulate.reference_workload(), 1))
