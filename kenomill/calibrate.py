@@ -202,7 +202,7 @@ class FitData:
 
 
 def fit_data(data: str = "raw", error_model=None, periods=None) -> FitData:
-    """The reported quarters as :class:`FitData`.
+    """The reported base periods (packaged: the quarters) as :class:`FitData`.
 
     Parameters
     ----------
@@ -212,16 +212,24 @@ def fit_data(data: str = "raw", error_model=None, periods=None) -> FitData:
         ``<col>_sd`` variables).
     error_model : ErrorModel, mapping or TOML path, optional
         Standard deviations of raw figures (default :class:`kenomill.errormodel.ErrorModel`).
-    periods : sequence of str, optional
-        Quarters to use (default: all six).
+    periods : xarray.Dataset or sequence of str, optional
+        The periods (:func:`kenomill.read_periods`; its base periods are fitted, sums of
+        them are not counted twice), or names of packaged quarters to use (default: the
+        packaged six quarters).
     """
-    from kenomill.data import QUARTERS, reported_periods
+    import xarray as xr
+
+    from kenomill.data import QUARTERS, base_periods, reported_periods
 
     if data not in ("raw", "reconciled"):
         raise ValidationError(f"data: found {data!r}; allowed: raw, reconciled")
     em = resolve(error_model)
+    given = periods if isinstance(periods, xr.Dataset) else None
+    if given is not None:
+        names = list(base_periods(given))
+        periods = None
     if data == "raw":
-        ds = reported_periods("quarter")
+        ds = reported_periods("quarter") if given is None else given.sel(period=names)
     else:
         try:
             from kenomill.reconcile import reconciled_periods
@@ -229,13 +237,22 @@ def fit_data(data: str = "raw", error_model=None, periods=None) -> FitData:
             raise ValidationError(
                 f"data: 'reconciled' needs kenomill.reconcile.reconciled_periods, not available ({exc})"
             ) from None
-        ds = reconciled_periods()
-    want = list(QUARTERS if periods is None else periods)
+        ds = reconciled_periods(periods=given)
+    want = list((QUARTERS if given is None else names) if periods is None else periods)
     have = [str(p) for p in ds.period.values]
     unknown = [p for p in want if p not in have]
     if unknown:
         raise ValidationError(f"periods: unknown {unknown}; allowed: {', '.join(have)}")
     ds = ds.sel(period=want)
+    needed = ("ore_processed_t", "head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd")
+    missing = [
+        f"{p}.{c}" for c in needed for p, v in zip(want, ds[c].values, strict=True) if not np.isfinite(v)
+    ]
+    if missing:
+        raise ValidationError(
+            f"periods: calibration needs {', '.join(needed)} in each base period (the feed); "
+            f"not reported: {', '.join(missing)}"
+        )
     y = np.stack([ds[c].values.astype(float) for c in FIT_FIGURES], axis=1)
     if data == "raw":
         sig = np.stack([em.sigma(c, ds[c].values, ds[c + "_resolution"].values) for c in FIT_FIGURES], axis=1)
@@ -956,7 +973,7 @@ def leave_one_out(
         from the calibration of the other quarters (:func:`predict`, ``n_draws`` draws):
         the real-data check of the bands.
     """
-    from kenomill.data import reported_periods
+    from kenomill.data import QUARTERS, reported_periods
 
     spec = recovery.get_model(model)
     data = fit_data() if data is None else data
@@ -1003,7 +1020,7 @@ def leave_one_out(
             v[name + "_p95"] = ("period", hi[:, j], {"units": u, "long_name": f"{ln}, 95 % bound, left out"})
     for j, c in enumerate(FIT_FIGURES):
         v[c + "_reported"] = ("period", data.y[:, j], {"units": OUTPUT_ATTRS[c][0]})
-    if data.source in ("raw", "reconciled"):
+    if data.source in ("raw", "reconciled") and set(data.periods) <= set(QUARTERS):
         rep = reported_periods("quarter").sel(period=list(data.periods))
         for c in ("ag_oz", "pb_lb", "zn_lb"):
             v[c + "_reported"] = ("period", rep[c].values, {"units": OUTPUT_ATTRS[c][0]})

@@ -67,7 +67,7 @@ import xarray as xr
 from scipy import stats
 
 from kenomill import units
-from kenomill.data import AGGREGATES, FIGURES
+from kenomill.data import FIGURES, aggregates_of
 from kenomill.errormodel import CORRELATED_WITH, ErrorModel, resolve
 from kenomill.errors import ValidationError
 
@@ -898,7 +898,7 @@ def _reconcile_block(ds, periods, across, model: ErrorModel, alpha, correction, 
     for p in periods:
         bld.period_balances(p, with_tpd)
     if across:
-        for agg, quarters in AGGREGATES.items():
+        for agg, quarters in aggregates_of(ds).items():
             if agg in periods and all(q in periods for q in quarters):
                 bld.aggregate_balances(agg, quarters)
     names = [f"{p}.{c}" for p, c in bld.vars]
@@ -1124,7 +1124,9 @@ def reconcile_dataset(
     return out
 
 
-def reconciled_periods(across_periods: bool = False, error_model=None, **kwargs) -> xr.Dataset:
+def reconciled_periods(
+    across_periods: bool = False, error_model=None, *, periods: xr.Dataset | None = None, **kwargs
+) -> xr.Dataset:
     """The reported figures, reconciled: same names and units as :func:`kenomill.reported_periods`.
 
     Parameters
@@ -1135,6 +1137,8 @@ def reconciled_periods(across_periods: bool = False, error_model=None, **kwargs)
     error_model : ErrorModel, mapping, path or None
         Standard deviations of the figures (None: the documented defaults of
         :mod:`kenomill.errormodel`).
+    periods : xarray.Dataset, optional
+        The periods to reconcile (:func:`kenomill.read_periods`); default the packaged ones.
     **kwargs
         Passed to :func:`reconcile_dataset` (``alpha``, ``correction``, ``exclude``,
         ``with_tpd``, ``tol``).
@@ -1148,7 +1152,8 @@ def reconciled_periods(across_periods: bool = False, error_model=None, **kwargs)
     """
     from kenomill.data import reported_periods
 
-    return reconcile_dataset(reported_periods(), across_periods, error_model, **kwargs)
+    ds = reported_periods() if periods is None else periods
+    return reconcile_dataset(ds, across_periods, error_model, **kwargs)
 
 
 def suspects(rec: xr.Dataset, reported: xr.Dataset, top: int | None = None) -> pd.DataFrame:

@@ -110,9 +110,13 @@ def test_balance_writes_netcdf(tmp_path):
 
 
 BAD_OUT = {
-    "balance.txt": ["--out: found", "balance.txt", "allowed extensions: .csv (CSV), .nc (netCDF)"],
+    "balance.txt": [
+        "--out: found",
+        "balance.txt",
+        "allowed extensions: .csv (CSV), .xlsx (Excel), .nc (netCDF)",
+    ],
     "no/such/dir/balance.csv": ["--out: directory", "no/such/dir", "does not exist"],
-    "adir": ["--out: found", "a directory; give a file name ending in .csv or .nc"],
+    "adir": ["--out: found", "a directory; give a file name ending in .csv or .xlsx or .nc"],
 }
 
 
@@ -231,4 +235,4 @@ def test_each_bad_input_is_one_line_and_exit_2(case):
 def test_help():
     res = CliRunner().invoke(main, ["balance", "--help"])
     assert res.exit_code == 0
-    assert "--out" in res.output and ".csv or .nc" in res.output
+    assert "--out" in res.output and ".csv, .xlsx or .nc" in res.output and "--periods" in res.output

@@ -191,7 +191,7 @@ def test_predict_missing_files_and_bad_out(feed_csv, tmp_path):
     broken.write_text(json.dumps({"model": "nope", "theta": [], "cov": []}))
     res = invoke("predict", str(feed_csv), "--out", str(out), "--calibration", str(broken))
     one_line_error(res, "model: found 'nope'; allowed:")
-    res = invoke("predict", str(feed_csv), "--out", str(tmp_path / "pred.xlsx"))
+    res = invoke("predict", str(feed_csv), "--out", str(tmp_path / "pred.txt"))
     one_line_error(res, "--out", "allowed extensions: .csv")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json", "feed.csv"]

@@ -135,3 +135,52 @@ def test_all_problems_at_once(tmp_path):
     assert any("row 3 (no period), column period: found an empty period name" in ln for ln in lines)
     assert any("row 3 (no period), column ore_processed_t: found -5 t; allowed: >= 0 t" in ln for ln in lines)
     assert all(ln.startswith(str(f)) for ln in lines)
+
+
+# ------------------------------------------------------------------------- command line
+def _invoke(*args):
+    from click.testing import CliRunner
+
+    from kenomill.cli import main
+
+    return CliRunner().invoke(main, list(args))
+
+
+def test_cli_refuses_bad_file_one_line_per_problem_no_output(tmp_path):
+    bad = dict(Q3_ROW, head_pb_pct="90", rec_zn_pct="101")
+    f = write_csv(tmp_path / "bad.csv", [bad])
+    out = tmp_path / "b.csv"
+    for cmd in ("balance", "reconcile"):
+        res = _invoke(cmd, "--periods", "packaged", "--periods", str(f), "--out", str(out))
+        assert res.exit_code == 2, res.output
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 2 and all(
+            ln.startswith(f"kenomill {cmd}: error: {f}: row 2 (2012Q3)") for ln in lines
+        )
+        assert "head_pb_pct: found 90 %" in lines[0] and "rec_zn_pct: found 101 %" in lines[1]
+        assert "Traceback" not in res.output and res.stdout == ""
+        assert not out.exists()
+    res = _invoke("periods", "check", str(f))
+    assert res.exit_code == 2 and "2 problem(s)" in res.stderr
+
+
+def test_cli_template_check_and_balance_xlsx(tmp_path):
+    for ext in ("csv", "xlsx"):
+        t = tmp_path / f"t.{ext}"
+        res = _invoke("periods", "template", "--out", str(t))
+        assert res.exit_code == 0, res.output
+        res = _invoke("periods", "check", str(t))
+        assert res.exit_code == 0, res.output
+        assert "2012Q2: 2012-04-01 to 2012-06-30, 91 d, base; 19 of 19 figures" in res.stdout
+    a, b = read_periods(tmp_path / "t.csv"), read_periods(tmp_path / "t.xlsx")
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+    out = tmp_path / "bal.xlsx"
+    res = _invoke("balance", "--periods", str(tmp_path / "t.xlsx"), "--out", str(out))
+    assert res.exit_code == 0, res.output
+    import pandas as pd
+
+    table = pd.read_excel(out, sheet_name="table")
+    assert set(table["period"]) == {"2012Q2"}
+    res = _invoke("balance", "--periods", str(tmp_path / "t.csv"), "--out", str(tmp_path / "bal.csv"))
+    assert res.exit_code == 0, res.output
+    pd.testing.assert_frame_equal(table, pd.read_csv(tmp_path / "bal.csv"), check_dtype=False)

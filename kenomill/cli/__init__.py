@@ -43,7 +43,7 @@ def main():
 
 
 def _register():
-    from kenomill.cli import balance, calibrate, reconcile, report, simulate
+    from kenomill.cli import balance, calibrate, periods, reconcile, report, simulate
 
     for command in (
         balance.balance,
@@ -53,6 +53,7 @@ def _register():
         simulate.simulate,
         simulate.whatif,
         report.report,
+        periods.periods,
     ):
         main.add_command(command)
 

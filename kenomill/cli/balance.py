@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kenomill.cli import guarded
+from kenomill.cli.periods import load_periods, periods_label, periods_option
 
 
 def _fmt(q: str, v: float) -> str:
@@ -15,13 +16,13 @@ def _fmt(q: str, v: float) -> str:
     return f"{v:,.1f}" if q.startswith("rec_") else f"{v:,.0f}"
 
 
-def print_balance(table, console: Console | None = None) -> None:
+def print_balance(table, console: Console | None = None, source: str | None = None) -> None:
     console = console or Console(width=140)
     t = Table(
         title="Reported vs recomputed, by two routes (diff = recomputed / reported - 1)",
         caption="feed route: ore processed x head grade x recovery; concentrate route: "
         "concentrate tonnes x grade. tol: what printed rounding alone allows. "
-        "Source: Alexco news releases 2012-01-23, 2012-04-16, 2012-07-16.",
+        + (source or "Source: Alexco news releases 2012-01-23, 2012-04-16, 2012-07-16."),
     )
     for col, just in (
         ("period", "left"),
@@ -66,22 +67,25 @@ def print_balance(table, console: Console | None = None) -> None:
     # click.Path(dir_okay=False) would print a three-line usage error
     type=str,
     default=None,
-    help="Write the table to FILE: .csv or .nc (netCDF), by extension.",
+    help="Write the table to FILE: .csv, .xlsx or .nc (netCDF), by extension.",
 )
+@periods_option
 @guarded
-def balance(out):
+def balance(out, periods):
     """Recompute contained metal and recoveries of every reported period by two routes."""
     from kenomill import io
     from kenomill.balance import balance_frame, balance_table
 
     if out:
         io.check_output_path(out)
-    table = balance_table()
-    print_balance(table)
+    ds = load_periods(periods)
+    table = balance_table(ds)
+    print_balance(table, source=None if ds is None else "Periods: " + periods_label(ds) + ".")
     n_bad = int((~table.closes).sum())
     click.echo(
         f"{int(table.closes.sum())} of {table.closes.size} figures close within rounding; {n_bad} do not."
     )
     if out:
-        io.write_table(balance_frame(table) if out.lower().endswith(".csv") else table, out)
+        tabular = out.lower().endswith((".csv", ".xlsx"))
+        io.write_table(balance_frame(table) if tabular else table, out)
         click.echo(f"wrote {out}")

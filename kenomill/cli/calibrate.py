@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kenomill.cli import guarded
+from kenomill.cli.periods import load_periods, periods_label, periods_option
 
 
 def _num(v: float, digits: int = 4) -> str:
@@ -225,8 +226,11 @@ def _check_out_dir(out: str) -> Path:
     help="Models to compare (default: all of them).",
 )
 @click.option("--list-models", is_flag=True, help="List the models and exit.")
+@periods_option
 @guarded
-def calibrate(model, data, out, plot, compare, starts, seed, prior, error_model, models, list_models):
+def calibrate(
+    model, data, out, plot, compare, starts, seed, prior, error_model, models, list_models, periods
+):
     """Fit a recovery model to the six reported quarters; compare models; save the calibration.
 
     Weighted nonlinear least squares (weights from the error model: printed rounding and a
@@ -257,9 +261,14 @@ def calibrate(model, data, out, plot, compare, starts, seed, prior, error_model,
             compare_names.append(name)
     priors = _parse_priors(prior)
     out_dir = _check_out_dir(out)
-    fd = cal_mod.fit_data(data, error_model)
+    given = load_periods(periods)
+    if given is not None:
+        console.print(escape(periods_label(given)))
+    fd = cal_mod.fit_data(data, error_model, periods=given)
     fit = cal_mod.fit(name, fd, starts=starts, seed=seed, priors=priors)
     calibration = fit.to_calibration()
+    # which periods the calibration saw: predict, whatif, simulate and the report say so
+    calibration.meta["periods_files"] = "packaged" if given is None else given.attrs["periods_files"]
     print_fit(fit, console)
     profiles = {}
     for j, pname in enumerate(fit.spec.free):
@@ -369,7 +378,7 @@ def predict(feed, out, calibration, draws, seed):
                 end_section=c == cal_mod.OUTPUTS[-1],
             )
     console.print(t)
-    if out.lower().endswith(".csv"):
+    if out.lower().endswith((".csv", ".xlsx")):
         io.write_table(cal_mod.prediction_frame(pred), out)
     else:
         io.write_table(pred, out)

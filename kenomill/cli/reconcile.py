@@ -8,6 +8,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from kenomill.cli import guarded
+from kenomill.cli.periods import load_periods, periods_label, periods_option
 
 
 def _num(v: float) -> str:
@@ -178,6 +179,7 @@ def print_reconciliation(rec, reported, top: int = 10, console: Console | None =
     help="Print the error model in force as TOML (a starting point for --error-model) and stop.",
 )
 @click.option("--top", type=click.IntRange(min=0), default=10, show_default=True, help="Suspects to list.")
+@periods_option
 @guarded
 def reconcile(
     out,
@@ -190,6 +192,7 @@ def reconcile(
     exclude,
     show_error_model,
     top,
+    periods,
 ):
     """Reconcile the reported figures (weighted least squares) and test them for gross errors.
 
@@ -217,7 +220,10 @@ def reconcile(
     if show_error_model:
         click.echo(model.to_toml(), nl=False)
         return
-    reported = reported_periods()
+    given = load_periods(periods)
+    reported = reported_periods() if given is None else given
+    if given is not None:
+        click.echo(periods_label(given))
     rec = reconcile_dataset(reported, across_periods, model, alpha=alpha, exclude=exclude)
     print_reconciliation(rec, reported, top=top, model=model)
     bad = [str(p) for p, g in zip(rec.period.values, rec.gross_error.values, strict=True) if g]
@@ -232,5 +238,6 @@ def reconcile(
         else f"no period fails the global test at {alpha:g}"
     )
     if out:
-        io.write_table(summary_frame(rec) if out.lower().endswith(".csv") else summary_dataset(rec), out)
+        tabular = out.lower().endswith((".csv", ".xlsx"))
+        io.write_table(summary_frame(rec) if tabular else summary_dataset(rec), out)
         click.echo(f"wrote {out}")
