@@ -10,7 +10,8 @@ can run it from any directory:
   benchmarks/ (benchmarks run once as tests), the kernel tests again as plain Python with
   ``NUMBA_DISABLE_JIT=1``, and the notebooks with nbmake when there are any. One summary
   line per step; the exit status is non-zero if any step fails.
-* ``python3 dev.py lint`` -- ruff check and ruff format --check.
+* ``python3 dev.py lint`` -- ruff check, ruff format --check and mypy on the public API
+  (the modules listed under ``[tool.mypy]`` in pyproject.toml).
 
 Installing is skipped when ``.venv/.kenomill-install-stamp`` records the same
 pyproject.toml content, repository path and interpreter as now: a hash, not a
@@ -125,6 +126,8 @@ def test_steps() -> list[tuple[str, list[str] | None, dict[str, str]]]:
             {"NUMBA_DISABLE_JIT": "1"},
         ),
         ("notebooks", _pytest(["--nbmake", "notebooks"]) if notebooks else None, {}),
+        # ~12 s: the public API's types (pyproject.toml [tool.mypy])
+        ("mypy", [str(PY), "-m", "mypy"], {}),
     ]
 
 
@@ -178,7 +181,8 @@ def cmd_lint() -> int:
     ensure_env()
     rc1 = _run([str(PY), "-m", "ruff", "check", "."])
     rc2 = _run([str(PY), "-m", "ruff", "format", "--check", "."])
-    return 1 if rc1 or rc2 else 0
+    rc3 = _run([str(PY), "-m", "mypy"])
+    return 1 if rc1 or rc2 or rc3 else 0
 
 
 COMMANDS = {"run": cmd_run, "test": cmd_test, "lint": cmd_lint}

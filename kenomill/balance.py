@@ -98,7 +98,7 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
     }
 
     names = ("reported", "via_feed", "via_concentrate", "tolerance_feed_pct", "tolerance_concentrate_pct")
-    rows = {q: {} for q in names}
+    rows: dict[str, dict[str, np.ndarray]] = {q: {} for q in names}
     for e in els:
         cm, rc, hd, contrib = METALS[e]
         cu = units.contained_unit(e)

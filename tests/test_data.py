@@ -1,7 +1,8 @@
 """The reported figures as data: every transcribed figure against the releases' text.
 
-``kenomill/data/reported_periods.csv`` is checked against the seed releases in
-``../shared/seeds/`` figure by figure, in both directions: each figure of the CSV is
+``kenomill/data/reported_periods.csv`` is checked against the text of the four public
+Alexco Resource Corp. news releases carried in ``tests/releases/`` (named by release date
+and title) figure by figure, in both directions: each figure of the CSV is
 found, as printed (thousands separators, ``%``, decimals), at its label and column of
 its release's production table (tpd and availability in the release's sentences), and
 each figure printed in a release is in the CSV. The table parser reads labels and
@@ -28,7 +29,18 @@ from kenomill import data
 from kenomill.data import AGGREGATES, COLUMNS, FIGURES, QUARTERS, reported_periods, reported_rows
 from kenomill.errors import ValidationError
 
-SEEDS = Path(__file__).parents[1].parent / "shared" / "seeds"
+RELEASES_DIR = Path(__file__).parent / "releases"
+# The file name each release has in the CSV's ``source`` column -> its text under tests/releases/.
+RELEASE_FILES = {
+    "000_2e7722bde93bd32a.txt": (
+        "2012-05-02_to-release-financial-results-for-first-quarter-of-2012-on-may-7-2012.txt"
+    ),
+    "001_2d7d3e0911ae9488.txt": "2012-04-16_reports-silver-production-results-for-first-quarter-2012.txt",
+    "002_daad1b7b2925b44b.txt": "2012-07-16_reports-silver-production-for-second-quarter-2012.txt",
+    "003_edb58d776d0c6b1d.txt": (
+        "2012-01-23_silver-production-increases-21pct-to-more-than-600000-ounces-in-fourth-quarter-2011.txt"
+    ),
+}
 TEXT_FIGURES = ("tpd", "availability_pct")  # in the releases' sentences, not their tables
 TABLE_FIGURES = tuple(c for c in FIGURES if c not in TEXT_FIGURES)
 ALL_PERIODS = (*QUARTERS, *AGGREGATES)
@@ -73,16 +85,9 @@ ORDINAL = {"first": 1, "second": 2, "third": 3, "fourth": 4}
 # ---- reading the releases ------------------------------------------------------------------
 
 
-def seed_path(name: str) -> Path:
-    if not SEEDS.is_dir():
-        pytest.skip(
-            f"seed releases not found at {SEEDS}: clone the repository beside ../shared to check them"
-        )
-    return SEEDS / name
-
-
-def seed_files() -> list[str]:
-    return sorted(p.name for p in SEEDS.glob("*.txt")) if SEEDS.is_dir() else []
+def test_every_release_text_is_carried():
+    """The four texts are in the repository (no skip on a clone), and nothing else is."""
+    assert sorted(p.name for p in RELEASES_DIR.glob("*.txt")) == sorted(RELEASE_FILES.values())
 
 
 def release_date(text: str) -> date:
@@ -198,12 +203,13 @@ def printed_form(value: str, column: str) -> tuple[str, bool]:
 
 @pytest.fixture(scope="module")
 def releases():
-    """{seed file: (release date, table, text mentions)} for every seed release."""
-    seed_path("")  # skips when ../shared/seeds is absent
+    """{seed file: (release date, table, text mentions)} for every release."""
     out = {}
-    for name in seed_files():
-        text = (SEEDS / name).read_text(encoding="utf-8")
+    for name, file in sorted(RELEASE_FILES.items()):
+        text = (RELEASES_DIR / file).read_text(encoding="utf-8")
         table = release_table(text)
+        # the file is named by its dateline: a mix-up of texts fails here
+        assert file[:10] == release_date(text).isoformat(), file
         out[name] = (release_date(text), table, text_mentions(text, latest_quarter(table)) if table else {})
     return out
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from scipy import stats
 
 from kenomill.calibration_file import SCATTER_PRIOR_DOF, Calibration, default_calibration
@@ -24,18 +25,33 @@ def test_predictive_dof_adds_the_prior_to_the_fit():
     assert Calibration.from_defaults().scatter_predictive_dof == np.inf  # no fit: Gaussian
 
 
-def test_no_draw_loses_the_mill():
+@pytest.fixture(scope="module")
+def bellekeno_1000():
     from kenomill import simulate
 
-    ds = simulate.simulate(SCENARIOS / "bellekeno_only.toml", draws=1000, seed=0)
-    y = simulate.annual(ds).sel(year=2012)
+    return simulate.simulate(SCENARIOS / "bellekeno_only.toml", draws=1000, seed=0)
+
+
+def test_no_draw_loses_the_mill(bellekeno_1000):
+    from kenomill import simulate
+
+    y = simulate.annual(bellekeno_1000).sel(year=2012)
     rec_pb = 100 * y["pb_lb"] / (y["ore_processed_t"] * y["head_pb_pct"] / 100 * 2204.62262)
     # the worst of 1000 draws keeps a lead recovery a bad year of a working mill could have
     assert float(rec_pb.min()) > 50.0, float(rec_pb.min())
 
 
-def test_tail_probability_matches_student_t():
-    # a 1e-3 tail: scatter scale sqrt(dof / chi2) beyond 3x the fitted SD
+def test_kernel_scatter_scale_is_student_t_scale(bellekeno_1000):
+    """The Monte Carlo kernel's per-draw scatter scale against scipy's exact law.
+
+    Each draw scales the quarter offsets by sqrt(dof / chi2(dof)) (drawn in the kernel by
+    the Wilson-Hilferty cube); its CDF is P(S <= s) = P(chi2 >= dof / s^2). A wrong dof, an
+    inverted ratio or a missing square root fails the Kolmogorov-Smirnov test by far.
+    """
     dof = default_calibration().scatter_predictive_dof
-    p = stats.chi2.cdf(dof / 9.0, dof)
-    assert p < 2e-3, p
+    scale = bellekeno_1000["scatter_scale"].values
+    test = stats.kstest(scale, lambda s: stats.chi2.sf(dof / np.square(s), dof))
+    assert test.pvalue > 1e-3, (dof, test)
+    # the scale's tail beyond 3x the fitted SD is the 1e-3 tail the prior buys (5 dof alone: 2 %)
+    assert stats.chi2.cdf(dof / 9.0, dof) < 2e-3
+    assert np.sum(scale > 3.0) <= 5
