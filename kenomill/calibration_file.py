@@ -20,6 +20,11 @@ from kenomill.errors import ValidationError
 
 FORMAT_VERSION = 1
 
+#: number of draws :meth:`Calibration.posterior_draws` makes for files without posterior draws
+FALLBACK_DRAWS = 1000
+#: the arrays of a posterior, with their shape after the draw axis (k = free parameters)
+POSTERIOR_KEYS = ("theta", "offset_mean", "scatter_sd", "scatter_chol")
+
 #: Prior degrees of freedom on the quarter-to-quarter scatter (a scaled-inverse-chi2 prior
 #: centred on the fitted scatter, i.e. worth this many quarters of a running mill). The
 #: fit estimates each offset's SD from six quarters (about 5 dof); alone, the Student-t
@@ -38,6 +43,8 @@ class Calibration:
     scatter: np.ndarray = field(default_factory=lambda: np.zeros(recovery.N_OFFSETS))
     data: str = "raw"
     meta: dict = field(default_factory=dict)
+    #: thinned posterior draws (see :meth:`posterior_draws`); None = Gaussian fallback
+    posterior: dict | None = None
 
     def __post_init__(self):
         spec = recovery.get_model(self.model)
@@ -58,6 +65,8 @@ class Calibration:
                 )
             if not np.isfinite(arr).all():
                 raise ValidationError(f"calibration {name}: found a non-finite value")
+        if self.posterior is not None:
+            self.posterior = _check_posterior(self.posterior, k, self.model)
 
     @property
     def spec(self) -> recovery.ModelSpec:
@@ -105,6 +114,50 @@ class Calibration:
             recovery.fold_deviation(dev[i], idx, side, vecs)
         return np.clip(self.theta + dev, lo, hi)
 
+    def posterior_draws(self) -> dict[str, np.ndarray]:
+        """Posterior draws of everything a new quarter's prediction needs (S draws).
+
+        Returns
+        -------
+        dict of float64 arrays
+            ``theta`` (S, k): free parameters in ``spec.free`` order;
+            ``offset_mean`` (S, 5): mean of a new quarter's offsets (zeros unless the model
+            has a trend in its quarter offsets); ``scatter_sd`` (S, 5): random-effect SD per
+            offset in :data:`kenomill.recovery.OFFSET_NAMES` order; ``scatter_chol``
+            (S, 5, 5): lower Cholesky factor of their correlation.
+            A new quarter's offsets for draw ``s`` are
+            ``offset_mean[s] + scatter_sd[s] * (scatter_chol[s] @ z)``, ``z`` standard normal.
+
+        Notes
+        -----
+        A calibration written by the Bayesian calibration carries its thinned draws. For
+        files without them (older files, uncalibrated defaults) the draws are made here,
+        deterministically (``np.random.default_rng(0)``, :data:`FALLBACK_DRAWS` draws): the
+        parameters from the Gaussian approximation folded at active bounds
+        (:meth:`draw_theta`), ``scatter_sd = scatter * sqrt(dof / chi2_dof)`` per draw,
+        which makes the offsets' predictive the Student-t of :attr:`scatter_predictive_dof`
+        (Gaussian when it is infinite), and ``scatter_chol`` the Cholesky factor of
+        ``meta["scatter_corr"]`` (identity when absent).
+        """
+        if self.posterior is not None:
+            return {key: np.array(self.posterior[key], dtype=np.float64) for key in POSTERIOR_KEYS}
+        s_n = FALLBACK_DRAWS
+        rng = np.random.default_rng(0)
+        theta = self.draw_theta(rng, s_n)
+        dof = self.scatter_predictive_dof
+        if np.isfinite(dof):
+            scale = np.sqrt(dof / rng.chisquare(dof, s_n))
+        else:
+            scale = np.ones(s_n)
+        corr = np.asarray(self.meta.get("scatter_corr", np.eye(recovery.N_OFFSETS)), dtype=float)
+        chol = correlation_cholesky(corr)
+        return {
+            "theta": np.ascontiguousarray(theta, dtype=np.float64),
+            "offset_mean": np.zeros((s_n, recovery.N_OFFSETS)),
+            "scatter_sd": scale[:, None] * self.scatter[None, :],
+            "scatter_chol": np.ascontiguousarray(np.broadcast_to(chol, (s_n, *chol.shape)), dtype=np.float64),
+        }
+
     def fold_vectors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """What :func:`kenomill.recovery.fold_deviation` needs to fold draws at active bounds.
 
@@ -136,7 +189,7 @@ class Calibration:
         )
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "format_version": FORMAT_VERSION,
             "model": self.model,
             "param_names": list(self.param_names),
@@ -149,6 +202,9 @@ class Calibration:
             "data": self.data,
             "meta": self.meta,
         }
+        if self.posterior is not None:
+            d["posterior"] = {key: np.asarray(v).tolist() for key, v in self.posterior.items()}
+        return d
 
     def save(self, path) -> Path:
         from kenomill.io import atomic_path
@@ -168,7 +224,7 @@ class Calibration:
                 f"{where}: param_names {d['param_names']} do not match model "
                 f"{d['model']!r} ({list(recovery.get_model(d['model']).free)})"
             )
-        kw = {k: d[k] for k in ("base", "scatter", "data", "meta") if k in d}
+        kw = {k: d[k] for k in ("base", "scatter", "data", "meta", "posterior") if k in d}
         return cls(model=d["model"], theta=d["theta"], cov=d["cov"], **kw)
 
     @classmethod
@@ -195,6 +251,55 @@ class Calibration:
             base=spec.base_full(),
             meta={"note": "uncalibrated defaults"},
         )
+
+
+def correlation_cholesky(corr: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor of a correlation matrix; a tiny ridge if it is singular."""
+    corr = np.asarray(corr, dtype=float)
+    for ridge in (0.0, 1e-12, 1e-9, 1e-6):
+        try:
+            c = np.linalg.cholesky((corr + ridge * np.eye(len(corr))) / (1.0 + ridge))
+        except np.linalg.LinAlgError:
+            continue
+        return c
+    raise ValidationError("calibration scatter_corr: not a positive semi-definite correlation matrix")
+
+
+def _check_posterior(post, k: int, model: str) -> dict:
+    """Validate the posterior draws of a calibration file -> dict of float64 arrays."""
+    if not isinstance(post, dict):
+        raise ValidationError(f"calibration posterior: expected an object with {', '.join(POSTERIOR_KEYS)}")
+    missing = [key for key in POSTERIOR_KEYS if key not in post]
+    if missing:
+        raise ValidationError(
+            f"calibration posterior: missing {', '.join(missing)}; required: {', '.join(POSTERIOR_KEYS)}"
+        )
+    out = {}
+    m = recovery.N_OFFSETS
+    shapes = {"theta": (k,), "offset_mean": (m,), "scatter_sd": (m,), "scatter_chol": (m, m)}
+    n = None
+    for key, v in post.items():
+        try:
+            arr = np.asarray(v, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValidationError(f"calibration posterior {key}: not an array of numbers") from None
+        if key in shapes:
+            if arr.ndim != 1 + len(shapes[key]) or arr.shape[1:] != shapes[key]:
+                raise ValidationError(
+                    f"calibration posterior {key}: found shape {arr.shape}; "
+                    f"expected (S, {', '.join(map(str, shapes[key]))}) for model {model!r}"
+                )
+            n = arr.shape[0] if n is None else n
+            if arr.shape[0] != n or n == 0:
+                raise ValidationError(
+                    f"calibration posterior {key}: found {arr.shape[0]} draws; expected {n} (same S for all)"
+                )
+        if not np.isfinite(arr).all():
+            raise ValidationError(f"calibration posterior {key}: found a non-finite value")
+        out[key] = arr
+    if (out["scatter_sd"] < 0).any():
+        raise ValidationError("calibration posterior scatter_sd: found a negative value; allowed: >= 0")
+    return out
 
 
 DEFAULT_CALIBRATION = "data/default_calibration.json"
