@@ -1,30 +1,103 @@
 """The hot loop: issue 6's reference workload through the numba kernel and its NumPy reference.
 
-Group ``hot_loop`` holds the numbers whose ratios are the targets:
-``test_hot_loop[numba]`` (per-draw streams generated inside the kernel, all threads),
-``test_hot_loop[numpy]`` (the NumPy reference, vectorised over draws) and
-``test_compute_floor`` (the same kernel reading pre-generated numbers). ``test_rng_alone``
+Group ``hot_loop`` holds the numbers whose ratios are issue 14's targets, each with
+``extra_info['draw_steps']``: ``test_hot_loop[numba]`` (all threads),
+``[numba_1thread]``, ``[numpy_peer]`` (the fast NumPy peer, ``numpy_peer.py``, own
+Generator), ``[numpy_reference]`` (the bit-exact oracle ``kenomill._mc_reference``) and
+``[simd_floor]`` (the vectorised random numbers and transcendentals a draw-step needs,
+``kenomill._simd.simd_floor``); ``test_compute_floor`` is the kernel reading pre-generated numbers. ``test_rng_alone``
 times the generation of those numbers by itself (what the floor leaves out).
 """
 
 from __future__ import annotations
 
+import numba
 import numpy as np
+import numpy_peer
 import pytest
-from bench_support import KERNELS, SEED, check_against_reference, mc_args, timing, workload
+from bench_support import CHECK_DRAWS, KERNELS, SEED, check_against_reference, mc_args, timing, workload
+
+from kenomill import _simd
+from kenomill._mc_kernels import F_FEED_T, F_STOCK_T, F_STREAM_M, F_STREAM_T, F_UP_H
+
+
+def _peer(*args):
+    numpy_peer.simulate(*args)
 
 
 @pytest.mark.benchmark(group="hot_loop")
-@pytest.mark.parametrize("impl", ["numba", "numpy"])
+@pytest.mark.parametrize("impl", ["numba", "numba_1thread", "numpy_peer", "numpy_reference", "simd_floor"])
 def test_hot_loop(benchmark, size, full, impl):
-    pair = KERNELS["mc_simulate"]
-    func = pair.numba if impl == "numba" else pair.reference
+    """The reference workload, 10^4 draws x 547 steps, by each implementation (ratios in ratios.py)."""
     n = size["hot_draws"]
     plan = workload()
+    benchmark.extra_info.update(
+        draws=n, steps=plan.n_steps, sources=len(plan.sources), draw_steps=n * plan.n_steps
+    )
+    if impl == "simd_floor":
+        # the numbers and transcendentals a draw-step needs, vectorised (kenomill._simd)
+        benchmark.extra_info.update(normals=4, exp=4, pow=2, per="draw-step and source")
+        out = benchmark.pedantic(
+            _simd.simd_floor,
+            args=(np.uint64(SEED), np.int64(n), np.int64(plan.n_steps), np.int64(len(plan.sources))),
+            **timing(full),
+        )
+        assert np.isfinite(out) and out > 0.0
+        return
     inputs, outputs = mc_args(plan, n)
-    benchmark.extra_info.update(draws=n, steps=plan.n_steps, sources=len(plan.sources))
-    benchmark.pedantic(func, args=(*inputs, *outputs), **timing(full, slow=impl == "numpy"))
-    check_against_reference(outputs)
+    if impl == "numba_1thread":
+        numba.set_num_threads(1)
+    func = {
+        "numba": KERNELS["mc_simulate"].numba,
+        "numba_1thread": KERNELS["mc_simulate"].numba,
+        "numpy_peer": _peer,
+        "numpy_reference": KERNELS["mc_simulate"].reference,
+    }[impl]
+    benchmark.extra_info["threads"] = numba.get_num_threads() if impl.startswith("numba") else 1
+    benchmark.pedantic(func, args=(*inputs, *outputs), **timing(full, slow=impl == "numpy_reference"))
+    if impl == "numpy_peer":
+        # its own Generator: another sample of the same model; exactness is test_peer_equals_kernel
+        assert np.isfinite(outputs[0]).all()
+        assert (outputs[0][:, :, F_FEED_T] > 0.0).all()
+    else:
+        check_against_reference(outputs)
+
+
+def test_peer_equals_kernel():
+    """Fed the kernel's pre-made numbers, the fast NumPy peer equals the kernel to rounding."""
+    plan = workload()
+    inputs, want = mc_args(plan, CHECK_DRAWS, pre=True)
+    KERNELS["mc_simulate"].numba(*inputs, *want)
+    inputs, got = mc_args(plan, CHECK_DRAWS, pre=True)
+    numpy_peer.simulate(*inputs, *got)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-9)  # atol: tonnes that cancel to ~0
+
+
+def test_peer_daily_equals_kernel():
+    """Per-step records too (the peer's daily path keeps a per-step record)."""
+    plan = workload(quarters=1)
+    pre = mc_args(plan, 8, pre=True)[0][-2:]
+    inputs, want = plan.kernel_args(SEED, 0, 8, daily=True, pre=pre)
+    KERNELS["mc_simulate"].numba(*inputs, *want)
+    inputs, got = plan.kernel_args(SEED, 0, 8, daily=True, pre=pre)
+    numpy_peer.simulate(*inputs, *got)
+    for g, w in zip(got, want, strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-13, atol=1e-9)
+
+
+def test_peer_generator_agrees_statistically():
+    """With its own numpy Generator the peer samples the kernel's model: quarterly means agree."""
+    plan = workload(quarters=1)
+    n = 1500
+    inputs, k_out = mc_args(plan, n)
+    KERNELS["mc_simulate"].numba(*inputs, *k_out)
+    inputs, p_out = mc_args(plan, n)
+    numpy_peer.simulate(*inputs, *p_out)
+    for f in (F_FEED_T, F_UP_H, F_STREAM_M + 0, F_STREAM_T, F_STOCK_T):  # feed, hours, Ag to Pb con, ...
+        a, b = k_out[0][:, 0, f], p_out[0][:, 0, f]
+        se = np.sqrt(a.var() / n + b.var() / n)
+        assert abs(a.mean() - b.mean()) < 5.0 * se, f"field {f}: {a.mean()} vs {b.mean()} (se {se})"
 
 
 @pytest.mark.benchmark(group="hot_loop")
