@@ -7,13 +7,16 @@ a performance engineer would write in NumPy for the same model:
 
 * structure of arrays: every state field is a contiguous row of ``n_draws`` values
   (``x[3 ns, nd]``, ``st_t[ns, nd]``, ...), so each ufunc streams one row;
-* per-quarter constants hoisted: the mill response's feed-independent half (kinetic
-  factors, gangue entrainment, ``exp(-offset)``), the quarter's mean grades times the
-  lognormal corrections, computed once per quarter and draw;
+* per-quarter constants hoisted: the mill response's feed-independent half
+  (:func:`kenomill.recovery.response_constants`: kinetic factors, gangue entrainment,
+  ``exp(-offset)``), the quarter's mean grades times the lognormal corrections, computed
+  once per quarter and draw;
 * the three grade innovations of all sources from one small matrix product (the
   block-diagonal Cholesky factor times ``(3 ns, nd)`` normals);
 * flows summed straight into the quarter's accumulator and levels written only at the
   quarter's last step (no per-step record, zeroing or copy) unless per-step output is asked;
+* the circuit's grade factor from the step's blend once per step (the kernel's ``mill``
+  responds to each source's ore with the blend's grade factor);
 * mill downtime (the renewal process) evaluated only on the draws whose mill fails or is
   under repair during the step (a quarter of them at 92 % availability, 8 h repairs);
 * random numbers from NumPy's ``Generator`` (PCG64, ziggurat normals) in blocks, or, for
@@ -54,7 +57,20 @@ from kenomill._mc_kernels import (
     N_FAIL,
     NOFF,
 )
-from kenomill._mc_reference import _kinetic
+
+
+def _kinetic(kind, ktau, phi, slow):
+    # recovery.kinetic over arrays of draws
+    if kind == recovery.KIN_PLUG:
+        return 1.0 - np.exp(-ktau)
+    if kind == recovery.KIN_CELLS:
+        return 1.0 - (1.0 + ktau / recovery.N_CELLS) ** (-recovery.N_CELLS)
+    if kind == recovery.KIN_KLIMPEL:
+        safe = np.where(ktau < 1e-12, 1.0, ktau)
+        return np.where(ktau < 1e-12, 0.0, 1.0 - (1.0 - np.exp(-safe)) / safe)
+    if kind == recovery.KIN_TWO:
+        return phi * (1.0 - np.exp(-ktau)) + (1.0 - phi) * (1.0 - np.exp(-slow * ktau))
+    return np.ones_like(ktau)
 
 
 class _Randoms:
@@ -317,19 +333,23 @@ def simulate(
         head_all = np.divide(me_all, ts_all[:, None, :], out=np.zeros_like(me_all), where=on_all[:, None, :])
         st_t -= ts_all
         st_m -= me_all
-        rec[F_FEED_T] += ts_all.sum(axis=0)
+        bt = ts_all.sum(axis=0)
+        rec[F_FEED_T] += bt
         rec[F_SRC_T : F_SRC_T + ns] += ts_all
+        if grade_dep == 1:
+            # the circuit's grade factor from the blend it is fed (one per step, all sources)
+            blend = me_all[:, 1:].sum(axis=0)  # Pb, Zn [2, nd]
+            np.divide(blend, bt, out=blend, where=bt > 0.0)
+            b_pb, b_zn = blend[0], blend[1]
+            inf = np.full(nd, np.inf)
+            gpb = np.maximum(0.0, 1.0 - np.divide(pb_tail, b_pb, out=inf, where=b_pb > 0.0))
+            inf = np.full(nd, np.inf)
+            gzn = np.maximum(0.0, 1.0 - np.divide(zn_tail, b_zn, out=inf, where=b_zn > 0.0))
         for s in range(ns):
             ts, head = ts_all[s], head_all[s]
             f_ag, f_pb, f_zn = head[0], head[1], head[2]
             rpb, rzn, einv, zero, e_pb, e_zn2 = resp[s]
             if grade_dep == 1:
-                gpb = np.maximum(
-                    0.0, 1.0 - np.divide(pb_tail, f_pb, out=np.full(nd, np.inf), where=f_pb > 0.0)
-                )
-                gzn = np.maximum(
-                    0.0, 1.0 - np.divide(zn_tail, f_zn, out=np.full(nd, np.inf), where=f_zn > 0.0)
-                )
                 r_pb = _logit_shift(np.clip(rpb * gpb, 0.0, 1.0), einv[0], zero[0])
                 r_znc = _logit_shift(np.clip(rzn * gzn, 0.0, 1.0), einv[1], zero[1])
             else:

@@ -6,9 +6,10 @@
 Every ratio comes from medians (and, beside them, minimums) of the same run (same
 machine, same load). Issue 14's targets: the kernel <= 150 ns per draw-step on one core;
 >= 3x the fast NumPy peer per core and >= 5x on all threads; within 1.5x of the SIMD floor;
-parallel efficiency >= 85 %. Issue 6's targets: numba >= 5x faster than the NumPy reference; <= 1.5x slower than the
-compute floor (pre-generated numbers); near-linear scaling with draws and days (time per
-draw-step within 15 % of the best); >= 80 % parallel efficiency from 1 thread to all;
+parallel efficiency >= 85 %. Issue 6's targets: numba >= 5x faster than the NumPy
+reference; <= 1.5x slower than the compute floor (pre-generated numbers); near-linear
+scaling with draws and days (time per draw-step within 15 % of the best); >= 80 %
+parallel efficiency from 1 thread to all;
 peak memory that follows the returned result; a second process's first result < 1 s.
 """
 

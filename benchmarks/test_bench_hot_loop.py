@@ -5,8 +5,8 @@ Group ``hot_loop`` holds the numbers whose ratios are issue 14's targets, each w
 ``[numba_1thread]``, ``[numpy_peer]`` (the fast NumPy peer, ``numpy_peer.py``, own
 Generator), ``[numpy_reference]`` (the bit-exact oracle ``kenomill._mc_reference``) and
 ``[simd_floor]`` (the vectorised random numbers and transcendentals a draw-step needs,
-``kenomill._simd.simd_floor``); ``test_compute_floor`` is the kernel reading pre-generated numbers. ``test_rng_alone``
-times the generation of those numbers by itself (what the floor leaves out).
+``kenomill._simd.simd_floor``); ``test_compute_floor`` is the kernel reading pre-generated
+numbers. ``test_rng_alone`` times the generation of those numbers by itself (what the floor leaves out).
 """
 
 from __future__ import annotations
