@@ -63,7 +63,7 @@ import pandas as pd
 import xarray as xr
 from scipy import optimize
 
-from kenomill import recovery, units
+from kenomill import recovery, units, variables
 from kenomill.calibration_file import Calibration, default_calibration
 from kenomill.errormodel import resolve
 from kenomill.errors import ValidationError, check_range
@@ -101,24 +101,8 @@ ALL_OUTPUTS = recovery.ALL_OUTPUTS
 _OUT_INDEX = {name: i for i, name in enumerate(ALL_OUTPUTS)}
 _FIT_INDEX = np.array([_OUT_INDEX[n] for n in FIT_FIGURES], dtype=np.int64)
 
-OUTPUT_ATTRS: dict[str, tuple[str, str]] = {
-    "ag_oz": ("troy_oz", "silver contained in both concentrates"),
-    "pb_lb": ("lb", "lead contained in lead concentrate"),
-    "zn_lb": ("lb", "zinc contained in zinc concentrate"),
-    "rec_ag_pct": ("%", "silver recovery to both concentrates"),
-    "rec_pb_pct": ("%", "lead recovery to lead concentrate"),
-    "rec_zn_pct": ("%", "zinc recovery to zinc concentrate"),
-    "pbcon_t": ("t", "lead concentrate tonnes"),
-    "pbcon_ag_gpt": ("g/t", "silver grade of lead concentrate"),
-    "pbcon_pb_pct": ("%", "lead grade of lead concentrate"),
-    "zncon_t": ("t", "zinc concentrate tonnes"),
-    "zncon_ag_gpt": ("g/t", "silver grade of zinc concentrate"),
-    "zncon_zn_pct": ("%", "zinc grade of zinc concentrate"),
-    "tails_t": ("t", "final tailings tonnes"),
-    "tails_ag_gpt": ("g/t", "silver grade of final tailings"),
-    "tails_pb_pct": ("%", "lead grade of final tailings"),
-    "tails_zn_pct": ("%", "zinc grade of final tailings"),
-}
+#: units and long name of every output, from :mod:`kenomill.variables`
+OUTPUT_ATTRS: dict[str, tuple[str, str]] = variables.units_and_long_names(ALL_OUTPUTS)
 
 #: feed columns: required, then optional
 FEED_COLUMNS = ("period", "ore_processed_t", "head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd")

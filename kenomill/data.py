@@ -17,33 +17,37 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-#: column -> (units, long_name). Order is the CSV's.
-COLUMNS: dict[str, tuple[str, str]] = {
-    "period": ("", "reporting period"),
-    "period_start": ("", "first day of the period"),
-    "period_end": ("", "last day of the period"),
-    "days": ("d", "calendar days in the period"),
-    "source": ("", "seed file and release date"),
-    "ore_mined_t": ("t", "ore tonnes mined"),
-    "ore_processed_t": ("t", "ore tonnes processed (mill feed)"),
-    "head_ag_gpt": ("g/t", "silver grade of ore processed"),
-    "head_pb_pct": ("%", "lead grade of ore processed"),
-    "head_zn_pct": ("%", "zinc grade of ore processed"),
-    "rec_ag_pct": ("%", "silver recovery to both concentrates"),
-    "rec_pb_pct": ("%", "lead recovery to lead concentrate"),
-    "rec_zn_pct": ("%", "zinc recovery to zinc concentrate"),
-    "pbcon_t": ("t", "lead concentrate tonnes produced"),
-    "pbcon_ag_gpt": ("g/t", "silver grade of lead concentrate"),
-    "pbcon_pb_pct": ("%", "lead grade of lead concentrate"),
-    "zncon_t": ("t", "zinc concentrate tonnes produced"),
-    "zncon_ag_gpt": ("g/t", "silver grade of zinc concentrate"),
-    "zncon_zn_pct": ("%", "zinc grade of zinc concentrate"),
-    "ag_oz": ("troy_oz", "silver contained in both concentrates"),
-    "pb_lb": ("lb", "lead contained in lead concentrate"),
-    "zn_lb": ("lb", "zinc contained in zinc concentrate"),
-    "tpd": ("t/d", "average mill throughput, tonnes processed per calendar day"),
-    "availability_pct": ("%", "mill availability"),
-}
+from kenomill import variables
+
+#: the CSV's columns in order -> (units, long name), from :mod:`kenomill.variables`
+COLUMNS: dict[str, tuple[str, str]] = variables.units_and_long_names(
+    (
+        "period",
+        "period_start",
+        "period_end",
+        "days",
+        "source",
+        "ore_mined_t",
+        "ore_processed_t",
+        "head_ag_gpt",
+        "head_pb_pct",
+        "head_zn_pct",
+        "rec_ag_pct",
+        "rec_pb_pct",
+        "rec_zn_pct",
+        "pbcon_t",
+        "pbcon_ag_gpt",
+        "pbcon_pb_pct",
+        "zncon_t",
+        "zncon_ag_gpt",
+        "zncon_zn_pct",
+        "ag_oz",
+        "pb_lb",
+        "zn_lb",
+        "tpd",
+        "availability_pct",
+    )
+)
 
 #: the numeric figures a release prints for a period
 FIGURES: tuple[str, ...] = tuple(

@@ -86,6 +86,7 @@ from types import MappingProxyType
 
 import numpy as np
 
+from kenomill import variables
 from kenomill.errors import ValidationError
 
 #: default relative standard deviation of each kind of figure [%]; reasons in the module doc
@@ -100,30 +101,9 @@ DEFAULT_RELATIVE_PCT: Mapping[str, float] = MappingProxyType(
 )
 
 #: the kind of each reported figure (column of reported_periods.csv)
-KIND_OF: Mapping[str, str] = MappingProxyType(
-    {
-        "ore_mined_t": "tonnes",
-        "ore_processed_t": "tonnes",
-        "head_ag_gpt": "assays",
-        "head_pb_pct": "assays",
-        "head_zn_pct": "assays",
-        "rec_ag_pct": "recoveries",
-        "rec_pb_pct": "recoveries",
-        "rec_zn_pct": "recoveries",
-        "pbcon_t": "concentrate_tonnes",
-        "pbcon_ag_gpt": "assays",
-        "pbcon_pb_pct": "assays",
-        "zncon_t": "concentrate_tonnes",
-        "zncon_ag_gpt": "assays",
-        "zncon_zn_pct": "assays",
-        "ag_oz": "contained_metal",
-        "pb_lb": "contained_metal",
-        "zn_lb": "contained_metal",
-        # tpd shares the feed tonnage's weighing error (correlated, see module doc)
-        "tpd": "tonnes",
-        "availability_pct": "recoveries",
-    }
-)
+# tpd shares the feed tonnage's weighing error (correlated, see module doc): its kind is
+# "tonnes" in the table of variables
+KIND_OF: Mapping[str, str] = MappingProxyType(variables.kinds())
 
 #: figures whose relative error is the same random variable as another figure's
 CORRELATED_WITH: Mapping[str, str] = MappingProxyType({"tpd": "ore_processed_t"})

@@ -17,20 +17,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from kenomill import calibrate, units  # noqa: E402
+from kenomill import calibrate, units, variables  # noqa: E402
 from kenomill.io import atomic_path  # noqa: E402
 
-_LABELS = {
-    "rec_ag_pct": "Ag recovery [%]",
-    "rec_pb_pct": "Pb recovery [%]",
-    "rec_zn_pct": "Zn recovery [%]",
-    "pbcon_t": "lead con [t]",
-    "pbcon_ag_gpt": "lead con Ag [g/t]",
-    "pbcon_pb_pct": "lead con Pb [%]",
-    "zncon_t": "zinc con [t]",
-    "zncon_ag_gpt": "zinc con Ag [g/t]",
-    "zncon_zn_pct": "zinc con Zn [%]",
-}
+_LABELS = {n: variables.get(n).axis_label() for n in calibrate.FIT_FIGURES}
 
 
 def reported_vs_fitted(fit: calibrate.FitResult):

@@ -7,16 +7,18 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from kenomill import units, variables
 from kenomill.io import atomic_path
 
+#: charts show tonnes of ore in kt (the table of variables keeps t for the tables)
+_SHOWN = {"ore_processed_t": "kt"}
 _LABELS = {
-    "ag_oz": ("Silver", "Moz", 1e-6),
-    "pb_lb": ("Lead", "Mlb", 1e-6),
-    "zn_lb": ("Zinc", "Mlb", 1e-6),
-    "ore_processed_t": ("Ore processed", "kt", 1e-3),
-    "rec_ag_pct": ("Ag recovery", "%", 1.0),
-    "rec_pb_pct": ("Pb recovery", "%", 1.0),
-    "rec_zn_pct": ("Zn recovery", "%", 1.0),
+    n: (
+        variables.get(n).label,
+        _SHOWN.get(n, variables.get(n).shown_units),
+        units.display_factor(variables.get(n).units, _SHOWN.get(n, variables.get(n).shown_units)),
+    )
+    for n in ("ag_oz", "pb_lb", "zn_lb", "ore_processed_t", "rec_ag_pct", "rec_pb_pct", "rec_zn_pct")
 }
 
 

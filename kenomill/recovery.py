@@ -92,7 +92,7 @@ _numba_cache.track(__file__, [_kernels.__file__])
 #: 250 t/d is the mill's quoted running rate in 2012 (Northern Miner, 2012).
 REFERENCE_TPD = 250.0
 #: number of perfectly mixed cells in series of the ``mixed_cells`` model. Cell count
-#: is not public (deposits.md); 8 is a typical rougher-scavenger bank.
+#: is not public; 8 is a typical rougher-scavenger bank.
 N_CELLS = 8.0
 #: k*tau of gangue (slow floating plus entrainment) at the reference throughput.
 GANGUE_KTAU = 0.2

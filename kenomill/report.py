@@ -50,6 +50,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import xarray as xr  # noqa: E402
 
+from kenomill import data, units, variables  # noqa: E402
 from kenomill.errors import ValidationError  # noqa: E402
 
 #: Monte Carlo draws per scenario by default
@@ -76,25 +77,7 @@ FIGURE_GROUPS: dict[str, tuple[str, ...]] = {
 
 #: plain names and units of the reported columns
 LABELS: dict[str, tuple[str, str]] = {
-    "ore_mined_t": ("ore mined", "t"),
-    "ore_processed_t": ("ore processed", "t"),
-    "tpd": ("throughput (calendar)", "t/d"),
-    "availability_pct": ("mill availability", "%"),
-    "head_ag_gpt": ("head grade Ag", "g/t"),
-    "head_pb_pct": ("head grade Pb", "%"),
-    "head_zn_pct": ("head grade Zn", "%"),
-    "rec_ag_pct": ("Ag recovery (both cons)", "%"),
-    "rec_pb_pct": ("Pb recovery (lead con)", "%"),
-    "rec_zn_pct": ("Zn recovery (zinc con)", "%"),
-    "pbcon_t": ("lead concentrate", "t"),
-    "pbcon_ag_gpt": ("lead con Ag", "g/t"),
-    "pbcon_pb_pct": ("lead con Pb", "%"),
-    "zncon_t": ("zinc concentrate", "t"),
-    "zncon_ag_gpt": ("zinc con Ag", "g/t"),
-    "zncon_zn_pct": ("zinc con Zn", "%"),
-    "ag_oz": ("Ag in concentrates", "oz"),
-    "pb_lb": ("Pb in lead con", "lb"),
-    "zn_lb": ("Zn in zinc con", "lb"),
+    n: (variables.get(n).label, variables.get(n).units) for n in data.FIGURES
 }
 #: metals as the report shows them: contained variable, plain name, display unit, scale
 METALS = (
@@ -103,10 +86,39 @@ METALS = (
     ("zn_lb", "zinc", "Mlb", 1e-6),
 )
 RECOVERIES = (("rec_ag_pct", "Ag"), ("rec_pb_pct", "Pb"), ("rec_zn_pct", "Zn"))
+#: the public news releases the packaged periods transcribe: (date, title, file name the
+#: ``source`` column of kenomill/data/reported_periods.csv cites)
+RELEASES = (
+    (
+        "23 Jan 2012",
+        "Alexco Silver Production Increases 21% to More Than 600,000 Ounces In Fourth Quarter 2011",
+        "003_edb58d776d0c6b1d.txt",
+    ),
+    (
+        "16 Apr 2012",
+        "Alexco Reports Silver Production Results for First Quarter 2012",
+        "001_2d7d3e0911ae9488.txt",
+    ),
+    ("16 Jul 2012", "Alexco Reports Silver Production for Second Quarter 2012", "002_daad1b7b2925b44b.txt"),
+)
 SOURCES_RELEASES = (
-    "Alexco Resource Corp. news releases of 23 Jan 2012 (2011 year and quarters), 16 Apr 2012 "
-    "(2012Q1), 16 Jul 2012 (2012Q2 and half years); transcribed in kenomill/data/reported_periods.csv "
-    "(see kenomill/data/SOURCES.md)"
+    "Alexco Resource Corp. news releases "
+    + "; ".join(f"\u201c{title}\u201d ({date})" for date, title, _ in RELEASES)
+    + "; transcribed in the package's reported_periods.csv"
+)
+
+
+def _deposit_sources() -> str:
+    """The releases the packaged resource estimates of Onek and Lucky Queen come from."""
+    from kenomill.scenario import _deposit_rows
+
+    found = [r["source"] for r in _deposit_rows() if r["deposit"] in ("Onek", "Lucky Queen")]
+    return "; ".join(dict.fromkeys(found))
+
+
+#: the footnote that names the transcribed files
+SOURCES_FILES = "Files cited by the source column of reported_periods.csv: " + "; ".join(
+    f"{f} = release of {d}" for d, _, f in RELEASES
 )
 
 Progress = Callable[[str, float], None]
@@ -417,13 +429,21 @@ def fig_reported(reported: xr.Dataset):
     ax.legend(fontsize=8, loc="lower left")
     ax.set_title("Recoveries (Ag to both concentrates)")
     ax = axes[1, 1]
+    # one unit per axis: silver [koz] on the left, lead and zinc [Mlb] on the right (on one
+    # axis the Mlb bars were too small to see next to hundreds of koz)
     w = 0.27
-    for k, ((v, name, _u, _s), col) in enumerate(zip(METALS, ("C7", "C0", "C1"), strict=True)):
-        scale = 1e-3 if v == "ag_oz" else 1e-6
-        unit = "koz" if v == "ag_oz" else "Mlb"
-        ax.bar(x + (k - 1) * w, q[v].values * scale, w, color=col, label=f"{name} [{unit}]")
-    ax.set_ylabel("contained metal [koz Ag; Mlb Pb, Zn]")
-    ax.legend(fontsize=8)
+    ag = variables.get("ag_oz")
+    ax.bar(x - w, q.ag_oz.values * units.display_factor(ag.units, "koz"), w, color="C7", label="silver [koz]")
+    ax.set_ylabel("silver in both concentrates [koz]")
+    ax2 = ax.twinx()
+    for k, (v, name, col) in enumerate((("pb_lb", "lead", "C0"), ("zn_lb", "zinc", "C1"))):
+        var = variables.get(v)
+        label = f"{name} [{var.shown_units}]"
+        ax2.bar(x + k * w, q[v].values * var.display_factor, w, color=col, label=label)
+    ax2.set_ylabel("lead in lead con, zinc in zinc con [Mlb]")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="lower left")
     ax.set_title("Metal in concentrates")
     for a in axes.flat:
         a.set_xticks(x, lab)
@@ -1600,9 +1620,9 @@ def _section_limits(r: ReportResults) -> str:
         "payable metal or revenue.",
     ]
     refs = [
-        SOURCES_RELEASES + ".",
-        "Deposit facts (Onek, Lucky Queen resources): Alexco news releases of 27 Jul 2011 and 28 Jun 2012 "
-        "(shared/reference/deposits.md).",
+        SOURCES_RELEASES + ". " + SOURCES_FILES + ".",
+        "Deposit facts (Onek, Lucky Queen resources): " + _deposit_sources() + " (transcribed in the "
+        "package's deposits.csv).",
         "Kuehn, D.R., Davidson, H. (1961) Computer control II: mathematics of control. Chem. Eng. Prog. 57, "
         "44-47 (weighted least-squares reconciliation).",
         "Narasimhan, S., Jordache, C. (2000) Data Reconciliation and Gross Error Detection. Gulf "

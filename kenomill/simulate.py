@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from kenomill import _mc_kernels as K
-from kenomill import recovery, units
+from kenomill import recovery, units, variables
 from kenomill.calibration_file import Calibration, default_calibration
 from kenomill.errors import ValidationError
 from kenomill.scenario import GRADES, Scenario, per_quarter, quarter_days, quarter_index
@@ -407,39 +407,42 @@ def simulate(
 
 
 # ------------------------------------------------------------------ results
-_ATTRS = {
-    "ore_processed_t": ("t", "ore processed (mill feed)"),
-    "ore_mined_t": ("t", "ore delivered by the mines"),
-    "ore_diverted_t": ("t", "ore diverted off the full ROM stockpile"),
-    "stockpile_t": ("t", "ROM stockpile at the end of the period"),
-    "held_t": ("t", "ore held for permitting at the end of the period"),
-    "operating_h": ("h", "mill operating hours"),
-    "days": ("d", "calendar days"),
-    "availability": ("1", "mill operating time / calendar time"),
-    "tpd": ("t/d", "average throughput, tonnes processed per calendar day"),
-    "operating_tpd": ("t/d", "feed rate while operating, tonnes per operating day"),
-    "head_ag_gpt": ("g/t", "silver grade of ore processed"),
-    "head_pb_pct": ("%", "lead grade of ore processed"),
-    "head_zn_pct": ("%", "zinc grade of ore processed"),
-    "rec_ag_pct": ("%", "silver recovery to both concentrates"),
-    "rec_pb_pct": ("%", "lead recovery to lead concentrate"),
-    "rec_zn_pct": ("%", "zinc recovery to zinc concentrate"),
-    "pbcon_t": ("t", "lead concentrate produced"),
-    "pbcon_ag_gpt": ("g/t", "silver grade of lead concentrate"),
-    "pbcon_pb_pct": ("%", "lead grade of lead concentrate"),
-    "pbcon_zn_pct": ("%", "zinc grade of lead concentrate"),
-    "zncon_t": ("t", "zinc concentrate produced"),
-    "zncon_ag_gpt": ("g/t", "silver grade of zinc concentrate"),
-    "zncon_pb_pct": ("%", "lead grade of zinc concentrate"),
-    "zncon_zn_pct": ("%", "zinc grade of zinc concentrate"),
-    "tails_t": ("t", "final tailings"),
-    "ag_oz": ("troy_oz", "silver contained in both concentrates"),
-    "pb_lb": ("lb", "lead contained in lead concentrate"),
-    "zn_lb": ("lb", "zinc contained in zinc concentrate"),
-    "stream_t": ("t", "solids of each stream"),
-    "metal_t": ("t", "element in each stream"),
-    "feed_by_source_t": ("t", "mill feed by source"),
-}
+#: units and long name of the result variables, from :mod:`kenomill.variables`
+_ATTRS = variables.units_and_long_names(
+    (
+        "ore_processed_t",
+        "ore_mined_t",
+        "ore_diverted_t",
+        "stockpile_t",
+        "held_t",
+        "operating_h",
+        "days",
+        "availability",
+        "tpd",
+        "operating_tpd",
+        "head_ag_gpt",
+        "head_pb_pct",
+        "head_zn_pct",
+        "rec_ag_pct",
+        "rec_pb_pct",
+        "rec_zn_pct",
+        "pbcon_t",
+        "pbcon_ag_gpt",
+        "pbcon_pb_pct",
+        "pbcon_zn_pct",
+        "zncon_t",
+        "zncon_ag_gpt",
+        "zncon_pb_pct",
+        "zncon_zn_pct",
+        "tails_t",
+        "ag_oz",
+        "pb_lb",
+        "zn_lb",
+        "stream_t",
+        "metal_t",
+        "feed_by_source_t",
+    )
+)
 #: variables summed over a year (the rest are derived from them or are levels)
 FLOWS = ("stream_t", "metal_t", "operating_h", "days", "ore_mined_t", "ore_diverted_t", "feed_by_source_t")
 

@@ -89,3 +89,27 @@ def contained_to_tonnes(value, unit: str):
     if unit == "t":
         return v
     raise ValueError(f"unknown contained-metal unit {unit!r}; allowed: troy_oz, lb, t")
+
+
+#: display units: (unit of the data, unit shown) -> factor the data are multiplied by
+DISPLAY_FACTORS: dict[tuple[str, str], float] = {
+    ("troy_oz", "koz"): 1e-3,
+    ("troy_oz", "Moz"): 1e-6,
+    ("lb", "klb"): 1e-3,
+    ("lb", "Mlb"): 1e-6,
+    ("t", "kt"): 1e-3,
+}
+
+
+def display_factor(unit: str, shown: str) -> float:
+    """Factor that turns figures in ``unit`` into ``shown`` (Moz, Mlb, kt, ...) for display.
+
+    Used by tables and plots only, at the boundary: results stay in ``unit``.
+    """
+    if unit == shown:
+        return 1.0
+    try:
+        return DISPLAY_FACTORS[(unit, shown)]
+    except KeyError:
+        allowed = ", ".join(f"{a} -> {b}" for a, b in DISPLAY_FACTORS)
+        raise ValueError(f"no display conversion {unit!r} -> {shown!r}; allowed: {allowed}") from None

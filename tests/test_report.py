@@ -10,6 +10,7 @@ is not done.
 from __future__ import annotations
 
 import base64
+import html
 import re
 import subprocess
 from html.parser import HTMLParser
@@ -208,6 +209,39 @@ def test_every_figure_names_its_source_and_every_section_says_how_to_read_it(bui
         body = text[text.index(f'id="{sec}"') :]
         body = body[: body.find("<h2", 10)]
         assert "How to read" in body or "how to read" in body.lower()
+
+
+def test_sources_are_release_titles_and_only_what_the_package_carries(built):
+    _r, _path, text = built
+    # the releases by title and date (text as in tests/releases/), file names only in a footnote
+    for title, date in (
+        (
+            "Alexco Silver Production Increases 21% to More Than 600,000 Ounces In Fourth Quarter 2011",
+            "23 Jan 2012",
+        ),
+        ("Alexco Reports Silver Production Results for First Quarter 2012", "16 Apr 2012"),
+        ("Alexco Reports Silver Production for Second Quarter 2012", "16 Jul 2012"),
+    ):
+        assert f"{title}\u201d ({date})" in html.unescape(text), title
+    assert "001_2d7d3e0911ae9488.txt = release of 16 Apr 2012" in text
+    # nothing the package does not carry: no reference notes, no paths outside it
+    assert "deposits.md" not in text and "shared/" not in text
+    assert "Alexco news release, 27 Jul 2011" in text  # the resource estimates of deposits.csv
+
+
+def test_metal_chart_has_one_unit_per_axis():
+    from kenomill.data import reported_periods
+
+    fig = report.fig_reported(reported_periods())
+    metal = [a for a in fig.axes if a.get_ylabel().endswith(("[koz]", "[Mlb]")) and a.get_position().x0 > 0.5]
+    assert sorted(a.get_ylabel() for a in metal) == [
+        "lead in lead con, zinc in zinc con [Mlb]",
+        "silver in both concentrates [koz]",
+    ]
+    # each axis's bars are in its own unit: 2012Q1 silver 581.8 koz, lead 4.93 Mlb (16 Apr 2012)
+    heights = {a.get_ylabel(): sorted(round(b.get_height(), 3) for b in a.patches) for a in metal}
+    assert 581.808 in heights["silver in both concentrates [koz]"]
+    assert 4.929 in heights["lead in lead con, zinc in zinc con [Mlb]"]
 
 
 def test_save_html_leaves_nothing_when_rendering_fails(built, tmp_path, monkeypatch):

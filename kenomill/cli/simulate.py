@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from kenomill import variables
 from kenomill.cli import guarded
 from kenomill.errors import ValidationError
 
@@ -33,19 +34,16 @@ def _progress(console: Console) -> Progress:
 def _fmt(v: str, x: float) -> str:
     if v.startswith("rec_") or v.endswith("_pct"):
         return f"{x:.1f}"
-    if v in ("ag_oz", "pb_lb", "zn_lb"):
-        return f"{x / 1e6:,.3f}"
+    var = variables.get(v)
+    if var.display_factor != 1.0:
+        return f"{x * var.display_factor:,.3f}"
     return f"{x:,.0f}"
 
 
+#: the summary's quantities and the unit each is shown in (kenomill.variables)
 _UNITS = {
-    "ag_oz": "Moz",
-    "pb_lb": "Mlb",
-    "zn_lb": "Mlb",
-    "ore_processed_t": "t",
-    "rec_ag_pct": "%",
-    "rec_pb_pct": "%",
-    "rec_zn_pct": "%",
+    v: variables.get(v).shown_units
+    for v in ("ag_oz", "pb_lb", "zn_lb", "ore_processed_t", "rec_ag_pct", "rec_pb_pct", "rec_zn_pct")
 }
 
 
