@@ -1095,13 +1095,10 @@ def read_feed(path) -> xr.Dataset:
     """Read FEED.csv (columns :data:`FEED_COLUMNS`, optionally :data:`FEED_OPTIONAL`) and validate it."""
     from pathlib import Path
 
+    from kenomill.io import read_csv
+
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(2, "No such file", str(p))
-    try:
-        df = pd.read_csv(p, dtype={"period": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValidationError(f"{p}: not a readable CSV file ({str(exc).splitlines()[0]})") from None
+    df = read_csv(p, what="feed", dtype={"period": str})
     return check_feed(df, where=str(p))
 
 

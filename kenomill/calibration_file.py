@@ -229,13 +229,10 @@ class Calibration:
 
     @classmethod
     def load(cls, path) -> Calibration:
+        from kenomill.io import read_json
+
         p = Path(path)
-        try:
-            d = json.loads(p.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValidationError(
-                f"{p}: not a calibration file (invalid JSON: {exc.msg} at line {exc.lineno})"
-            ) from None
+        d = read_json(p, what="calibration")
         if not isinstance(d, dict):
             raise ValidationError(f"{p}: not a calibration file (expected a JSON object)")
         return cls.from_dict(d, where=str(p))

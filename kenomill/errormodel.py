@@ -79,7 +79,6 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
@@ -180,11 +179,9 @@ class ErrorModel:
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> ErrorModel:
         """Read an error model from a TOML file (format in the module docstring)."""
-        with open(path, "rb") as fh:
-            try:
-                cfg = tomllib.load(fh)
-            except tomllib.TOMLDecodeError as exc:
-                raise ValidationError(f"error model {os.fspath(path)!r}: not valid TOML: {exc}") from None
+        from kenomill.io import read_toml
+
+        cfg = read_toml(path, what="error model")
         return cls.from_mapping(cfg, where=f"error model {os.fspath(path)!r}: ")
 
     def with_overrides(self, overrides: Mapping[str, float]) -> ErrorModel:

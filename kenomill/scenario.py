@@ -24,7 +24,6 @@ import csv
 import difflib
 import io
 import re
-import tomllib
 from datetime import date
 from functools import cache
 from importlib import resources
@@ -511,12 +510,10 @@ def load(path) -> Scenario:
     FileNotFoundError
         When ``path`` does not exist.
     """
+    from kenomill.io import read_toml
+
     p = Path(path)
-    text = p.read_text(encoding="utf-8")
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ValidationError(f"{p}: (TOML syntax): {exc}") from None
+    data = read_toml(p, what="scenario")
     sc = from_dict(data, where=str(p))
     return sc
 

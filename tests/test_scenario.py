@@ -118,7 +118,7 @@ BAD = {
     ),
     "broken TOML": (
         _sub("[mill]", "[mill"),
-        r"\(TOML syntax\): .*line \d+",
+        r"not valid TOML: .*line \d+",
     ),
     "negative tonnes in a per-quarter list": (
         _sub("rate_tpd = 235", "rate_tpd = [235, -1, 235, 235, 235, 235, 235, 235]"),

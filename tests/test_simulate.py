@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tomllib
 from pathlib import Path
 
 import numba
@@ -416,7 +417,7 @@ def test_grade_means_are_kept_and_autocorrelation_is_as_stated(tmp_path):
     text = NO_VARIABILITY.replace(
         "ag_gpt = { mean = 822.0576 }", "ag_gpt = { mean = 822.0576, cv = 0.3, autocorrelation = 0.9 }"
     )
-    sc = scenario.from_dict(scenario.tomllib.loads(text))
+    sc = scenario.from_dict(tomllib.loads(text))
     plan = simulate.compile_plan(sc)
     inputs, (oq, od, odraw) = plan.kernel_args(11, 0, 200, daily=True)
     K.simulate(*inputs, oq, od, odraw)
@@ -626,7 +627,7 @@ def test_spread_attribution_finds_the_only_source_of_spread(tmp_path):
         "ag_gpt = { mean = 822.0576 }", "ag_gpt = { mean = 822.0576, mean_uncertainty = 0.1 }"
     )
     text = text.replace("quarters = 3", "quarters = 4").replace("[234, 244, 260]", "250")
-    plan = simulate.compile_plan(scenario.from_dict(scenario.tomllib.loads(text)))
+    plan = simulate.compile_plan(scenario.from_dict(tomllib.loads(text)))
     df = simulate.spread_attribution(plan, draws=200, seed=1).set_index("group")
     assert list(df.index) == ["mean grades (resource / plan)"]
     assert df.loc["mean grades (resource / plan)", "ag_oz_share"] == pytest.approx(1.0)

@@ -18,19 +18,51 @@ from kenomill.errors import ValidationError
 EXIT_BAD_INPUT = 2
 
 
+def _say(ctx, text: str) -> None:
+    click.echo(f"kenomill {ctx.info_name}: {text}", err=True)
+
+
 def guarded(func):
-    """Turn expected failures of a command into one line on stderr and exit status 2."""
+    """Turn expected failures of a command into one line on stderr and an exit status.
+
+    Bad input (:class:`~kenomill.ValidationError`, a missing or unreadable file, a full
+    disk) exits 2; Ctrl-C exits 130 and SIGTERM/SIGHUP 143/129, each with one line; files
+    being written are removed (:func:`kenomill.io.atomic_path`), so none is left half written.
+    A run that does not fit in memory despite the size check before work also ends in one
+    line (exit 2) rather than a traceback.
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from kenomill.io import Terminated, terminate_on_signals
+
         ctx = click.get_current_context()
         try:
-            return func(*args, **kwargs)
-        except (ValidationError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            msg = str(exc).replace("\n", " ")
+            with terminate_on_signals():
+                return func(*args, **kwargs)
+        except ValidationError as exc:
+            _say(ctx, "error: " + str(exc).replace("\n", " "))
+            sys.exit(EXIT_BAD_INPUT)
+        except KeyboardInterrupt as exc:
+            signum = exc.signum if isinstance(exc, Terminated) else 2
+            name = "SIGINT (Ctrl-C)" if signum == 2 else str(exc)
+            _say(ctx, f"interrupted by {name}; no partial output file was left")
+            sys.exit(128 + signum)
+        except MemoryError:
+            _say(
+                ctx,
+                "error: out of memory; use fewer draws, steps or grid points "
+                "(or --chunk-size where the command has it)",
+            )
+            sys.exit(EXIT_BAD_INPUT)
+        except OSError as exc:
             if isinstance(exc, FileNotFoundError) and exc.filename:
                 msg = f"file not found: {exc.filename}"
-            click.echo(f"kenomill {ctx.info_name}: error: {msg}", err=True)
+            elif exc.filename:
+                msg = f"{exc.filename}: {exc.strerror or exc}"
+            else:
+                msg = str(exc).replace("\n", " ")
+            _say(ctx, "error: " + msg)
             sys.exit(EXIT_BAD_INPUT)
 
     return wrapper

@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from kenomill import variables
@@ -18,17 +17,6 @@ _NC = {".nc": "netCDF"}
 _TABLE = {".nc": "netCDF", ".csv": "CSV"}
 #: the scenario `kenomill whatif` uses when none is given (shipped in the repository)
 DEFAULT_WHATIF_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "bellekeno_only.toml"
-
-
-def _progress(console: Console) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
 
 
 def _fmt(v: str, x: float) -> str:
@@ -159,9 +147,9 @@ def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot
     sc = scenario.load(scenario_file)
     plan = sim.compile_plan(sc, base_dir=Path(scenario_file).parent)
     console = Console(width=150)
-    err = Console(stderr=True)
-    with _progress(err) as bar:
-        task = bar.add_task(f"simulating {sc.name}", total=draws)
+    from kenomill.progress import progress
+
+    with progress(draws, f"simulating {sc.name}", unit="draws") as bar:
         ds = sim.run(
             plan,
             draws,
@@ -169,7 +157,7 @@ def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot
             chunk_size=chunk_size,
             scheduler=scheduler,
             daily=daily,
-            progress=lambda n: bar.advance(task, n),
+            progress=bar.advance,
         )
     yr = sim.annual(ds)
     print_summary(ds, yr, console)
@@ -225,9 +213,9 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
             "repository); give --scenario FILE"
         )
     sc = scenario.load(path)
-    err = Console(stderr=True)
-    with _progress(err) as bar:
-        task = bar.add_task("what-if grid", total=tpds.size * avs.size)
+    from kenomill.progress import progress
+
+    with progress(tpds.size * avs.size, "what-if grid", unit="grid points") as bar:
         wi = sim.whatif(
             sc,
             tpds,
@@ -236,7 +224,7 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
             seed=seed,
             year=year,
             base_dir=path.parent,
-            progress=lambda n: bar.advance(task, n),
+            progress=bar.advance,
         )
     console = Console(width=150)
     cols = sorted({avs[0], avs[len(avs) // 2], avs[-1]})
