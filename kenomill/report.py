@@ -233,6 +233,8 @@ def collect(
     whatif_draws: int | None = None,
     curve_draws: int = 1000,
     progress: Progress | None = None,
+    periods=None,
+    study=None,
 ) -> ReportResults:
     """Run every analysis the report shows.
 
@@ -255,18 +257,22 @@ def collect(
         Draws behind the bands of the recovery curves.
     progress : callable(message, advance), optional
         Told about each step; ``advance`` counts steps done (see :func:`n_steps`).
+    periods : xarray.Dataset, path or sequence of paths, optional
+        The periods to analyse (:func:`kenomill.read_periods`; default the packaged ones).
+    study : kenomill.study.Study, optional
+        A study whose cached steps to use (its periods and seed win over ``periods``).
     """
     from kenomill import calibrate, plots, recovery
     from kenomill import scenario as scn
     from kenomill import simulate as sim
-    from kenomill.balance import balance_table
-    from kenomill.calibration_file import default_calibration
-    from kenomill.data import reported_periods
-    from kenomill.reconcile import reconciled_periods, suspects
+    from kenomill.reconcile import suspects
+    from kenomill.study import Study, summary_year
 
     if draws < 2:
         raise ValidationError(f"--draws: found {draws}; allowed: at least 2")
     say = progress or _noop
+    study = study if study is not None else Study(periods, seed=seed)
+    seed = study.seed
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
 
@@ -288,24 +294,24 @@ def collect(
     wd = int(whatif_draws or max(20, draws // 5))
 
     say("reported figures and their balances", 0)
-    reported = reported_periods()
-    balance = balance_table(reported)
+    reported = study.periods()
+    balance = study.balance()
     lap("balance")
     say("reconciling the reported figures", 1)
-    rec = reconciled_periods()
-    rec_across = reconciled_periods(across_periods=True)
+    rec = study.reconcile()
+    rec_across = study.reconcile(across_periods=True)
     sus = suspects(rec, reported)
     explanations = explain_gross_errors(reported, rec)
     lap("reconcile")
     say("calibrating the default recovery model", 1)
-    fit = calibrate.default_fit()
-    cal = default_calibration()
+    fit = study.fit()
+    cal = study.calibration()
     lap("calibrate")
     say(f"comparing {len(model_list)} recovery models (fits and leave-one-out)", 1)
-    comparison = calibrate.compare_models(model_list, fit.data, starts=2, loo_starts=1, seed=seed)
+    comparison = study.compare(model_list, starts=2, loo_starts=1)
     lap("compare")
     say("leave-one-quarter-out of the default model", 1)
-    loo = calibrate.leave_one_out(fit.spec, fit.data, starts=2, seed=seed)
+    loo = study.loo(starts=2)
     lap("loo")
     say("figures of the calibration", 1)
     figures = {
@@ -316,14 +322,8 @@ def collect(
     wi_path, wi_sc = scenarios[names.index(wi_name)]
     n_pts = len(whatif_tpd) * len(whatif_availability)
     say(f"what-if surface: {n_pts} points x {wd} draws ({wi_name})", 1)
-    whatif = sim.whatif(
-        wi_sc,
-        list(whatif_tpd),
-        list(whatif_availability),
-        draws=wd,
-        seed=seed,
-        base_dir=wi_path.parent,
-        progress=lambda k: say("", k),
+    whatif = study.whatif(
+        wi_path, list(whatif_tpd), list(whatif_availability), draws=wd, progress=lambda k: say("", k)
     )
     lap("whatif")
     runs = []
@@ -331,12 +331,12 @@ def collect(
     scenarios.sort(key=lambda ps: (ps[1].horizon.start, ps[1].name))
     for p, sc in scenarios:
         say(f"Monte Carlo: {sc.name} ({draws} draws)", 0)
-        ds = sim.simulate(p, draws=draws, seed=seed)
+        ds = study.scenario(p, draws=draws)
         yr = sim.annual(ds)
         summ = sim.summarize(yr[[m for m, *_ in METALS] + ["ore_processed_t"]])
         tp = sim.target_probabilities(ds, sc) if sc.targets else pd.DataFrame()
-        years = [int(y) for y in yr.year.values if int(yr.quarters.sel(year=y)) == 4]
-        dr = {m: sim.drivers(ds, m, years[-1] if years else None, top=12) for m, *_ in METALS}
+        year = summary_year(yr)
+        dr = {m: sim.drivers(ds, m, year, top=12) for m, *_ in METALS}
         runs.append(ScenarioRun(p, sc, ds, yr, summ, tp, dr))
         say("", 1)
     lap("scenarios")
@@ -348,6 +348,7 @@ def collect(
         "curve_draws": int(curve_draws),
         "whatif_tpd": [float(v) for v in whatif_tpd],
         "whatif_availability": [float(v) for v in whatif_availability],
+        "periods": study.periods_label,
     }
     return ReportResults(
         reported=reported,
@@ -1657,7 +1658,8 @@ def render_html(r: ReportResults, command: str = "kenomill report") -> str:
         "<h1>Keno Hill mill: what the published figures say, and what the mill can produce</h1>",
         f'<p class="sub">kenomill {_e(kenomill.__version__)}, generated {now}. '
         f"{st.get('draws')} Monte Carlo draws per scenario, {st.get('whatif_draws')} per what-if point, seed "
-        f"{st.get('seed')}. Reproduce with <code>{_e(command)}</code>.</p>",
+        f"{st.get('seed')}. Periods: {_e(st.get('periods', ''))}. "
+        f"Reproduce with <code>{_e(command)}</code>.</p>",
         '<nav><a href="#data">1 Data</a><a href="#balance">2 Closure</a><a href="#reconcile">3 '
         "Reconciliation</a>"
         '<a href="#calibration">4 Recovery curves</a><a href="#whatif">5 Throughput</a>'

@@ -40,8 +40,16 @@ from kenomill.cli import guarded
     metavar="NAME,NAME",
     help="Recovery models to compare (default: all; the comparison is most of the run time).",
 )
+@click.option(
+    "--periods",
+    "periods",
+    multiple=True,
+    metavar="FILE",
+    help="Periods file (.csv or .xlsx, as `kenomill periods` describes; repeatable): analyse these "
+    "periods instead of the packaged ones. The page says which periods it used.",
+)
 @guarded
-def report(out, draws, seed, scenarios, models):
+def report(out, draws, seed, scenarios, models, periods):
     """Write one HTML page: the reported figures and their reconciliation, the calibration and model
     comparison, the throughput what-if surface and the Monte Carlo scenarios.
 
@@ -56,6 +64,7 @@ def report(out, draws, seed, scenarios, models):
     from kenomill import recovery
     from kenomill import report as rp
     from kenomill import scenario as scn
+    from kenomill.study import Study
 
     path = rp.check_output_path(out)
     draws = rp.DEFAULT_DRAWS if draws is None else draws
@@ -65,6 +74,8 @@ def report(out, draws, seed, scenarios, models):
     paths = list(scenarios) or rp.default_scenario_paths()
     for p in paths:
         scn.load(p)  # a broken file is refused in one line before any work
+    study = Study(list(periods) or None, seed=seed)
+    study.periods()  # a bad periods file is refused in one line before any work
     console = Console(stderr=True)
     t0 = time.perf_counter()
     with Progress(
@@ -80,11 +91,14 @@ def report(out, draws, seed, scenarios, models):
         def progress(msg: str, advance: float) -> None:
             bar.update(task, advance=advance, **({"description": msg} if msg else {}))
 
-        results = rp.collect(draws, seed, models=model_list, scenario_paths=paths, progress=progress)
+        results = rp.collect(
+            draws, seed, models=model_list, scenario_paths=paths, progress=progress, study=study
+        )
         bar.update(task, description="writing the page")
         command = f"kenomill report --out {shlex.quote(str(out))} --draws {draws} --seed {seed}"
         command += "".join(f" --scenario {shlex.quote(str(s))}" for s in scenarios)
         command += f" --models {shlex.quote(models)}" if models else ""
+        command += "".join(f" --periods {shlex.quote(str(p))}" for p in periods)
         rp.save_html(results, path, command=command)
     size = path.stat().st_size
     click.echo(f"wrote {path} ({size / 1e6:.1f} MB) in {time.perf_counter() - t0:.0f} s")

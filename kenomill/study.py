@@ -1,0 +1,208 @@
+"""One study of the mill: the pipeline's steps, each computed once and cached.
+
+A :class:`Study` holds the periods it works on (the packaged ones or the user's files) and
+runs each step of the pipeline on first use, keeping the result:
+
+periods -> balance -> reconcile -> calibrate (fit, calibration) -> compare, loo ->
+predict, whatif, scenarios.
+
+The report (:func:`kenomill.report.collect`), the command line and the notebooks call
+these steps, so one run computes each input once (the report built
+``reported_periods()`` 117 times before). Steps with arguments are cached per argument
+set. With the packaged periods every step gives exactly what the functions it calls give
+(the packaged calibration, :func:`kenomill.calibrate.default_fit`); with user periods the
+default model is fitted to them and that calibration drives prediction and Monte Carlo.
+
+"The year" of a summary follows one rule, :func:`summary_year`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Hashable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import xarray as xr
+
+    from kenomill.calibrate import FitResult
+    from kenomill.calibration_file import Calibration
+
+
+def summary_year(yr: xr.Dataset) -> int | None:
+    """The year a summary reports: the last complete year (four quarters) of ``yr``.
+
+    ``yr`` is an annual Dataset (:func:`kenomill.simulate.annual`) with ``quarters`` per
+    year. Without a complete year, the last year of the horizon; ``None`` for no years.
+    """
+    years = [int(y) for y in yr.year.values]
+    complete = [y for y in years if int(yr.quarters.sel(year=y)) == 4]
+    if complete:
+        return complete[-1]
+    return years[-1] if years else None
+
+
+class Study:
+    """The pipeline's cached steps on one set of periods.
+
+    Parameters
+    ----------
+    periods : xarray.Dataset, path, sequence of paths or None
+        The periods (None: the packaged quarters and aggregates; paths are read with
+        :func:`kenomill.read_periods`).
+    seed : int
+        Seed of every random step (same seed, same results).
+    """
+
+    def __init__(self, periods: Any = None, *, seed: int = 0):
+        self._periods_arg = periods
+        self.seed = int(seed)
+        self._cache: dict[Hashable, Any] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _cached(self, key: Hashable, make: Callable[[], Any]) -> Any:
+        if key not in self._cache:
+            self._cache[key] = make()
+        return self._cache[key]
+
+    @property
+    def packaged(self) -> bool:
+        """True when the study works on the packaged periods."""
+        return self._periods_arg is None
+
+    @property
+    def periods_label(self) -> str:
+        """Which periods the study used, in words (for the report and the CLI)."""
+        if self.packaged:
+            return "the packaged periods (Alexco Resource Corp. news releases, 2012)"
+        arg = self._periods_arg
+        if isinstance(arg, str | os.PathLike):
+            arg = [arg]
+        if isinstance(arg, Sequence):
+            return "periods read from " + ", ".join(Path(p).name for p in arg)
+        return "periods given as a Dataset"
+
+    # ------------------------------------------------------------------ steps
+    def periods(self) -> xr.Dataset:
+        """The periods (:func:`kenomill.reported_periods` or :func:`kenomill.read_periods`)."""
+
+        def make():
+            import xarray as xr
+
+            if self.packaged:
+                from kenomill.data import reported_periods
+
+                return reported_periods()
+            if isinstance(self._periods_arg, xr.Dataset):
+                return self._periods_arg
+            from kenomill.periods import read_periods
+
+            return read_periods(self._periods_arg)
+
+        return self._cached("periods", make)
+
+    def balance(self) -> xr.Dataset:
+        """Reported vs recomputed contained metal (:func:`kenomill.balance.balance_table`)."""
+        from kenomill.balance import balance_table
+
+        return self._cached("balance", lambda: balance_table(self.periods()))
+
+    def reconcile(self, across_periods: bool = False) -> xr.Dataset:
+        """Reconciled periods (:func:`kenomill.reconcile.reconciled_periods`)."""
+        from kenomill.reconcile import reconciled_periods
+
+        return self._cached(
+            ("reconcile", bool(across_periods)),
+            # the packaged Dataset given explicitly: identical result, one read of the periods
+            lambda: reconciled_periods(across_periods, periods=self.periods()),
+        )
+
+    def fit(self) -> FitResult:
+        """The default model fitted to the study's base periods."""
+        from kenomill import calibrate
+
+        def make():
+            if self.packaged:
+                return calibrate.default_fit()
+            spec = calibrate.DEFAULT_FIT
+            data = calibrate.fit_data(spec["data"], periods=self.periods())
+            return calibrate.fit(calibrate.DEFAULT_MODEL, data, starts=spec["starts"], seed=spec["seed"])
+
+        return self._cached("fit", make)
+
+    def calibration(self) -> Calibration:
+        """The calibration every prediction and Monte Carlo of the study uses."""
+
+        def make():
+            if self.packaged:
+                from kenomill.calibration_file import default_calibration
+
+                return default_calibration()
+            return self.fit().to_calibration()
+
+        return self._cached("calibration", make)
+
+    def compare(self, models: Sequence[str], *, starts: int = 2, loo_starts: int = 1):
+        """Model comparison on the study's data (:func:`kenomill.calibrate.compare_models`)."""
+        from kenomill import calibrate
+
+        key = ("compare", tuple(models), starts, loo_starts)
+        return self._cached(
+            key,
+            lambda: calibrate.compare_models(
+                list(models), self.fit().data, starts=starts, loo_starts=loo_starts, seed=self.seed
+            ),
+        )
+
+    def loo(self, *, starts: int = 2):
+        """Leave-one-period-out of the default model (:func:`kenomill.calibrate.leave_one_out`)."""
+        from kenomill import calibrate
+
+        return self._cached(
+            ("loo", starts),
+            lambda: calibrate.leave_one_out(self.fit().spec, self.fit().data, starts=starts, seed=self.seed),
+        )
+
+    def predict(self, feed, *, n_draws: int = 4000, quantiles=(0.05, 0.95)) -> xr.Dataset:
+        """Predictions for new feeds with the study's calibration (not cached: feeds vary)."""
+        from kenomill import calibrate
+
+        return calibrate.predict(
+            self.calibration(), feed, n_draws=n_draws, seed=self.seed, quantiles=quantiles
+        )
+
+    def _calibration_arg(self) -> Calibration | None:
+        # None keeps simulate's own default (the packaged calibration): identical results
+        return None if self.packaged else self.calibration()
+
+    def whatif(self, path: str | Path, tpd: Sequence[float], availability: Sequence[float], *, draws: int,
+               progress: Callable[[int], None] | None = None) -> xr.Dataset:  # fmt: skip
+        """Throughput x availability surface of a scenario (:func:`kenomill.simulate.whatif`)."""
+        from kenomill import scenario as scn
+        from kenomill import simulate as sim
+
+        path = Path(path)
+        key = ("whatif", str(path), tuple(map(float, tpd)), tuple(map(float, availability)), int(draws))
+        return self._cached(
+            key,
+            lambda: sim.whatif(
+                scn.load(path),
+                list(tpd),
+                list(availability),
+                draws=draws,
+                seed=self.seed,
+                calibration=self._calibration_arg(),
+                base_dir=path.parent,
+                progress=progress,
+            ),
+        )
+
+    def scenario(self, path: str | Path, *, draws: int) -> xr.Dataset:
+        """Monte Carlo of a scenario file (:func:`kenomill.simulate.simulate`)."""
+        from kenomill import simulate as sim
+
+        return self._cached(
+            ("scenario", str(path), int(draws)),
+            lambda: sim.simulate(path, draws=draws, seed=self.seed, calibration=self._calibration_arg()),
+        )

@@ -1,0 +1,74 @@
+"""kenomill.Study: each step computed once, the same figures as the functions it calls."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import pytest
+import xarray as xr
+from click.testing import CliRunner
+
+import kenomill
+from kenomill import data
+from kenomill.cli import main
+from kenomill.study import Study, summary_year
+
+
+def test_steps_are_cached_and_read_the_periods_once(monkeypatch):
+    calls = []
+    real = data.reported_periods
+
+    def counting(*a, **k):
+        calls.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(data, "reported_periods", counting)
+    st = Study()
+    assert st.balance() is st.balance()
+    assert st.periods() is st.periods()
+    assert st.reconcile() is st.reconcile() and st.reconcile(True) is not st.reconcile()
+    assert len(calls) == 1
+
+
+def test_packaged_study_gives_the_functions_figures():
+    from kenomill.balance import balance_table
+
+    st = Study()
+    xr.testing.assert_identical(st.balance(), balance_table())
+    assert "packaged" in st.periods_label
+
+
+def test_user_file_of_the_packaged_rows_gives_the_same_balance():
+    path = resources.files("kenomill").joinpath("data/reported_periods.csv")
+    st = Study(str(path))
+    assert not st.packaged and "reported_periods.csv" in st.periods_label
+    a, b = st.balance(), Study().balance()
+    np.testing.assert_allclose(a.via_feed.values, b.via_feed.sel(period=a.period).values, rtol=1e-12)
+
+
+def _annual(quarters_per_year: dict[int, int]) -> xr.Dataset:
+    years = list(quarters_per_year)
+    return xr.Dataset({"quarters": ("year", [quarters_per_year[y] for y in years])}, coords={"year": years})
+
+
+def test_summary_year_is_the_last_complete_year():
+    assert summary_year(_annual({2012: 2, 2013: 4, 2014: 4, 2015: 1})) == 2014
+    assert summary_year(_annual({2012: 2})) == 2012  # no complete year: the last one
+    assert summary_year(_annual({})) is None
+
+
+def test_report_refuses_a_bad_periods_file_in_one_line(tmp_path):
+    bad = tmp_path / "p.csv"
+    bad.write_text("period,ore_processed_t\n2013Q1,lots\n", encoding="utf-8")
+    out = tmp_path / "r.html"
+    res = CliRunner().invoke(main, ["report", "--out", str(out), "--periods", str(bad)])
+    assert res.exit_code == 2, res.output
+    assert "p.csv" in res.output and "Traceback" not in res.output
+    assert not out.exists()
+
+
+def test_read_periods_is_public():
+    assert callable(kenomill.read_periods)
+    with pytest.raises(kenomill.ValidationError):
+        kenomill.read_periods("no-such-file.csv")
