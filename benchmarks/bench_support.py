@@ -30,6 +30,7 @@ FULL_SIZES = {
     "scaling_quarters_draws": 10_000,
     "thread_draws": 10_000,
     "circuit_rows": 100_000,
+    "wrapper_rows": 1_000_000,  # circuit.forward against its kernel (issue 14)
     "memory": ((1_000, 1), (10_000, 1), (30_000, 1), (10_000, 3)),  # (draws, steps per day)
 }
 SMALL_SIZES = {
@@ -39,6 +40,7 @@ SMALL_SIZES = {
     "scaling_quarters_draws": 8,
     "thread_draws": 32,
     "circuit_rows": 1_000,
+    "wrapper_rows": 1_000,
     "memory": ((200, 1), (800, 1), (200, 3)),
 }
 

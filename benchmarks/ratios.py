@@ -225,6 +225,13 @@ def tables(path: str) -> str:
         a, r = med.get(f"test_circuit_kernel[{c}-numba]"), med.get(f"test_circuit_kernel[{c}-numpy]")
         if a and r:
             lines.append(f"| circuit kernel `{c}`: NumPy / numba | {r / a:.1f}x | | info | |")
+    ratio_row(
+        "`circuit.forward` / its kernel per row (same rows)",
+        lambda t: t["test_circuit_wrapper[forward]"] / t["test_circuit_wrapper[kernel]"],
+        "<= 2",
+        lambda v: v <= 2.0,
+        "{:.1f}x",
+    )
     cal = info.get("test_calibration_end_to_end")
     if cal and "test_calibration_end_to_end" in med:
         lines.append(

@@ -9,13 +9,18 @@ the covariance and the scatter (``kenomill calibrate``'s work without the printi
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
+import xarray as xr
 from bench_support import KERNELS, timing
 
-from kenomill import calibrate, recovery
+from kenomill import calibrate, circuit, recovery
+from kenomill._registry import random_feed
 from kenomill.calibration_file import default_calibration
 
+ELS = ("Ag", "Pb", "Zn")
 CIRCUIT = sorted(name for name in KERNELS if not name.startswith("mc_"))
 
 
@@ -33,6 +38,53 @@ def test_circuit_kernel(benchmark, size, full, name, impl):
     (pair.reference if impl == "numba" else pair.numba)(*inputs, *other)
     for got, want in zip(outputs, other, strict=True):
         np.testing.assert_allclose(got, want, rtol=pair.rtol, atol=0)
+
+
+@functools.cache
+def _wrapper_inputs(n):
+    feed_t, feed_frac, split, _ = random_feed(n, np.random.default_rng(7))
+    # concentrates at twice their metal's mass: grades below any pure mineral's
+    con_t = np.ascontiguousarray((feed_t[:, None, None] * feed_frac[:, :, None] * split).sum(1) / 0.5)
+    cdim = {"concentrate": list(circuit.CONCENTRATES)}
+    ore = xr.DataArray(feed_t, dims="row")
+    head = xr.Dataset(
+        {e: xr.DataArray(feed_frac[:, j], dims="row", attrs={"units": "fraction"}) for j, e in enumerate(ELS)}
+    )
+    rec = xr.Dataset(
+        {
+            e: xr.DataArray(100 * split[:, j], dims=("row", "concentrate"), coords=cdim)
+            for j, e in enumerate(ELS)
+        }
+    )
+    con = xr.DataArray(con_t, dims=("row", "concentrate"), coords=cdim)
+    return (feed_t, feed_frac, split, con_t), (ore, head, rec, con)
+
+
+@pytest.mark.benchmark(group="circuit_wrapper")
+@pytest.mark.parametrize("impl", ["forward", "kernel"])
+def test_circuit_wrapper(benchmark, size, full, impl):
+    """``circuit.forward`` (validation, every output, the Dataset) against its kernel, same rows."""
+    n = size["wrapper_rows"]
+    raw, xin = _wrapper_inputs(n)
+    benchmark.extra_info.update(rows=n)
+    if impl == "kernel":
+        outs = (np.empty((n, 3)), np.empty((n, 3, len(ELS))))
+        benchmark.pedantic(KERNELS["circuit_forward"].numba, args=(*raw, *outs), **timing(full))
+        return
+    ore, head, rec, con = xin
+    ds = benchmark.pedantic(
+        circuit.forward, args=(ore, head, rec), kwargs={"concentrate_t": con}, **timing(full)
+    )
+    # closure of every element and the solids, and the kernel's concentrate metal
+    np.testing.assert_allclose(
+        ds["tonnes"].sel(stream="feed"),
+        ds["tonnes"].sel(stream=["pbcon", "zncon", "tails"]).sum("stream"),
+        rtol=1e-12,
+    )
+    want_t, want_m = np.empty((n, 3)), np.empty((n, 3, len(ELS)))
+    KERNELS["circuit_forward"].reference(*raw, want_t, want_m)
+    for j, e in enumerate(ELS):
+        np.testing.assert_allclose(ds[f"{e}_t"].values[:, 1:], want_m[:, :, j], rtol=1e-12, atol=1e-9)
 
 
 def _calibrate():

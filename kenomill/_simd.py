@@ -132,21 +132,21 @@ def log1(x):
     return ef * _LN2_HI + (2.0 * s + (2.0 * s * s2 * q + ef * _LN2_LO))
 
 
-@nb.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+@nb.njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
 def vexp(x, out):
     """``out[i] = exp(x[i])`` over a contiguous block (float64)."""
     for i in range(x.shape[0]):
         out[i] = exp1(x[i])
 
 
-@nb.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+@nb.njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
 def vlog(x, out):
     """``out[i] = log(x[i])`` for positive normal float64 values over a contiguous block."""
     for i in range(x.shape[0]):
         out[i] = log1(x[i])
 
 
-@nb.njit(cache=True, fastmath={"contract"}, error_model="numpy")
+@nb.njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
 def vpow(x, a, out, tmp):
     """``out[i] = x[i] ** a[i]`` for ``x > 0`` as ``exp(a log x)``; ``tmp`` is a scratch block."""
     vlog(x, tmp)
@@ -203,7 +203,7 @@ def normals_at(key, i0, out, flag):
             out[t] = _finish_normal(key, np.uint64(i0 + t), r)
 
 
-@nb.njit(cache=True, error_model="numpy")
+@nb.njit(cache=True, inline="always", error_model="numpy")
 def normals_lanes(keys, idx, out, flag):
     """Normal number ``idx`` of each of a block of draws (keys[b]): the lock-step form."""
     n = keys.shape[0]
@@ -251,7 +251,7 @@ def simd_floor(seed, n_draws, n_steps, n_sources):
         w = np.empty(BLOCK)
         a = np.full(BLOCK, 1.7)
         tmp = np.empty(BLOCK)
-        acc = 0.0
+        acc = np.zeros(BLOCK)  # one sum per lane: a scalar sum would serialise the lanes
         i = 0
         for _t in range(n_steps):
             for _s in range(n_sources):
@@ -262,12 +262,12 @@ def simd_floor(seed, n_draws, n_steps, n_sources):
                         x[b] = 0.9 * x[b] + 0.087 * z[b]
                     vexp(x, e)
                     for b in range(BLOCK):
-                        acc += e[b]
+                        acc[b] += e[b]
                 for _c in range(2):
                     for b in range(BLOCK):
                         w[b] = 0.05 + 0.9 / (1.0 + e[b])
                     vpow(w, a, e, tmp)
                     for b in range(BLOCK):
-                        acc += e[b]
-        total += acc
+                        acc[b] += e[b]
+        total += acc.sum()
     return total
