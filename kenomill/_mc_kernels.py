@@ -18,12 +18,19 @@ order (setup, then per quarter, then per step), so the same kernel can instead r
 pre-generated numbers (``use_pre=1``, filled by :func:`fill_random` from the same streams):
 identical results, and the compute floor for the benchmark.
 
-Order of consumption per draw (``normals``): theta (k), the scatter scale (1), the
-long-run availability (1), source response offsets (5 per source), mean-grade factors
-(3 per source), AR(1) initial states (3 per source); then at the first step of each
-quarter the 5 scatter offsets; at every step 4 per source (3 grade innovations, 1
-tonnage). ``uniforms``: 1 per source (start delay), 1 (first failure), then
-2 * N_FAIL per step (downtime). :func:`n_random` gives the counts.
+Order of consumption per draw (``normals``): the long-run availability (1), source
+response offsets (5 per source), mean-grade factors (3 per source), AR(1) initial states
+(3 per source); then at the first step of each quarter the 5 scatter offsets; at every
+step 4 per source (3 grade innovations, 1 tonnage). ``uniforms``: 1 (which posterior draw
+of the calibration), 1 per source (start delay), 1 (first failure), then 2 * N_FAIL per
+step (downtime). :func:`n_random` gives the counts.
+
+Posterior draws: each Monte Carlo draw takes one of the calibration's S posterior draws
+(``Calibration.posterior_draws``), ``s = floor(U S)`` with U its first uniform, and uses
+its parameters and its scatter (a new quarter's offsets: offset_mean[s] + scatter_sd[s] *
+(scatter_chol[s] @ z)). This replaced (with a new random stream) a Gaussian approximation
+of the parameters folded at their bounds and a Student-t scatter with one chi2 scale per
+draw.
 
 The blend
 ---------
@@ -191,10 +198,10 @@ def normal(st):
             return x
 
 
-def n_random(n_theta: int, n_sources: int, n_quarters: int, n_steps: int) -> tuple[int, int]:
+def n_random(n_sources: int, n_quarters: int, n_steps: int) -> tuple[int, int]:
     """Numbers of normals and uniforms one draw consumes (see the module docstring)."""
-    nz = n_theta + 2 + 11 * n_sources + NOFF * n_quarters + 4 * n_sources * n_steps
-    nu = n_sources + 1 + 2 * N_FAIL * n_steps
+    nz = 1 + 11 * n_sources + NOFF * n_quarters + 4 * n_sources * n_steps
+    nu = 1 + n_sources + 1 + 2 * N_FAIL * n_steps
     return nz, nu
 
 
@@ -246,22 +253,16 @@ N_RC = recovery.N_RC
 INPUTS: tuple[tuple[str, str], ...] = (
     ("seed", "u8"),
     ("draw0", "i8"),
-    # the recovery model and the draws of its parameters
+    # the recovery model
     ("kind", "i8"),
     ("grade_dep", "i8"),
     ("p_base", "f8[::1]"),
     ("free_idx", "i8[::1]"),
-    ("theta0", "f8[::1]"),
-    ("theta_fac", "f8[:, ::1]"),
-    ("theta_lo", "f8[::1]"),
-    ("theta_hi", "f8[::1]"),
-    ("fold_idx", "i8[::1]"),
-    ("fold_side", "f8[::1]"),
-    ("fold_vecs", "f8[:, ::1]"),
-    # the quarter-to-quarter scatter
-    ("scatter_sd", "f8[::1]"),
-    ("scatter_chol", "f8[:, ::1]"),
-    ("scatter_dof", "f8"),
+    # the posterior draws of the calibration (Calibration.posterior_draws), S rows each
+    ("post_theta", "f8[:, ::1]"),
+    ("post_offset_mean", "f8[:, ::1]"),
+    ("post_scatter_sd", "f8[:, ::1]"),
+    ("post_scatter_chol", "f8[:, :, ::1]"),
     # time
     ("step_q", "i8[::1]"),
     ("step_h", "f8"),
@@ -369,44 +370,22 @@ def mill_work(ns):
 
 
 @nb.njit(cache=True, inline="always")
-def draw_parameters(sn, prz, pos, p, free_idx, theta0, theta_fac, theta_lo, theta_hi, fold, od):
-    """The draw's calibration parameters into ``p`` (k normals): folded, clipped Gaussian."""
-    fold_idx, fold_side, fold_vecs = fold
-    k = theta0.shape[0]
-    zt = np.empty(k)
-    for i in range(k):
-        zt[i] = _z(sn, prz, pos)
-    dev = np.empty(k)
-    for i in range(k):
-        v = 0.0
-        for j in range(k):
-            v += theta_fac[i, j] * zt[j]
-        dev[i] = v
-    recovery.fold_deviation(dev, fold_idx, fold_side, fold_vecs)
-    for i in range(k):
-        v = min(max(theta0[i] + dev[i], theta_lo[i]), theta_hi[i])
-        p[free_idx[i]] = v
-        od[i] = v
+def draw_parameters(su, pru, pos, p, free_idx, post_theta, od):
+    """The draw's posterior draw (1 uniform) -> its index ``s``; its parameters into ``p``."""
+    n_post = post_theta.shape[0]
+    s = min(int(_u(su, pru, pos) * n_post), n_post - 1)
+    for i in range(post_theta.shape[1]):
+        p[free_idx[i]] = post_theta[s, i]
+        od[i] = post_theta[s, i]
+    return s
 
 
 @nb.njit(cache=True, inline="always")
-def draw_scale_and_availability(sn, prz, pos, scatter_dof, availability, availability_sd, mttr_h, od):
-    """The draw's scatter scale and long-run availability (2 normals) -> (scale, a_d, MTBF [h]).
-
-    Scale: sqrt(dof / chi2(dof)), chi2 by the Wilson-Hilferty cube; ``od[0:2]`` records both.
-    """
-    zs = _z(sn, prz, pos)
-    if scatter_dof > 0.0:
-        c9 = 2.0 / (9.0 * scatter_dof)
-        wh = max(1.0 - c9 + zs * math.sqrt(c9), 1e-3)  # Wilson-Hilferty: chi2/dof = wh^3
-        s_scale = 1.0 / math.sqrt(wh * wh * wh)
-    else:
-        s_scale = 1.0
-    od[0] = s_scale
+def draw_availability(sn, prz, pos, availability, availability_sd, mttr_h):
+    """The draw's long-run availability (1 normal) -> (a_d, mean time between failures [h])."""
     a_d = min(max(availability + availability_sd * _z(sn, prz, pos), 0.05), 1.0)
     mtbf_h = a_d / (1.0 - a_d) * mttr_h if a_d < 1.0 else np.inf
-    od[1] = a_d
-    return s_scale, a_d, mtbf_h
+    return a_d, mtbf_h
 
 
 @nb.njit(cache=True, inline="always")
@@ -450,16 +429,22 @@ def draw_sources(sn, prz, pos, r_mean, r_sd, g_mean_sd, g_sd, g_phi, g_chol, k, 
 
 
 @nb.njit(cache=True, inline="always")
-def quarter_constants(sn, prz, pos, scatter_sd, scatter_chol, s_scale, src_off, kind, p, qr, qoff, soff, rc):
-    """A new quarter: its scatter offsets (5 normals), and each source's response constants."""
+def quarter_constants(sn, prz, pos, post, s_post, src_off, kind, p, qr, qoff, soff, rc):
+    """A new quarter: its scatter offsets (5 normals), and each source's response constants.
+
+    Offsets of posterior draw ``s``: offset_mean[s] + scatter_sd[s] * (scatter_chol[s] @ z),
+    ``post`` = (offset_mean, scatter_sd, scatter_chol) (contract of
+    ``Calibration.posterior_draws``).
+    """
+    om, sd, chol = post
     zq = np.empty(NOFF)
     for j in range(NOFF):
         zq[j] = _z(sn, prz, pos)
     for j in range(NOFF):
         c = 0.0
         for i in range(j + 1):
-            c += scatter_chol[j, i] * zq[i]
-        qoff[j] = scatter_sd[j] * s_scale * c
+            c += chol[s_post, j, i] * zq[i]
+        qoff[j] = om[s_post, j] + sd[s_post, j] * c
     for s in range(src_off.shape[0]):
         for j in range(NOFF):
             soff[s, j] = qoff[j] + src_off[s, j]
@@ -675,16 +660,10 @@ def simulate(
     grade_dep,
     p_base,
     free_idx,
-    theta0,
-    theta_fac,
-    theta_lo,
-    theta_hi,
-    fold_idx,
-    fold_side,
-    fold_vecs,
-    scatter_sd,
-    scatter_chol,
-    scatter_dof,
+    post_theta,
+    post_offset_mean,
+    post_scatter_sd,
+    post_scatter_chol,
     step_q,
     step_h,
     mode,
@@ -723,19 +702,13 @@ def simulate(
         Recovery model (:func:`kenomill.recovery.respond`).
     p_base : f8[N_FULL]
         Full parameter vector; ``free_idx`` entries replaced by each draw's theta.
-    theta0, theta_fac, theta_lo, theta_hi : f8[k], f8[k, k], f8[k], f8[k]
-        theta = clip(theta0 + fold(theta_fac @ z), lo, hi), as ``Calibration.draw_theta``;
-        a zero ``theta_fac`` gives the calibrated parameters in every draw.
-    fold_idx, fold_side, fold_vecs : i8[m], f8[m], f8[m, k]
-        Parameters whose optimum is on a bound, and how to fold a draw past it
-        (:func:`kenomill.recovery.fold_deviation`, ``Calibration.fold_vectors``).
-    scatter_sd, scatter_chol, scatter_dof : f8[N_OFFSETS], f8[N_OFFSETS, N_OFFSETS], float
-        SD, Cholesky factor of the correlation and degrees of freedom of the
-        quarter-to-quarter offsets. Each quarter draws correlated normal offsets; each
-        draw scales them by sqrt(dof / chi2(dof)) (the scatter estimated from a few
-        quarters is itself uncertain: one scale per draw makes every quarter's offset
-        Student-t, as the calibration's predictions, with the quarters of a draw sharing
-        it). chi2 by the Wilson-Hilferty cube (one normal); ``dof <= 0``: no scaling.
+    post_theta : f8[S, k]
+        The calibration's posterior draws of the free parameters (``spec.free`` order);
+        each Monte Carlo draw takes row ``s = floor(U S)``, U its first uniform.
+    post_offset_mean, post_scatter_sd, post_scatter_chol : f8[S, 5], f8[S, 5], f8[S, 5, 5]
+        Per posterior draw: mean and SD of a new quarter's offsets and the lower Cholesky
+        factor of their correlation; each quarter of a draw gets offset_mean[s] +
+        scatter_sd[s] * (scatter_chol[s] @ z), z standard normal (5 per quarter).
     step_q : i8[n_steps]
         Quarter index of each step (non-decreasing); ``step_h`` hours per step.
     mode : int
@@ -774,15 +747,15 @@ def simulate(
         Per-step records when its second dimension is ``n_steps``.
     out_draw : f8[nd, k + 9 ns + 2] (out)
         Per-draw drivers: theta, response offsets (5 ns), mean-grade factors (3 ns),
-        start delay in steps (ns), scatter scale (1), long-run availability (1).
+        start delay in steps (ns), index of the posterior draw used (1), long-run availability (1).
     """
     nd = out_q.shape[0]
     nf = out_q.shape[2]
     ns = supply.shape[0]
     n_steps = step_q.shape[0]
-    k = theta0.shape[0]
+    k = post_theta.shape[1]
     daily = out_d.shape[1] > 0
-    fold = (fold_idx, fold_side, fold_vecs)
+    post = (post_offset_mean, post_scatter_sd, post_scatter_chol)
     for d in nb.prange(nd):
         # prange may type its index as unsigned; keep the draw index int64 for the key
         sn, su, pos = draw_streams(seed, draw0 + np.int64(d))
@@ -791,12 +764,12 @@ def simulate(
         oq = out_q[d]
         oq[:, :] = 0.0
         od = out_draw[d]
-        # ---- per-draw setup: parameters, scatter scale, availability, sources, start delays
+        # ---- per-draw setup: posterior draw, availability, sources, start delays
         p = p_base.copy()
-        draw_parameters(sn, prz, pos, p, free_idx, theta0, theta_fac, theta_lo, theta_hi, fold, od)
-        s_scale, a_d, mtbf_h = draw_scale_and_availability(
-            sn, prz, pos, scatter_dof, availability, availability_sd, mttr_h, od[k + 9 * ns :]
-        )
+        s_post = draw_parameters(su, pru, pos, p, free_idx, post_theta, od)
+        od[k + 9 * ns] = s_post
+        a_d, mtbf_h = draw_availability(sn, prz, pos, availability, availability_sd, mttr_h)
+        od[k + 9 * ns + 1] = a_d
         src_off = np.empty((ns, NOFF))
         x = np.empty((ns, 3))
         innov = np.empty((ns, 3))
@@ -816,9 +789,7 @@ def simulate(
             q = step_q[t]
             if q != q_prev:
                 qr = mill_rate[q] * 24.0 / recovery.REFERENCE_TPD
-                quarter_constants(
-                    sn, prz, pos, scatter_sd, scatter_chol, s_scale, src_off, kind, p, qr, qoff, soff, rc
-                )
+                quarter_constants(sn, prz, pos, post, s_post, src_off, kind, p, qr, qoff, soff, rc)
                 q_prev = q
             rec[:] = 0.0
             # fmt: off

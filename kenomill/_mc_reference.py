@@ -10,6 +10,8 @@ the NumPy reference of :mod:`kenomill.recovery`'s, in :mod:`kenomill._reference`
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 
 from kenomill import recovery
@@ -159,16 +161,10 @@ def simulate(
     grade_dep,
     p_base,
     free_idx,
-    theta0,
-    theta_fac,
-    theta_lo,
-    theta_hi,
-    fold_idx,
-    fold_side,
-    fold_vecs,
-    scatter_sd,
-    scatter_chol,
-    scatter_dof,
+    post_theta,
+    post_offset_mean,
+    post_scatter_sd,
+    post_scatter_chol,
     step_q,
     step_h,
     mode,
@@ -197,199 +193,222 @@ def simulate(
     out_d,
     out_draw,
 ):
-    """NumPy reference of :func:`kenomill._mc_kernels.simulate` (same arguments and outputs)."""
-    nd, _, nf = out_q.shape
-    ns = supply.shape[0]
-    n_steps = step_q.shape[0]
-    k = theta0.shape[0]
-    daily = out_d.shape[1] > 0
-    rng = _Source(seed, draw0, nd, use_pre, pre_z, pre_u)
+    """NumPy reference of :func:`kenomill._mc_kernels.simulate` (same arguments and outputs).
+
+    The same step functions as the kernel, each over all draws at once.
+    """
+    a = SimpleNamespace(**locals())  # the arguments by name (kenomill._mc_kernels.INPUTS)
+    rng = _Source(seed, draw0, out_q.shape[0], use_pre, pre_z, pre_u)
     out_q[:] = 0.0
-    # ---- per-draw setup
-    zt = np.stack([rng.normal() for _ in range(k)], axis=1) if k else np.zeros((nd, 0))
-    dev = zt @ theta_fac.T
-    for r in range(fold_idx.size):  # as recovery.fold_deviation, on all draws at once
-        j = fold_idx[r]
-        past = fold_side[r] * dev[:, j] > 0.0
-        dev[past] -= 2.0 * dev[past, j][:, None] * fold_vecs[r]
-    theta = np.clip(theta0 + dev, theta_lo, theta_hi)
-    p = np.tile(p_base, (nd, 1))
-    p[:, free_idx] = theta
-    out_draw[:, :k] = theta
-    zs = rng.normal()
-    if scatter_dof > 0.0:
-        c9 = 2.0 / (9.0 * scatter_dof)
-        wh = np.maximum(1.0 - c9 + zs * np.sqrt(c9), 1e-3)
-        s_scale = 1.0 / np.sqrt(wh * wh * wh)
-    else:
-        s_scale = np.ones(nd)
-    out_draw[:, k + 9 * ns] = s_scale
-    a_d = np.clip(availability + availability_sd * rng.normal(), 0.05, 1.0)
-    with np.errstate(divide="ignore"):
-        mtbf_h = np.where(a_d < 1.0, a_d / (1.0 - a_d) * mttr_h, np.inf)
-    out_draw[:, k + 9 * ns + 1] = a_d
-    src_off = np.empty((nd, ns, NOFF))
-    for s in range(ns):
-        for j in range(NOFF):
-            src_off[:, s, j] = r_mean[s, j] + r_sd[s, j] * rng.normal()
-    out_draw[:, k : k + NOFF * ns] = src_off.reshape(nd, -1)
-    mean_fac = np.empty((nd, ns, 3))
-    for s in range(ns):
-        for e in range(3):
-            sd = g_mean_sd[s, e]
-            mean_fac[:, s, e] = np.exp(sd * rng.normal() - 0.5 * sd * sd)
-    out_draw[:, k + NOFF * ns : k + 8 * ns] = mean_fac.reshape(nd, -1)
-    x = np.empty((nd, ns, 3))
-    for s in range(ns):
-        zz = np.stack([rng.normal() for _ in range(3)], axis=1)
-        x[:, s, :] = g_sd[s] * (zz @ g_chol[s].T)
-    innov = np.sqrt(1.0 - g_phi * g_phi) * g_sd
-    gfac = mean_fac * np.exp(-0.5 * g_sd * g_sd)
-    start = np.empty((nd, ns), dtype=np.int64)
-    for s in range(ns):
-        start[:, s] = (start_lo[s] + np.floor(rng.uniform() * start_span[s])).astype(np.int64)
-    out_draw[:, k + 8 * ns : k + 9 * ns] = start - start_lo
-    ttf = -mtbf_h * np.log1p(-rng.uniform())
-    # ---- state
-    st_t = np.tile(stock0, (nd, 1)).astype(float)
-    st_m = st_t[:, :, None] * g_mean[None, :, 0, :]
-    hd_t = np.zeros((nd, ns))
-    hd_m = np.zeros((nd, ns, 3))
-    down_rem = np.zeros(nd)
-    qoff = np.zeros((nd, NOFF))
-    arr_t = np.empty((nd, ns))
-    arr_g = np.empty((nd, ns, 3))
+    st = _setup(a, rng)
     q_prev = -1
-    for t in range(n_steps):
+    for t in range(step_q.shape[0]):
         q = step_q[t]
         if q != q_prev:
             zq = np.stack([rng.normal() for _ in range(NOFF)], axis=1)
-            qoff = scatter_sd * s_scale[:, None] * (zq @ scatter_chol.T)
+            corr_z = np.einsum("dji,di->dj", post_scatter_chol[st.s_post], zq)
+            st.qoff = post_offset_mean[st.s_post] + post_scatter_sd[st.s_post] * corr_z
             q_prev = q
-        rec = np.zeros((nd, nf))
-        for s in range(ns):
-            zz = np.stack([rng.normal() for _ in range(3)], axis=1)
-            zr = rng.normal()
-            c = zz @ g_chol[s].T
-            x[:, s, :] = g_phi[s] * x[:, s, :] + innov[s] * c
-            arr_g[:, s, :] = g_mean[s, q] * gfac[:, s, :] * np.exp(x[:, s, :])
-            cv = rate_cv[s]
-            on = (t >= start[:, s]) & (mode == MODE_RATES)
-            arr_t[:, s] = np.where(on, supply[s, q] * np.exp(cv * zr - 0.5 * cv * cv), 0.0)
-        ubuf = [rng.uniform() for _ in range(2 * N_FAIL)]
-        if mttr_h > 0.0:
-            rem = np.full(nd, step_h)
-            down = np.minimum(down_rem, rem)
-            down_rem = down_rem - down
-            rem = rem - down
-            up = np.zeros(nd)
-            live = rem > 0.0
-            j = 0
-            while live.any():
-                ends = live & (ttf >= rem)  # no (further) failure within this step
-                up = np.where(ends, up + rem, up)
-                ttf = np.where(ends, ttf - rem, ttf)
-                fail = live & ~ends
-                up = np.where(fail, up + ttf, up)
-                rem = np.where(fail, rem - ttf, rem)
-                ttf = np.where(fail, 0.0, ttf)
-                if j == N_FAIL:
-                    up = np.where(fail, up + rem, up)
-                    break
-                dur = -mttr_h * np.log1p(-ubuf[2 * j])
-                lost = np.minimum(dur, rem)
-                rem = np.where(fail, rem - lost, rem)
-                down_rem = np.where(fail, dur - lost, down_rem)
-                ttf = np.where(fail, -mtbf_h * np.log1p(-ubuf[2 * j + 1]), ttf)
-                live = fail & (rem > 0.0)
-                j += 1
-        else:
-            up = step_h * a_d
+        rec = np.zeros((out_q.shape[0], out_q.shape[2]))
+        _deliveries(a, rng, st, t, q)
+        up = _operating_hours(a, rng, st)
         demand = mill_rate[q] * up
         if mode == MODE_BLEND:
-            active = (t >= start) & (t >= hold_until[None, :])
-            tot = np.zeros(nd)
-            for s in range(ns):
-                tot = tot + np.where(active[:, s], supply[s, q], 0.0)
-            safe = np.where(tot > 0.0, tot, 1.0)
-            for s in range(ns):
-                arr_t[:, s] = np.where(active[:, s] & (tot > 0.0), demand * supply[s, q] / safe, 0.0)
-        for s in range(ns):
-            a = arr_t[:, s]
-            rec[:, F_MINED_T] += a
-            for e in range(3):
-                rec[:, F_MINED_M + e] += a * arr_g[:, s, e]
-            if t < hold_until[s]:
-                hd_t[:, s] += a
-                hd_m[:, s, :] += a[:, None] * arr_g[:, s, :]
-            else:
-                st_t[:, s] += a + hd_t[:, s]
-                st_m[:, s, :] += a[:, None] * arr_g[:, s, :] + hd_m[:, s, :]
-                hd_m[:, s, :] = 0.0
-                hd_t[:, s] = 0.0
-        stock = np.zeros(nd)
-        for s in range(ns):
-            stock = stock + st_t[:, s]
-        feed = np.minimum(demand, stock)
-        f = np.where(stock > 0.0, feed / np.where(stock > 0.0, stock, 1.0), 0.0)
-        qr = mill_rate[q] * 24.0 / recovery.REFERENCE_TPD
-        # the sources reclaimed in their stockpile shares make one blended circuit feed
-        part_t = np.zeros((nd, ns))
-        part_m = np.zeros((nd, ns, 3))
-        for s in range(ns):
-            ts = st_t[:, s] * f
-            on = ts > 0.0
-            me = st_m[:, s, :] * f[:, None]
-            part_t[:, s] = np.where(on, ts, 0.0)
-            part_m[:, s, :] = np.where(on[:, None], me, 0.0)
-            st_m[:, s, :] -= part_m[:, s, :]
-            st_t[:, s] -= part_t[:, s]
-        bt = part_t.sum(axis=1)
-        blend = np.where(bt[:, None] > 0.0, part_m.sum(axis=1) / np.where(bt > 0.0, bt, 1.0)[:, None], 0.0)
-        for s in range(ns):
-            ts = part_t[:, s]
-            on = ts > 0.0
-            head = np.where(on[:, None], part_m[:, s, :] / np.where(on, ts, 1.0)[:, None], 0.0)
-            off = qoff + src_off[:, s, :]
-            # each ore's minerals at its own offsets, with the blend's grade factor
-            split, pull = respond(kind, grade_dep, p, head, qr, off, blend)
-            con0 = pull[:, 0] * ts
-            con1 = pull[:, 1] * ts
-            rec[:, F_FEED_T] += ts
-            rec[:, F_SRC_T + s] += ts
-            rec[:, F_STREAM_T] += con0
-            rec[:, F_STREAM_T + 1] += con1
-            rec[:, F_STREAM_T + 2] += ts - con0 - con1
-            for e in range(3):
-                el = ts * head[:, e]
-                a = el * split[:, e, 0]
-                b = el * split[:, e, 1]
-                rec[:, F_FEED_M + e] += el
-                rec[:, F_STREAM_M + e] += a
-                rec[:, F_STREAM_M + 3 + e] += b
-                rec[:, F_STREAM_M + 6 + e] += el - a - b
-        stock = np.zeros(nd)
-        for s in range(ns):
-            stock = stock + st_t[:, s]
-        over = stock > stock_cap
-        g = np.where(over, (stock - stock_cap) / np.where(over, stock, 1.0), 0.0)
-        for s in range(ns):
-            dv = st_t[:, s] * g
-            rec[:, F_DIVERTED_T] += dv
-            st_t[:, s] -= dv
-            dm = st_m[:, s, :] * g[:, None]
-            rec[:, F_DIVERTED_M : F_DIVERTED_M + 3] += dm
-            st_m[:, s, :] -= dm
+            _blend_deliveries(a, st, t, q, demand)
+        _stockpile_in(a, st, t, rec)
+        _mill(a, st, demand, q, rec)
+        _stockpile_divert(a, st, rec)
         rec[:, F_UP_H] = up
         rec[:, F_CAL_H] = step_h
-        for s in range(ns):
-            rec[:, F_STOCK_T] += st_t[:, s]
-            rec[:, F_HOLD_T] += hd_t[:, s]
-            rec[:, F_STOCK_M : F_STOCK_M + 3] += st_m[:, s, :]
-            rec[:, F_HOLD_M : F_HOLD_M + 3] += hd_m[:, s, :]
-        rec[:, F_SCATTER : F_SCATTER + NOFF] = qoff
+        for s in range(supply.shape[0]):
+            rec[:, F_STOCK_T] += st.st_t[:, s]
+            rec[:, F_HOLD_T] += st.hd_t[:, s]
+            rec[:, F_STOCK_M : F_STOCK_M + 3] += st.st_m[:, s, :]
+            rec[:, F_HOLD_M : F_HOLD_M + 3] += st.hd_m[:, s, :]
+        rec[:, F_SCATTER : F_SCATTER + NOFF] = st.qoff
         out_q[:, q, :F_STOCK_T] += rec[:, :F_STOCK_T]
         out_q[:, q, F_STOCK_T:F_SRC_T] = rec[:, F_STOCK_T:F_SRC_T]
         out_q[:, q, F_SRC_T:] += rec[:, F_SRC_T:]
-        if daily:
+        if out_d.shape[1] > 0:
             out_d[:, t, :] = rec
+
+
+def _setup(a, rng):
+    """Per-draw setup (all draws): posterior draw, availability, sources, start delays, state."""
+    nd = a.out_q.shape[0]
+    ns = a.supply.shape[0]
+    k = a.post_theta.shape[1]
+    od = a.out_draw
+    st = SimpleNamespace()
+    # the posterior draw of each Monte Carlo draw: its first uniform
+    n_post = a.post_theta.shape[0]
+    st.s_post = np.minimum((rng.uniform() * n_post).astype(np.int64), n_post - 1)
+    theta = a.post_theta[st.s_post]
+    st.p = np.tile(a.p_base, (nd, 1))
+    st.p[:, a.free_idx] = theta
+    od[:, :k] = theta
+    od[:, k + 9 * ns] = st.s_post
+    st.a_d = np.clip(a.availability + a.availability_sd * rng.normal(), 0.05, 1.0)
+    with np.errstate(divide="ignore"):
+        st.mtbf_h = np.where(st.a_d < 1.0, st.a_d / (1.0 - st.a_d) * a.mttr_h, np.inf)
+    od[:, k + 9 * ns + 1] = st.a_d
+    st.src_off = np.empty((nd, ns, NOFF))
+    for s in range(ns):
+        for j in range(NOFF):
+            st.src_off[:, s, j] = a.r_mean[s, j] + a.r_sd[s, j] * rng.normal()
+    od[:, k : k + NOFF * ns] = st.src_off.reshape(nd, -1)
+    mean_fac = np.empty((nd, ns, 3))
+    for s in range(ns):
+        for e in range(3):
+            sd = a.g_mean_sd[s, e]
+            mean_fac[:, s, e] = np.exp(sd * rng.normal() - 0.5 * sd * sd)
+    od[:, k + NOFF * ns : k + 8 * ns] = mean_fac.reshape(nd, -1)
+    st.x = np.empty((nd, ns, 3))
+    for s in range(ns):
+        zz = np.stack([rng.normal() for _ in range(3)], axis=1)
+        st.x[:, s, :] = a.g_sd[s] * (zz @ a.g_chol[s].T)
+    st.innov = np.sqrt(1.0 - a.g_phi * a.g_phi) * a.g_sd
+    st.gfac = mean_fac * np.exp(-0.5 * a.g_sd * a.g_sd)
+    st.start = np.empty((nd, ns), dtype=np.int64)
+    for s in range(ns):
+        st.start[:, s] = (a.start_lo[s] + np.floor(rng.uniform() * a.start_span[s])).astype(np.int64)
+    od[:, k + 8 * ns : k + 9 * ns] = st.start - a.start_lo
+    st.ttf = -st.mtbf_h * np.log1p(-rng.uniform())
+    st.st_t = np.tile(a.stock0, (nd, 1)).astype(float)
+    st.st_m = st.st_t[:, :, None] * a.g_mean[None, :, 0, :]
+    st.hd_t = np.zeros((nd, ns))
+    st.hd_m = np.zeros((nd, ns, 3))
+    st.down_rem = np.zeros(nd)
+    st.qoff = np.zeros((nd, NOFF))
+    st.arr_t = np.empty((nd, ns))
+    st.arr_g = np.empty((nd, ns, 3))
+    return st
+
+
+def _deliveries(a, rng, st, t, q):
+    """Grades and, in rates mode, tonnes of the step's deliveries (4 normals per source)."""
+    for s in range(a.supply.shape[0]):
+        zz = np.stack([rng.normal() for _ in range(3)], axis=1)
+        zr = rng.normal()
+        c = zz @ a.g_chol[s].T
+        st.x[:, s, :] = a.g_phi[s] * st.x[:, s, :] + st.innov[s] * c
+        st.arr_g[:, s, :] = a.g_mean[s, q] * st.gfac[:, s, :] * np.exp(st.x[:, s, :])
+        cv = a.rate_cv[s]
+        on = (t >= st.start[:, s]) & (a.mode == MODE_RATES)
+        st.arr_t[:, s] = np.where(on, a.supply[s, q] * np.exp(cv * zr - 0.5 * cv * cv), 0.0)
+
+
+def _operating_hours(a, rng, st):
+    """Operating hours of the step (2 N_FAIL uniforms), the failing draws handled together."""
+    nd = a.out_q.shape[0]
+    ubuf = [rng.uniform() for _ in range(2 * N_FAIL)]
+    if a.mttr_h <= 0.0:
+        return a.step_h * st.a_d
+    rem = np.full(nd, a.step_h)
+    down = np.minimum(st.down_rem, rem)
+    st.down_rem = st.down_rem - down
+    rem = rem - down
+    up = np.zeros(nd)
+    ttf = st.ttf
+    live = rem > 0.0
+    j = 0
+    while live.any():
+        ends = live & (ttf >= rem)  # no (further) failure within this step
+        up = np.where(ends, up + rem, up)
+        ttf = np.where(ends, ttf - rem, ttf)
+        fail = live & ~ends
+        up = np.where(fail, up + ttf, up)
+        rem = np.where(fail, rem - ttf, rem)
+        ttf = np.where(fail, 0.0, ttf)
+        if j == N_FAIL:
+            up = np.where(fail, up + rem, up)
+            break
+        dur = -a.mttr_h * np.log1p(-ubuf[2 * j])
+        lost = np.minimum(dur, rem)
+        rem = np.where(fail, rem - lost, rem)
+        st.down_rem = np.where(fail, dur - lost, st.down_rem)
+        ttf = np.where(fail, -st.mtbf_h * np.log1p(-ubuf[2 * j + 1]), ttf)
+        live = fail & (rem > 0.0)
+        j += 1
+    st.ttf = ttf
+    return up
+
+
+def _blend_deliveries(a, st, t, q, demand):
+    """Blend mode: deliveries meet demand in the quarter's shares of the active sources."""
+    active = (t >= st.start) & (t >= a.hold_until[None, :])
+    tot = np.zeros(a.out_q.shape[0])
+    for s in range(a.supply.shape[0]):
+        tot = tot + np.where(active[:, s], a.supply[s, q], 0.0)
+    safe = np.where(tot > 0.0, tot, 1.0)
+    for s in range(a.supply.shape[0]):
+        st.arr_t[:, s] = np.where(active[:, s] & (tot > 0.0), demand * a.supply[s, q] / safe, 0.0)
+
+
+def _stockpile_in(a, st, t, rec):
+    """Deliveries to holding piles or the ROM stockpile; holds released."""
+    for s in range(a.supply.shape[0]):
+        d = st.arr_t[:, s]
+        rec[:, F_MINED_T] += d
+        for e in range(3):
+            rec[:, F_MINED_M + e] += d * st.arr_g[:, s, e]
+        if t < a.hold_until[s]:
+            st.hd_t[:, s] += d
+            st.hd_m[:, s, :] += d[:, None] * st.arr_g[:, s, :]
+        else:
+            st.st_t[:, s] += d + st.hd_t[:, s]
+            st.st_m[:, s, :] += d[:, None] * st.arr_g[:, s, :] + st.hd_m[:, s, :]
+            st.hd_m[:, s, :] = 0.0
+            st.hd_t[:, s] = 0.0
+
+
+def _mill(a, st, demand, q, rec):
+    """Reclaim the step's blend from the stockpile; each component milled at the blend's grade."""
+    ns = a.supply.shape[0]
+    stock = st.st_t.sum(axis=1) if ns else np.zeros(a.out_q.shape[0])
+    feed = np.minimum(demand, stock)
+    f = np.where(stock > 0.0, feed / np.where(stock > 0.0, stock, 1.0), 0.0)
+    qr = a.mill_rate[q] * 24.0 / recovery.REFERENCE_TPD
+    part_t = st.st_t * f[:, None]
+    part_m = st.st_m * f[:, None, None]
+    on = part_t > 0.0
+    part_t = np.where(on, part_t, 0.0)
+    part_m = np.where(on[..., None], part_m, 0.0)
+    st.st_m -= part_m
+    st.st_t -= part_t
+    bt = part_t.sum(axis=1)
+    blend = np.where(bt[:, None] > 0.0, part_m.sum(axis=1) / np.where(bt > 0.0, bt, 1.0)[:, None], 0.0)
+    for s in range(ns):
+        ts = part_t[:, s]
+        head = np.where(on[:, s, None], part_m[:, s, :] / np.where(on[:, s], ts, 1.0)[:, None], 0.0)
+        # each ore's minerals at its own offsets, with the blend's grade factor
+        split, pull = respond(a.kind, a.grade_dep, st.p, head, qr, st.qoff + st.src_off[:, s, :], blend)
+        con0 = pull[:, 0] * ts
+        con1 = pull[:, 1] * ts
+        rec[:, F_FEED_T] += ts
+        rec[:, F_SRC_T + s] += ts
+        rec[:, F_STREAM_T] += con0
+        rec[:, F_STREAM_T + 1] += con1
+        rec[:, F_STREAM_T + 2] += ts - con0 - con1
+        for e in range(3):
+            el = ts * head[:, e]
+            m0 = el * split[:, e, 0]
+            m1 = el * split[:, e, 1]
+            rec[:, F_FEED_M + e] += el
+            rec[:, F_STREAM_M + e] += m0
+            rec[:, F_STREAM_M + 3 + e] += m1
+            rec[:, F_STREAM_M + 6 + e] += el - m0 - m1
+
+
+def _stockpile_divert(a, st, rec):
+    """Stockpile over capacity: the excess diverted (mixed composition)."""
+    stock = st.st_t.sum(axis=1)
+    over = stock > a.stock_cap
+    g = np.where(over, (stock - a.stock_cap) / np.where(over, stock, 1.0), 0.0)
+    for s in range(a.supply.shape[0]):
+        dv = st.st_t[:, s] * g
+        rec[:, F_DIVERTED_T] += dv
+        st.st_t[:, s] -= dv
+        dm = st.st_m[:, s, :] * g[:, None]
+        rec[:, F_DIVERTED_M : F_DIVERTED_M + 3] += dm
+        st.st_m[:, s, :] -= dm

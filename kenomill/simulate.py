@@ -69,11 +69,11 @@ class Plan:
 
     @property
     def n_draw_fields(self) -> int:
-        return self.arrays["theta0"].size + 9 * len(self.sources) + 2
+        return self.arrays["post_theta"].shape[1] + 9 * len(self.sources) + 2
 
     def n_random(self) -> tuple[int, int]:
         """Normals and uniforms per draw (size of pre-generated arrays)."""
-        return K.n_random(self.arrays["theta0"].size, len(self.sources), len(self.quarters), self.n_steps)
+        return K.n_random(len(self.sources), len(self.quarters), self.n_steps)
 
     def kernel_args(self, seed: int, draw0: int, n: int, daily: bool = False, pre=None):
         """(inputs, outputs) of :func:`kenomill._mc_kernels.simulate` for ``n`` draws from ``draw0``.
@@ -111,6 +111,34 @@ def _calibration(sc: Scenario, calibration, base_dir: Path | None) -> tuple[Cali
     if not p.is_absolute() and base_dir is not None:
         p = base_dir / p
     return Calibration.load(p), str(p)
+
+
+def _posterior(cal: Calibration, *, parameters: bool = True, scatter: bool = True) -> dict:
+    """The kernel's posterior arrays from ``Calibration.posterior_draws()`` (contract 2).
+
+    ``parameters=False``: every posterior draw at the calibrated parameters;
+    ``scatter=False``: no quarter-to-quarter offsets (mean and SD 0).
+    """
+    draws = cal.posterior_draws()
+    theta = np.asarray(draws["theta"], dtype=float)
+    n_post, k = theta.shape
+    if k != len(cal.spec.free):
+        raise ValidationError(
+            f"calibration posterior draws: theta has {k} columns; model {cal.model!r} has "
+            f"{len(cal.spec.free)} free parameters"
+        )
+    if not parameters:
+        theta = np.tile(cal.theta, (n_post, 1))
+    out = {
+        "post_theta": theta,
+        "post_offset_mean": np.asarray(draws["offset_mean"], dtype=float),
+        "post_scatter_sd": np.asarray(draws["scatter_sd"], dtype=float),
+        "post_scatter_chol": np.asarray(draws["scatter_chol"], dtype=float),
+    }
+    if not scatter:
+        out["post_offset_mean"] = np.zeros_like(out["post_offset_mean"])
+        out["post_scatter_sd"] = np.zeros_like(out["post_scatter_sd"])
+    return {name: np.ascontiguousarray(v) for name, v in out.items()}
 
 
 def compile_plan(
@@ -216,40 +244,13 @@ def compile_plan(
     mill_rate = np.minimum(tgt / a, cap) / 24.0
     if (mill_rate <= 0).any():
         raise ValidationError("mill.target_tpd: found 0; the mill needs a positive throughput target")
-    k = len(spec.free)
-    if sc.uncertainty.parameters:
-        # as Calibration.draw_theta: eigh tolerates a singular cov; draws folded at the
-        # bounds the optimum sits on, then clipped
-        w, v = np.linalg.eigh(cal.cov)
-        theta_fac = v * np.sqrt(np.clip(w, 0.0, None))
-        fold = cal.fold_vectors()
-    else:
-        theta_fac = np.zeros((k, k))
-        fold = (np.zeros(0, np.int64), np.zeros(0), np.zeros((0, k)))
-    lo_b, hi_b = spec.bounds()
-    # the calibration's predictive scatter: correlated offsets, Student-t with the scatter's
-    # degrees of freedom (as kenomill.calibrate.predict draws them)
-    scatter_corr = np.asarray(cal.meta.get("scatter_corr", np.eye(recovery.N_OFFSETS)), dtype=float)
-    scatter_dof = cal.scatter_predictive_dof  # inf: Gaussian, which the kernel spells 0
-    if not np.isfinite(scatter_dof):
-        scatter_dof = 0.0
+    post = _posterior(cal, parameters=sc.uncertainty.parameters, scatter=sc.uncertainty.scatter)
     arrays = {
         "kind": np.int64(spec.kind),
         "grade_dep": np.int64(spec.grade_dep),
         "p_base": np.ascontiguousarray(cal.full(), dtype=float),
         "free_idx": np.ascontiguousarray(spec.free_index, dtype=np.int64),
-        "theta0": np.ascontiguousarray(cal.theta, dtype=float),
-        "theta_fac": np.ascontiguousarray(theta_fac),
-        "theta_lo": np.ascontiguousarray(lo_b, dtype=float),
-        "theta_hi": np.ascontiguousarray(hi_b, dtype=float),
-        "fold_idx": np.ascontiguousarray(fold[0], dtype=np.int64),
-        "fold_side": np.ascontiguousarray(fold[1], dtype=float),
-        "fold_vecs": np.ascontiguousarray(np.reshape(fold[2], (len(fold[0]), k)), dtype=float),
-        "scatter_sd": np.ascontiguousarray(
-            cal.scatter if sc.uncertainty.scatter else np.zeros(recovery.N_OFFSETS)
-        ),
-        "scatter_chol": np.ascontiguousarray(np.linalg.cholesky(scatter_corr)),
-        "scatter_dof": scatter_dof,
+        **post,
         "step_q": step_q,
         "step_h": float(step_h),
         "mode": np.int64(K.MODE_RATES if mode == "rates" else K.MODE_BLEND),
@@ -560,10 +561,10 @@ def to_dataset(
     }
     ds["availability_drawn"] = ("draw", out_draw[:, k + 9 * ns + 1])
     ds["availability_drawn"].attrs = {"units": "1", "long_name": "the draw's long-run mill availability"}
-    ds["scatter_scale"] = ("draw", out_draw[:, k + 9 * ns])
-    ds["scatter_scale"].attrs = {
+    ds["posterior_draw"] = ("draw", out_draw[:, k + 9 * ns].astype(np.int64))
+    ds["posterior_draw"].attrs = {
         "units": "1",
-        "long_name": "the draw's scale of the quarter-to-quarter scatter",
+        "long_name": "index of the calibration's posterior draw the draw used",
     }
     if out_d is not None:
         steps = np.arange(out_d.shape[1])
@@ -704,7 +705,6 @@ def drivers(ds: xr.Dataset, variable: str = "ag_oz", year: int | None = None, to
         cand[f"scatter {o} ({year} mean)"] = (
             ds.scatter_offset.sel(offset=o).isel(quarter=qs).mean("quarter").values
         )
-    cand["scatter scale"] = ds.scatter_scale.values
     cand["long-run availability"] = ds.availability_drawn.values
     cand[f"availability {year}"] = yr.availability.sel(year=year).values
     for el in ("ag_gpt", "pb_pct", "zn_pct"):
@@ -736,8 +736,8 @@ def drivers(ds: xr.Dataset, variable: str = "ag_oz", year: int | None = None, to
 
 #: groups of uncertainty that :func:`spread_attribution` switches off one at a time
 UNCERTAINTY_GROUPS = {
-    "calibration parameters": ("theta_fac",),
-    "quarter-to-quarter scatter": ("scatter_sd",),
+    "calibration parameters": ("post_theta",),
+    "quarter-to-quarter scatter": ("post_offset_mean", "post_scatter_sd"),
     "mean grades (resource / plan)": ("g_mean_sd",),
     "day-to-day grades": ("g_sd",),
     "new-ore metallurgy (offsets)": ("r_sd",),
@@ -746,12 +746,27 @@ UNCERTAINTY_GROUPS = {
 }
 
 
+def _group_on(plan: Plan, keys) -> bool:
+    # the posterior parameters are "on" when the draws differ, every other group when nonzero
+    for key in keys:
+        v = plan.arrays[key]
+        if key == "post_theta" and v.shape[0] > 1 and np.ptp(v, axis=0).any():
+            return True
+        if key != "post_theta" and np.any(v):
+            return True
+    return False
+
+
 def _without(plan: Plan, group: str) -> Plan:
     a = dict(plan.arrays)
     for key in UNCERTAINTY_GROUPS[group]:
         if key == "start_span":
             # fixed at the middle of the stated range, so only the spread goes
             a["start_lo"] = a["start_lo"] + np.floor(a["start_span"] / 2.0)
+        if key == "post_theta":
+            # every posterior draw at the calibrated parameters
+            a[key] = np.ascontiguousarray(np.tile(plan.calibration.theta, (a[key].shape[0], 1)))
+            continue
         a[key] = np.zeros_like(a[key]) if isinstance(a[key], np.ndarray) else 0.0
     return Plan(
         plan.scenario, plan.calibration, plan.quarters, plan.days, plan.sources, a, plan.calibration_note
@@ -787,7 +802,7 @@ def spread_attribution(
     base = values(plan)
     rows = []
     for group, keys in UNCERTAINTY_GROUPS.items():
-        if all(not np.any(plan.arrays[k]) for k in keys):
+        if not _group_on(plan, keys):
             continue
         w = values(_without(plan, group))
         row = {"group": group, "year": y}

@@ -42,14 +42,21 @@ def test_no_draw_loses_the_mill(bellekeno_1000):
 
 
 def test_kernel_scatter_scale_is_student_t_scale(bellekeno_1000):
-    """The Monte Carlo kernel's per-draw scatter scale against scipy's exact law.
+    """The Monte Carlo draws' scatter against scipy's exact law of the fallback posterior.
 
-    Each draw scales the quarter offsets by sqrt(dof / chi2(dof)) (drawn in the kernel by
-    the Wilson-Hilferty cube); its CDF is P(S <= s) = P(chi2 >= dof / s^2). A wrong dof, an
-    inverted ratio or a missing square root fails the Kolmogorov-Smirnov test by far.
+    Each Monte Carlo draw takes one posterior draw s (``Calibration.posterior_draws``) and
+    its scatter SD. Without stored posterior draws the calibration's fallback sets
+    scatter_sd[s] = scatter * sqrt(dof / chi2(dof)), one factor for all offsets; the CDF of
+    that factor is P(S <= x) = P(chi2 >= dof / x^2). A wrong dof, an inverted ratio or a
+    missing square root fails the Kolmogorov-Smirnov test by far.
     """
-    dof = default_calibration().scatter_predictive_dof
-    scale = bellekeno_1000["scatter_scale"].values
+    cal = default_calibration()
+    sd = cal.posterior_draws()["scatter_sd"][bellekeno_1000["posterior_draw"].values]
+    ratio = sd / cal.scatter
+    if not np.allclose(ratio, ratio[:, :1]):
+        pytest.skip("the calibration carries posterior draws of the scatter: no single scale")
+    scale = ratio[:, 0]
+    dof = cal.scatter_predictive_dof
     test = stats.kstest(scale, lambda s: stats.chi2.sf(dof / np.square(s), dof))
     assert test.pvalue > 1e-3, (dof, test)
     # the scale's tail beyond 3x the fitted SD is the 1e-3 tail the prior buys (5 dof alone: 2 %)

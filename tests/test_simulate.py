@@ -18,7 +18,7 @@ from scipy import stats
 from kenomill import _mc_kernels as K
 from kenomill import _mc_reference as R
 from kenomill import calibrate, scenario, simulate
-from kenomill.calibration_file import SCATTER_PRIOR_DOF, default_calibration
+from kenomill.calibration_file import default_calibration
 from kenomill.cli import main
 from kenomill.errors import ValidationError
 
@@ -640,51 +640,45 @@ def test_spread_attribution_finds_the_only_source_of_spread(tmp_path):
     assert (df.ag_oz_share < 1.0 + 1e-12).all()
 
 
-def test_quarterly_scatter_is_the_calibrations_predictive_distribution():
-    # offsets ~ N(0, corr) x scatter x sqrt(dof / chi2(dof)), one chi2 per draw, as the
-    # calibration's Student-t prediction of a new quarter (chi2 by Wilson-Hilferty)
+def test_quarterly_scatter_is_the_calibrations_posterior_predictive():
+    """A quarter's offsets of a draw that took posterior draw s: offset_mean[s] + sd[s] * chol[s] @ z."""
     cal = default_calibration()
+    post = cal.posterior_draws()
     plan = simulate.compile_plan(_small(simulate.reference_workload(), 2))
-    ds = simulate.run(plan, 4000, seed=21)
-    dof = cal.scatter_predictive_dof  # the fit's dof plus the prior's (SCATTER_PRIOR_DOF)
-    assert dof == float(cal.meta["scatter_dof"]) + SCATTER_PRIOR_DOF
-    chi2 = dof / ds.scatter_scale.values**2
-    c9 = 2.0 / (9.0 * dof)
-
-    def wilson_hilferty(x):
-        return stats.norm.cdf(((x / dof) ** (1 / 3) - (1 - c9)) / np.sqrt(c9))
-
-    # the draws follow the approximation, and the approximation the exact chi2 (3e-3 here)
-    assert stats.kstest(chi2, wilson_hilferty).pvalue > 1e-3
-    x = np.linspace(0.01, 30.0, 3000)
-    assert np.abs(wilson_hilferty(x) - stats.chi2(dof).cdf(x)).max() < 0.005
+    ds = simulate.run(plan, 3000, seed=21)
+    s = ds.posterior_draw.values
     off = ds.scatter_offset.values  # (draw, quarter, offset)
-    np.testing.assert_allclose(off.std(axis=(0, 1)), cal.scatter * np.sqrt(dof / (dof - 2)), rtol=0.1)
-    # the quarters of one draw share the scale: their offsets are correlated in size
-    a = np.abs(off[:, 0, 0])
-    b = np.abs(off[:, 1, 0])
-    assert stats.spearmanr(a, b).statistic > 0.03
+    # undo each draw's posterior mean, SD and correlation: independent standard normals
+    z = (off - post["offset_mean"][s][:, None, :]) / post["scatter_sd"][s][:, None, :]
+    z = np.linalg.solve(post["scatter_chol"][s][:, None], z[..., None])[..., 0]
+    assert stats.kstest(z.ravel(), "norm").pvalue > 1e-3
+    assert np.abs(np.corrcoef(z.reshape(-1, 5).T) - np.eye(5)).max() < 0.05
+    # the marginal SD is the posterior predictive's (a mixture over the posterior draws)
+    want = np.sqrt((post["scatter_sd"] ** 2).mean(0) + post["offset_mean"].var(0))
+    np.testing.assert_allclose(off.std(axis=(0, 1)), want, rtol=0.1)
+    if np.ptp(post["scatter_sd"][:, 0]) > 0:
+        # the quarters of one draw share its posterior scatter: offsets correlated in size
+        assert stats.spearmanr(np.abs(off[:, 0, 0]), np.abs(off[:, 1, 0])).statistic > 0.03
 
 
-def test_parameter_draws_are_calibration_draw_theta(workload):
-    # the same standard normals through the kernel (pre-generated) and through
-    # Calibration.draw_theta (folding at the bounds the optimum sits on, then clipping)
-    cal = default_calibration()
-    k = len(cal.theta)
+def test_parameter_draws_are_the_posterior_draws(workload):
+    """Each draw's parameters are posterior draw floor(U S), U its first uniform (contract 2)."""
+    post = default_calibration().posterior_draws()
+    n_post = post["theta"].shape[0]
     n = 64
     nz, nu = workload.n_random()
     z, u = np.empty((n, nz)), np.empty((n, nu))
     K.fill_random(np.uint64(31), 0, z, u)
-
-    class SameNormals:
-        def standard_normal(self, shape):
-            assert shape == (n, k)
-            return z[:, :k].copy()
-
-    want = cal.draw_theta(SameNormals(), n)
     inputs, outputs = workload.kernel_args(31, 0, n, pre=(z, u))
     K.simulate(*inputs, *outputs)
-    np.testing.assert_allclose(outputs[2][:, :k], want, rtol=1e-12, atol=1e-14)
+    k = post["theta"].shape[1]
+    s = np.floor(u[:, 0] * n_post).astype(int)
+    np.testing.assert_array_equal(outputs[2][:, :k], post["theta"][s])
+    np.testing.assert_array_equal(outputs[2][:, k + 9 * len(workload.sources)], s)
+    # over many draws every posterior draw is equally likely
+    ds = simulate.run(simulate.compile_plan(_small(simulate.reference_workload(), 1)), 4000, seed=5)
+    counts = np.bincount(ds.posterior_draw.values, minlength=n_post)
+    assert stats.chisquare(counts).pvalue > 1e-3
 
 
 # ------------------------------------------------------------------ properties
