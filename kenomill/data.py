@@ -8,6 +8,7 @@ field by field (the latest release that prints a field wins) and returns an
 
 from __future__ import annotations
 
+import functools
 import io
 import itertools
 from decimal import Decimal
@@ -177,6 +178,14 @@ def reported_periods(kind: str = "all") -> xr.Dataset:
         from kenomill.errors import ValidationError
 
         raise ValidationError(f"kind: found {kind!r}; allowed: {', '.join(allowed)}")
+    # built once per kind and CSV text (~200 ms each; a report asked for it 100 times), a
+    # deep copy per call so that callers may change their Dataset
+    return _reported_periods_built(kind, _csv_text()).copy(deep=True)
+
+
+@functools.cache
+def _reported_periods_built(kind: str, csv_text: str) -> xr.Dataset:
+    # csv_text: the cache key (the packaged file, or what a test put in its place)
     df, field_source = _merged_text()
     if kind == "quarter":
         df = df[df["period"].isin(QUARTERS)]

@@ -789,45 +789,19 @@ def _figure(uri: str, caption: str, source: str, alt: str) -> str:
     )
 
 
-CSS = """
-body{font-family:"DejaVu Sans",Helvetica,Arial,sans-serif;color:#222;background:#fff;margin:0;
-line-height:1.45}
-main{max-width:1180px;margin:0 auto;padding:18px 28px 60px}
-h1{font-size:1.7em;margin:.2em 0 .1em;color:#1d3557}
-h2{font-size:1.3em;border-bottom:2px solid #1d3557;padding-bottom:3px;margin-top:1.8em;color:#1d3557}
-h3{font-size:1.08em;margin:1.2em 0 .3em}
-.sub{color:#555;margin:0 0 1em}
-.key{background:#eef4fb;border-left:6px solid #1d3557;padding:10px 18px;margin:1em 0}
-.key li{margin:.35em 0}
-.read{background:#f7f7f2;border-left:4px solid #b8a96a;padding:6px 12px;margin:.6em 0;font-size:.95em}
-table{border-collapse:collapse;margin:.6em 0 1em;font-size:.86em}
-th,td{border:1px solid #ccc;padding:3px 7px;text-align:right;vertical-align:top;white-space:nowrap}
-th{background:#e9edf2;text-align:center;white-space:normal}
-td:first-child,th:first-child{text-align:left}
-tr:nth-child(even) td{background:#fafafa}
-tr.hl td{background:#fde8e8;font-weight:bold}
-td.l{text-align:left;white-space:normal}
-figure{margin:1em 0}
-figure img{max-width:100%;border:1px solid #ddd}
-figcaption{font-size:.9em;color:#333;margin-top:.3em}
-.src{color:#666;font-style:italic}
-.bad{color:#b00020;font-weight:bold}
-.ok{color:#1b7f3b}
-details{margin:.4em 0}
-summary{cursor:pointer;color:#1d3557}
-nav{font-size:.92em;margin:.5em 0 1em}
-nav a{margin-right:1em;color:#1d3557}
-footer{font-size:.85em;color:#555;margin-top:3em;border-top:1px solid #ccc;padding-top:.6em}
-"""
+def _template_text(name: str) -> str:
+    from importlib import resources
+
+    return resources.files("kenomill").joinpath("templates", name).read_text(encoding="utf-8")
+
+
+#: the page's style sheet (kenomill/templates/report.css)
+CSS = _template_text("report.css")
 
 #: marks the page's own check: every image decoded (read back by the report test through
 #: Chromium's --dump-dom). Inline, so the page stays self-contained.
-IMAGE_CHECK_JS = (
-    "window.addEventListener('load',function(){var n=0;for(var i=0;i<document.images.length;i++)"
-    "{var im=document.images[i];if(!im.complete||im.naturalWidth===0){n++;}}"
-    "document.body.setAttribute('data-broken-images',String(n));"
-    "document.body.setAttribute('data-images',String(document.images.length));});"
-)
+#: marks the page's own check: every image decoded (kenomill/templates/report.js)
+IMAGE_CHECK_JS = _template_text("report.js")
 
 
 # ------------------------------------------------------------------ sections
@@ -1649,22 +1623,23 @@ def _section_limits(r: ReportResults) -> str:
 
 
 def render_html(r: ReportResults, command: str = "kenomill report") -> str:
-    """The whole page as one HTML string (figures embedded, no external reference)."""
+    """The whole page as one HTML string (figures embedded, no external reference).
+
+    The page is the Jinja2 template ``kenomill/templates/report.html.j2`` (autoescaped)
+    with the style sheet and script of the same directory inlined; the sections are
+    assembled here from the results.
+    """
+    import jinja2
+    from markupsafe import Markup
+
     import kenomill
 
-    now = _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    st = r.settings
-    body = [
-        "<h1>Keno Hill mill: what the published figures say, and what the mill can produce</h1>",
-        f'<p class="sub">kenomill {_e(kenomill.__version__)}, generated {now}. '
-        f"{st.get('draws')} Monte Carlo draws per scenario, {st.get('whatif_draws')} per what-if point, seed "
-        f"{st.get('seed')}. Periods: {_e(st.get('periods', ''))}. "
-        f"Reproduce with <code>{_e(command)}</code>.</p>",
-        '<nav><a href="#data">1 Data</a><a href="#balance">2 Closure</a><a href="#reconcile">3 '
-        "Reconciliation</a>"
-        '<a href="#calibration">4 Recovery curves</a><a href="#whatif">5 Throughput</a>'
-        '<a href="#scenarios">6 Scenarios</a><a href="#limits">7 Limits and sources</a></nav>',
-        "<h2>Key answers</h2>",
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("kenomill", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        keep_trailing_newline=True,
+    )
+    sections = [
         _key_answers(r),
         _section_data(r),
         _section_balance(r),
@@ -1673,18 +1648,16 @@ def render_html(r: ReportResults, command: str = "kenomill report") -> str:
         _section_whatif(r),
         _section_scenarios(r),
         _section_limits(r),
-        "<footer>Every number on this page was computed by kenomill from the files named in each caption; "
-        "units: t = metric tonnes, oz = troy ounces, lb = pounds, Moz/Mlb = millions, t/d = tonnes per day, "
-        "pts = percentage points. Nothing on this page is loaded from elsewhere.</footer>",
     ]
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        "<title>Keno Hill mill: kenomill report</title>"
-        f"<style>{CSS}</style></head><body><main>"
-        + "\n".join(body)
-        + f"</main><script>{IMAGE_CHECK_JS}</script></body></html>\n"
-    )
+    context = {
+        "version": kenomill.__version__,
+        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "settings": r.settings,
+        "command": command,
+        # the sections escape every figure and name they print (_e): already markup
+        "sections": [Markup(x) for x in sections],
+    }
+    return env.get_template("report.html.j2").render(**context)
 
 
 def check_output_path(path) -> Path:
