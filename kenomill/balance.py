@@ -75,6 +75,28 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
         (each difference within its route's tolerance).
     """
     ds = reported_periods() if ds is None else ds
+    # a period of a user's file may leave figures empty: balance the periods whose feed and
+    # concentrate figures are all given, and mark the others as not checked
+    needed = ("ore_processed_t", *(m[2] for m in METALS.values()), *(m[1] for m in METALS.values()))
+    needed += ("pbcon_t", "zncon_t")
+    complete = np.logical_and.reduce([np.isfinite(ds[c].values) for c in needed])
+    if not complete.all():
+        if not complete.any():
+            from kenomill.errors import ValidationError
+
+            raise ValidationError(
+                f"balance: no period gives all of {', '.join(needed)}; found periods "
+                f"{', '.join(map(str, ds.period.values))} with some empty"
+            )
+        part = balance_table(ds.isel(period=np.flatnonzero(complete)))
+        out = part.reindex(period=ds.period.values)
+        out["closes"] = out.closes.fillna(False).astype(bool)
+        out["checked"] = out.reported.notnull() & xr.DataArray(
+            complete, dims="period", coords={"period": ds.period.values}
+        )
+        out["units"] = part["units"]
+        out["checked"].attrs = part["checked"].attrs
+        return out
     els = list(METALS)
     head = {
         e: xr.DataArray(ds[METALS[e][2]].values, dims="period", attrs={"units": units.grade_unit(e)})
@@ -127,6 +149,7 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
     out["closes"] = (abs(out.diff_feed_pct) <= out.tolerance_feed_pct) & (
         abs(out.diff_concentrate_pct) <= out.tolerance_concentrate_pct
     )
+    out["checked"] = out.reported.notnull() & out.via_feed.notnull() & out.via_concentrate.notnull()
     out["units"] = ("quantity", [unit_of[q] for q in QUANTITIES])
     attrs = {
         "reported": ("as printed", "reported figure"),
@@ -147,6 +170,7 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
             "largest |diff_concentrate_pct| that printed rounding alone can cause (exact worst case)",
         ),
         "closes": ("1", "each route within its rounding tolerance"),
+        "checked": ("1", "the period gives every figure both routes need"),
         "units": ("", "unit of each quantity"),
     }
     for k, (u, ln) in attrs.items():

@@ -175,9 +175,8 @@ def _xlsx_cell_text(cell) -> str:
         return v.date().isoformat()
     if isinstance(v, _dt.date):
         return v.isoformat()
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
+    if isinstance(v, int | float):
+        # openpyxl gives an int for a stored 3.0: the number format still says "0.00"
         fmt = str(getattr(cell, "number_format", "General") or "General")
         m = _FIXED_FORMAT_RE.search(fmt)
         if fmt.rstrip().endswith("%"):
@@ -187,7 +186,7 @@ def _xlsx_cell_text(cell) -> str:
             return f"{v:.{len(m.group(1))}f}"
         if fmt.strip() in ("0", "#,##0"):
             return f"{v:.0f}"
-        return str(int(v)) if v.is_integer() else repr(v)
+        return str(int(v)) if float(v).is_integer() else repr(float(v))
     return str(v).strip()
 
 
@@ -346,11 +345,14 @@ def _check_row(row: _Row, problems: list[str], warns: list[str]) -> None:
             f"{start.isoformat()}; allowed: on or after period_start"
         )
         start = end = None
+    days_ok = True
     if c.get("days", ""):
         days = _number(c["days"])
-        if days is None or days <= 0 or not float(days).is_integer():
+        days_ok = days is not None and days > 0 and float(days).is_integer()
+        if not days_ok:
             problems.append(f"{row.where('days')}: found {c['days']!r}; allowed: a whole number of days > 0")
         elif start and end and int(days) != (end - start).days + 1:
+            days_ok = False
             problems.append(
                 f"{row.where('days')}: found {c['days']}; allowed: {(end - start).days + 1}, "
                 f"the calendar days from {start.isoformat()} to {end.isoformat()} inclusive"
@@ -386,7 +388,8 @@ def _check_row(row: _Row, problems: list[str], warns: list[str]) -> None:
                 f"{row.where(col)}: found {text!r} beside an empty "
                 f"{col.removesuffix('_resolution')}; allowed: empty when the figure is empty"
             )
-    _check_tpd(row, problems, warns)
+    if days_ok:  # a wrong day count would make every tpd look wrong
+        _check_tpd(row, problems, warns)
 
 
 def _check_tpd(row: _Row, problems: list[str], warns: list[str]) -> None:

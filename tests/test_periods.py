@@ -8,6 +8,7 @@ test_data.py) must come back unchanged when written out as a periods file.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -184,3 +185,131 @@ def test_cli_template_check_and_balance_xlsx(tmp_path):
     res = _invoke("balance", "--periods", str(tmp_path / "t.csv"), "--out", str(tmp_path / "bal.csv"))
     assert res.exit_code == 0, res.output
     pd.testing.assert_frame_equal(table, pd.read_csv(tmp_path / "bal.csv"), check_dtype=False)
+
+
+# ------------------------------------------------------------------- every validation rule
+def _rows_with(**change):
+    return [dict(Q3_ROW, **change)]
+
+
+RULES = {
+    # name: (rows or raw bytes, regex every problem line of this case must include)
+    "unknown column": (
+        [dict(Q3_ROW, ore_procesed_t="1")],
+        r"row 1, column 14: unknown column 'ore_procesed_t'; did you mean 'ore_processed_t'\?",
+    ),
+    "missing required column": (
+        [{k: v for k, v in Q3_ROW.items() if k != "source"}],
+        r"missing required column 'source'; required: period, period_start, period_end, source",
+    ),
+    "grade above pure galena": (
+        _rows_with(head_pb_pct="87"),
+        r"row 2 \(2012Q3\), column head_pb_pct: found 87 %; allowed: 0 to 86.6 % \(pure galena",
+    ),
+    "grade above pure sphalerite": (
+        _rows_with(head_zn_pct="68.0"),
+        r"row 2 \(2012Q3\), column head_zn_pct: found 68.0 %; allowed: 0 to 67.1 % \(pure sphalerite",
+    ),
+    "recovery above 100 %": (
+        _rows_with(rec_ag_pct="100.5"),
+        r"row 2 \(2012Q3\), column rec_ag_pct: found 100.5 %; allowed: 0 to 100 %",
+    ),
+    "negative tonnes": (
+        _rows_with(pbcon_t="-1"),
+        r"row 2 \(2012Q3\), column pbcon_t: found -1 t; allowed: >= 0 t",
+    ),
+    "not a number": (
+        _rows_with(ore_processed_t="22,500"),
+        r"row 2 \(2012Q3\), column ore_processed_t: found '22,500'; allowed: a number in t",
+    ),
+    "end before start": (
+        _rows_with(period_end="2012-06-30"),
+        r"row 2 \(2012Q3\), column period_end: found 2012-06-30, before period_start 2012-07-01",
+    ),
+    "days inconsistent": (
+        _rows_with(days="91"),
+        r"row 2 \(2012Q3\), column days: found 91; allowed: 92, the calendar days from 2012-07-01",
+    ),
+    "bad date": (
+        _rows_with(period_start="1/7/2012"),
+        r"row 2 \(2012Q3\), column period_start: found '1/7/2012'; allowed: a date YYYY-MM-DD",
+    ),
+    "tpd beyond factor 1.5": (
+        _rows_with(tpd="400"),
+        r"row 2 \(2012Q3\), column tpd: found 400 t/d, ore_processed_t / days = 22500 / 92 = 244.6 t/d; "
+        r"allowed: within a factor 1.5",
+    ),
+    "same figure same source twice": (
+        [Q3_ROW, dict(Q3_ROW, head_ag_gpt="790")],
+        r"row 3 \(2012Q3\), column head_ag_gpt: found 790; .*row 2 \(2012Q3\) gives 780 for the same period "
+        r"and source",
+    ),
+    "empty period name": (
+        _rows_with(period=""),
+        r"row 2 \(no period\), column period: found an empty period name",
+    ),
+    "empty source": (_rows_with(source=""), r"row 2 \(2012Q3\), column source: found an empty source"),
+    "latin-1 file": (
+        "period,period_start,period_end,source\nQ3,2012-07-01,2012-09-30,Río\n".encode("latin-1"),
+        r"not UTF-8 text \(byte 0xed at offset \d+\); allowed: UTF-8",
+    ),
+    "binary file": (b"\x00\x01\x02binary", r"a binary file, not a CSV periods file"),
+}
+
+
+def _write_case(tmp_path, content) -> Path:
+    f = tmp_path / "case.csv"
+    if isinstance(content, bytes):
+        f.write_bytes(content)
+        return f
+    return write_csv(f, content)
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_validation_rule_api(tmp_path, rule):
+    content, pattern = RULES[rule]
+    f = _write_case(tmp_path, content)
+    with pytest.raises(PeriodsError, match=re.escape(str(f)) + r".*" + pattern):
+        read_periods(f)
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_validation_rule_cli(tmp_path, rule):
+    content, pattern = RULES[rule]
+    f = _write_case(tmp_path, content)
+    out = tmp_path / "rec.csv"
+    res = _invoke("reconcile", "--periods", str(f), "--out", str(out))
+    assert res.exit_code == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr  # each case has exactly one problem
+    assert re.match(r"kenomill reconcile: error: " + re.escape(str(f)) + ".*" + pattern, lines[0]), lines[0]
+    assert res.stdout == "" and not out.exists() and "Traceback" not in res.output
+
+
+def test_bom_is_accepted(tmp_path):
+    f = write_csv(tmp_path / "bom.csv", [Q3_ROW], encoding="utf-8-sig")
+    assert f.read_bytes().startswith(b"\xef\xbb\xbf")
+    ds = read_periods(f)
+    assert list(ds.period.values) == ["2012Q3"] and float(ds.head_ag_gpt[0]) == 780
+
+
+def test_tpd_within_factor_is_a_warning_everywhere(tmp_path):
+    f = write_csv(tmp_path / "w.csv", _rows_with(tpd="250"))
+    with pytest.warns(PeriodsWarning, match=r"column tpd: found 250 t/d.*differ beyond printed rounding"):
+        ds = read_periods(f)
+    assert float(ds.tpd[0]) == 250 and "found 250 t/d" in ds.attrs["warnings"]
+    res = _invoke("periods", "check", str(f))
+    assert res.exit_code == 0 and "warning:" in res.stdout and "found 250 t/d" in res.stdout
+    res = _invoke("balance", "--periods", "packaged", "--periods", str(f))
+    assert res.exit_code == 0, res.output
+    assert res.stderr.startswith("kenomill balance: warning: ")
+    # the new quarter gives no concentrates: not checked, not counted as failing
+    assert "40 of 54 figures close within rounding; 14 do not. 6 not checked" in res.stdout
+
+
+def test_problems_of_several_files_at_once(tmp_path):
+    a = write_csv(tmp_path / "a.csv", _rows_with(head_pb_pct="90"))
+    b = write_csv(tmp_path / "b.csv", _rows_with(period="2012Q4", rec_pb_pct="120"))
+    with pytest.raises(PeriodsError) as info:
+        read_periods(["packaged", a, b])
+    assert [ln.split(":")[0] for ln in info.value.problems] == [str(a), str(b)]

@@ -81,9 +81,15 @@ def balance(out, periods):
     ds = load_periods(periods)
     table = balance_table(ds)
     print_balance(table, source=None if ds is None else "Periods: " + periods_label(ds) + ".")
-    n_bad = int((~table.closes).sum())
+    n_checked = int(table.checked.sum())
+    n_bad = n_checked - int(table.closes.sum())
     click.echo(
-        f"{int(table.closes.sum())} of {table.closes.size} figures close within rounding; {n_bad} do not."
+        f"{int(table.closes.sum())} of {n_checked} figures close within rounding; {n_bad} do not."
+        + (
+            f" {table.closes.size - n_checked} not checked (figures not reported)."
+            if n_checked < table.closes.size
+            else ""
+        )
     )
     if out:
         tabular = out.lower().endswith((".csv", ".xlsx"))

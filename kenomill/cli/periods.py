@@ -33,12 +33,12 @@ def load_periods(values, *, quarters_only: bool = False):
         return None
     name = click.get_current_context().info_name
     check = check_periods(list(values))
-    for w in check.warnings:
-        click.echo(f"kenomill {name}: warning: {w}", err=True)
-    if check.problems:
+    if check.problems:  # refused: the problems only, one line each (`periods check` shows warnings too)
         for p in check.problems:
             click.echo(f"kenomill {name}: error: {p}", err=True)
         sys.exit(EXIT_BAD_INPUT)
+    for w in check.warnings:
+        click.echo(f"kenomill {name}: warning: {w}", err=True)
     assert not isinstance(check.dataset, PeriodsError)
     return check.dataset
 
