@@ -41,19 +41,37 @@ def _save(fig, path: Path) -> Path:
 FAN_VARIABLES = ("ag_oz", "pb_lb", "zn_lb", "rec_ag_pct", "rec_pb_pct", "rec_zn_pct")
 
 
+def _reported_points(ds: xr.Dataset):
+    """Reported quarters to show as points: labels before the horizon, and (label, x) pairs."""
+    from kenomill.data import QUARTERS, reported_periods
+
+    before = [q for q in str(ds.attrs.get("reported_before", "")).split(", ") if q]
+    labels = [*before, *map(str, ds.quarter.values)]
+    shown = [q for q in labels if q in QUARTERS]
+    return before, labels, (reported_periods().sel(period=shown) if shown else None)
+
+
 def fan_chart(ds: xr.Dataset, path, variables=FAN_VARIABLES):
-    """Quarterly P10-P90 and P25-P75 bands with the median, one panel per variable."""
+    """Quarterly P10-P90 and P25-P75 bands with the median, one panel per variable.
+
+    Reported quarters (the releases' figures) inside the horizon, and those before its
+    start that a scenario counts (``start_after_reported``), are drawn as points.
+    """
     plt = _plt()
     n = len(variables)
     fig, axes = plt.subplots(2, (n + 1) // 2, figsize=(4.2 * ((n + 1) // 2), 7), squeeze=False)
-    x = np.arange(ds.sizes["quarter"])
+    before, labels, rep = _reported_points(ds)
+    x = np.arange(ds.sizes["quarter"]) + len(before)
     for ax, v in zip(axes.ravel(), variables, strict=False):
         name, unit, f = _LABELS.get(v, (v, ds[v].attrs.get("units", ""), 1.0))
         q = ds[v].quantile([0.1, 0.25, 0.5, 0.75, 0.9], dim="draw").values * f
         ax.fill_between(x, q[0], q[4], alpha=0.25, color="C0", label="P10-P90")
         ax.fill_between(x, q[1], q[3], alpha=0.45, color="C0", label="P25-P75")
         ax.plot(x, q[2], color="C0", lw=2, label="median")
-        ax.set_xticks(x, [str(s) for s in ds.quarter.values], rotation=45, fontsize=8)
+        if rep is not None and v in rep:
+            xr_ = [labels.index(str(p)) for p in rep.period.values]
+            ax.plot(xr_, rep[v].values * f, "o", color="k", ms=5, label="reported (Alexco releases)")
+        ax.set_xticks(np.arange(len(labels)), labels, rotation=45, fontsize=8)
         ax.set_title(f"{name} per quarter [{unit}]", fontsize=10)
         ax.grid(alpha=0.3)
     for ax in axes.ravel()[n:]:

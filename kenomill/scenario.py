@@ -154,11 +154,49 @@ def grades_from(spec: str) -> tuple[dict[str, float], str]:
 
 
 # ------------------------------------------------------------------ schema
+def reported_quarters() -> tuple[str, ...]:
+    """Quarters of the packaged reported periods, in order (read without pandas)."""
+    text = resources.files("kenomill").joinpath("data/reported_periods.csv").read_text()
+    names = [row["period"] for row in csv.DictReader(io.StringIO(text))]
+    return tuple(sorted(dict.fromkeys(n for n in names if QUARTER_RE.match(n)), key=parse_quarter))
+
+
 class Horizon(_Model):
     start: str = Field(description="first quarter simulated, e.g. '2012Q1'")
     quarters: int = Field(ge=1, le=80, description="number of quarters")
     step: Literal["day", "shift"] = "day"
     shifts_per_day: int = Field(2, ge=1, le=4, description="shifts per day when step = 'shift'")
+    start_after_reported: bool = Field(
+        False,
+        description="start after the last reported quarter (start may then be omitted) and count the "
+        "start year's reported quarters in the annual totals",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _start_after_reported(cls, data):
+        if isinstance(data, dict) and data.get("start_after_reported") is True:
+            after = quarter_range(reported_quarters()[-1], 2)[1]
+            if data.get("start") is None:
+                data = {**data, "start": after}
+            elif data["start"] != after:
+                raise ValueError(
+                    f"start: found {data['start']!r} with start_after_reported = true; allowed: {after!r} "
+                    "(the quarter after the last reported one) or leave start out"
+                )
+        return data
+
+    @property
+    def reported_before(self) -> list[str]:
+        """Reported quarters of the start year before the start, counted in its annual totals."""
+        if not self.start_after_reported:
+            return []
+        y0, _ = parse_quarter(self.start)
+        return [
+            q
+            for q in reported_quarters()
+            if parse_quarter(q)[0] == y0 and parse_quarter(q) < parse_quarter(self.start)
+        ]
 
     @field_validator("start")
     @classmethod
