@@ -125,25 +125,14 @@ def _allowed_columns() -> list[str]:
 
 
 def _read_bytes_text(path: Path, label: str) -> str:
-    """Decode a text file as UTF-8 (a byte-order mark, as Excel writes, is accepted)."""
-    try:
-        from kenomill.io import read_text  # the one guarded reader, where available
-    except ImportError:
-        read_text = None
-    if read_text is not None:
-        return read_text(path, what="periods file")
-    raw = path.read_bytes()
-    if b"\x00" in raw[:4096]:
-        raise ValidationError(
-            f"{label}: a binary file, not a CSV periods file; allowed: UTF-8 CSV text or .xlsx"
-        )
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ValidationError(
-            f"{label}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-            "allowed: UTF-8 (in Excel: Save As 'CSV UTF-8') or .xlsx"
-        ) from None
+    """Decode a text file as UTF-8 (a byte-order mark, as Excel writes, is accepted).
+
+    Through the one guarded reader: another encoding or a binary file is one line naming
+    the file, the byte, its line and column.
+    """
+    from kenomill.io import read_text
+
+    return read_text(path, what="periods file")
 
 
 def _csv_rows(path: Path, label: str, problems: list[str]) -> tuple[list[str], list[_Row]]:

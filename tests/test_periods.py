@@ -251,9 +251,9 @@ RULES = {
     "empty source": (_rows_with(source=""), r"row 2 \(2012Q3\), column source: found an empty source"),
     "latin-1 file": (
         "period,period_start,period_end,source\nQ3,2012-07-01,2012-09-30,Río\n".encode("latin-1"),
-        r"not UTF-8 text \(byte 0xed at offset \d+\); allowed: UTF-8",
+        r"not UTF-8 text.*byte 0xed at line 2, column \d+; save the periods file as UTF-8",
     ),
-    "binary file": (b"\x00\x01\x02binary", r"a binary file, not a CSV periods file"),
+    "binary file": (b"\x00\x01\x02binary", r"not a text file: a NUL character at line 1"),
 }
 
 
