@@ -129,16 +129,10 @@ def simulate(
     grade_dep,
     p_base,
     free_idx,
-    theta0,
-    theta_fac,
-    theta_lo,
-    theta_hi,
-    fold_idx,
-    fold_side,
-    fold_vecs,
-    scatter_sd,
-    scatter_chol,
-    scatter_dof,
+    post_theta,
+    post_offset_mean,
+    post_scatter_sd,
+    post_scatter_chol,
     step_q,
     step_h,
     mode,
@@ -171,27 +165,21 @@ def simulate(
     nd, nq, nf = out_q.shape
     ns = supply.shape[0]
     n_steps = step_q.shape[0]
-    k = theta0.shape[0]
+    k = post_theta.shape[1]
     daily = out_d.shape[1] > 0
     rnd = _Randoms(seed, draw0, nd, use_pre, pre_z, pre_u)
     # ---- per-draw set-up (once per draw: cost ~ 1/547 of the steps)
-    dev = (rnd.normals(k).T @ theta_fac.T) if k else np.zeros((nd, 0))
-    for r in range(fold_idx.size):
-        j = fold_idx[r]
-        past = fold_side[r] * dev[:, j] > 0.0
-        dev[past] -= 2.0 * dev[past, j][:, None] * fold_vecs[r]
-    theta = np.clip(theta0 + dev, theta_lo, theta_hi)
+    # the calibration's posterior draw of each Monte Carlo draw: its first uniform
+    n_post = post_theta.shape[0]
+    s_post = np.minimum((rnd.uniforms(1)[0] * n_post).astype(np.int64), n_post - 1)
+    theta = post_theta[s_post]
     out_draw[:, :k] = theta
     pt = np.repeat(p_base[:, None], nd, axis=1)  # parameters as rows [N_FULL, nd]
     pt[free_idx] = theta.T
-    zs = rnd.normals(1)[0]
-    if scatter_dof > 0.0:
-        c9 = 2.0 / (9.0 * scatter_dof)
-        wh = np.maximum(1.0 - c9 + zs * np.sqrt(c9), 1e-3)
-        s_scale = 1.0 / np.sqrt(wh * wh * wh)
-    else:
-        s_scale = np.ones(nd)
-    out_draw[:, k + 9 * ns] = s_scale
+    out_draw[:, k + 9 * ns] = s_post
+    q_mean = post_offset_mean[s_post].T  # [5, nd]
+    q_sd = post_scatter_sd[s_post].T
+    q_chol = post_scatter_chol[s_post]  # [nd, 5, 5]
     a_d = np.clip(availability + availability_sd * rnd.normals(1)[0], 0.05, 1.0)
     with np.errstate(divide="ignore"):
         mtbf_h = np.where(a_d < 1.0, a_d / (1.0 - a_d) * mttr_h, np.inf)
@@ -236,7 +224,7 @@ def simulate(
         if q != q_prev:
             # ---- per-quarter constants
             zq = rnd.normals(NOFF)
-            qoff = scatter_sd[:, None] * s_scale * (scatter_chol @ zq)  # [5, nd]
+            qoff = q_mean + q_sd * np.einsum("dji,id->jd", q_chol, zq)  # [5, nd]
             qr = mill_rate[q] * 24.0 / recovery.REFERENCE_TPD
             inv_q = 1.0 / qr
             g_ratio = (1.0 - np.exp(-recovery.GANGUE_KTAU * inv_q)) / (1.0 - np.exp(-recovery.GANGUE_KTAU))
