@@ -146,7 +146,7 @@ class Progress:
             steps = self.done * PLAIN_STEPS // self.total if self.total else 0
             due_share = self.total is not None and self._next_step <= steps < PLAIN_STEPS
             due_time = now - self._last_line >= PLAIN_INTERVAL_S
-            if not (due_share or due_time):
+            if not (due_share or due_time) or (self.total is not None and self.done >= self.total):
                 return
             self._next_step = max(self._next_step, steps + 1)
             elapsed = now - self._t0

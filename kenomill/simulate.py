@@ -925,16 +925,30 @@ def _period_values(o: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
+#: grid points of one axis of a what-if (a typo in STEP must not allocate gigabytes)
+MAX_GRID_POINTS = 1000
+
+
 def parse_range(text: str, name: str) -> np.ndarray:
     """'a:b:step' (inclusive of b when it falls on the grid) or 'a,b,c' -> array."""
     try:
         if ":" in text:
             a, b, s = (float(x) for x in text.split(":"))
-            if s <= 0 or b < a:
+            if not all(map(math.isfinite, (a, b, s))) or s <= 0 or b < a:
                 raise ValueError
             n = int(math.floor((b - a) / s + 1e-9)) + 1
+            if n > MAX_GRID_POINTS:
+                raise ValidationError(
+                    f"{name}: found {text!r}, {n:,} grid points; allowed: at most {MAX_GRID_POINTS} "
+                    "(a larger STEP)"
+                )
             return np.round(a + s * np.arange(n), 10)
-        return np.array([float(x) for x in text.split(",")])
+        vals = [float(x) for x in text.split(",")]
+        if not all(map(math.isfinite, vals)) or len(vals) > MAX_GRID_POINTS:
+            raise ValueError
+        return np.array(vals)
+    except ValidationError:
+        raise
     except ValueError:
         raise ValidationError(
             f"{name}: found {text!r}; expected START:STOP:STEP (STEP > 0) or a,b,c"

@@ -68,7 +68,39 @@ def guarded(func):
     return wrapper
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: seeds: what numpy's SeedSequence and the kernels' counter-based streams accept
+SEED = click.IntRange(0, 2**63 - 1)
+#: Monte Carlo draws: at least one (the size check before work bounds the top)
+DRAWS = click.IntRange(min=1)
+
+
+class _OneLineGroup(click.Group):
+    """The ``kenomill`` group: a bad option or argument is one line on stderr, exit 2.
+
+    Click's default prints the usage, a hint and the error on three lines; a log or a
+    script wants one line naming the command, the option and what is allowed.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.UsageError as exc:
+            name = exc.ctx.command_path if exc.ctx is not None else "kenomill"
+            msg = exc.format_message().replace("\n", " ").rstrip(".")
+            click.echo(f"{name}: error: {msg} (see {name} --help)", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except click.ClickException as exc:
+            click.echo(f"kenomill: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("kenomill: interrupted; no partial output file was left", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=_OneLineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="kenomill")
 def main():
     """kenomill: mass balance, reconciliation, calibration and Monte Carlo of the Keno Hill mill."""

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from kenomill.cli import guarded
+from kenomill.cli import SEED, guarded
 from kenomill.cli.periods import load_periods, periods_label, periods_option
 
 
@@ -203,7 +203,7 @@ def _check_out_dir(out: str) -> Path:
 @click.option(
     "--starts", type=click.IntRange(min=1), default=6, show_default=True, help="Optimizer starting points."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the random starting points.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the random starting points.")
 @click.option(
     "--prior",
     "prior",
@@ -335,7 +335,7 @@ def calibrate(
 @click.option(
     "--draws", type=click.IntRange(min=2), default=4000, show_default=True, help="Monte Carlo draws."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the draws.")
 @guarded
 def predict(feed, out, calibration, draws, seed):
     """Predict recoveries, concentrates and contained metal for the feeds in FEED.csv.
@@ -351,6 +351,10 @@ def predict(feed, out, calibration, draws, seed):
     io.check_output_path(out)
     ds = cal_mod.read_feed(feed)
     cal = Calibration.load(calibration) if calibration else default_calibration()
+    from kenomill import budget
+
+    n = ds.sizes["period"]
+    budget.check("predict", draws, budget.PREDICT_BYTES_PER_DRAW * n, budget.PREDICT_SECONDS_PER_DRAW * n)
     pred = cal_mod.predict(cal, ds, n_draws=draws, seed=seed)
     console = Console(width=160)
     t = Table(

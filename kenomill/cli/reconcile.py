@@ -166,7 +166,13 @@ def print_reconciliation(rec, reported, top: int = 10, console: Console | None =
 )
 @click.option("--rounding-only", is_flag=True, help="Set every relative error to 0: printed rounding only.")
 @click.option("--no-rounding", is_flag=True, help="Leave the printed rounding out of the error model.")
-@click.option("--alpha", type=float, default=0.05, show_default=True, help="Significance level of the tests.")
+@click.option(
+    "--alpha",
+    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    default=0.05,
+    show_default=True,
+    help="Significance level of the tests.",
+)
 @click.option(
     "--exclude",
     multiple=True,

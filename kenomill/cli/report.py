@@ -7,7 +7,7 @@ import time
 
 import click
 
-from kenomill.cli import guarded
+from kenomill.cli import SEED, guarded
 
 
 @click.command()
@@ -26,7 +26,7 @@ from kenomill.cli import guarded
     default=None,
     help="Monte Carlo draws per scenario [default: 1000]; each what-if point runs draws/5 (at least 20).",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of every random draw.")
 @click.option(
     "--scenario",
     "scenarios",

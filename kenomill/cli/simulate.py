@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from kenomill import variables
-from kenomill.cli import guarded
+from kenomill.cli import DRAWS, SEED, guarded
 from kenomill.errors import ValidationError
 
 _NC = {".nc": "netCDF"}
@@ -120,15 +120,20 @@ def print_attribution(df, console: Console) -> None:
 
 @click.command()
 @click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(dir_okay=False))
-@click.option("--draws", type=int, default=1000, show_default=True, help="Number of Monte Carlo draws.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed: same seed, same numbers.")
+@click.option("--draws", type=DRAWS, default=1000, show_default=True, help="Number of Monte Carlo draws.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed: same seed, same numbers.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write the draws to FILE.nc.")
 @click.option(
     "--scheduler",
     default=None,
     help="Run chunks on dask.distributed: 'local' (a LocalCluster of 2 workers) or a scheduler ADDRESS.",
 )
-@click.option("--chunk-size", type=int, default=None, help="Draws per chunk (results do not depend on it).")
+@click.option(
+    "--chunk-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Draws per chunk (results do not depend on it).",
+)
 @click.option("--daily", is_flag=True, help="Also keep every step in --out (memory grows with draws x days).")
 @click.option("--plot", is_flag=True, help="Write fan charts and histograms (PNG) beside --out or here.")
 @click.option(
@@ -146,6 +151,11 @@ def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot
         io.check_output_path(out, _NC)
     sc = scenario.load(scenario_file)
     plan = sim.compile_plan(sc, base_dir=Path(scenario_file).parent)
+    from kenomill import budget
+
+    reruns = 1 + (len(sim.UNCERTAINTY_GROUPS) if attribution else 0)
+    per_b, per_s = budget.simulate_estimate(plan, draws, daily=daily, reruns=reruns)
+    budget.check(f"simulate {sc.name}", draws, per_b, per_s)
     console = Console(width=150)
     from kenomill.progress import progress
 
@@ -191,8 +201,8 @@ def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot
 @click.option(
     "--availability", default="0.85:0.98:0.01", show_default=True, help="Mill availabilities [-], A:B:STEP."
 )
-@click.option("--draws", type=int, default=100, show_default=True, help="Draws per grid point.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed (the same draws at every point).")
+@click.option("--draws", type=DRAWS, default=100, show_default=True, help="Draws per grid point.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (the same draws at every point).")
 @click.option("--year", type=int, default=None, help="Year reported (default: first complete year).")
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE.nc or .csv.")
 @click.option("--plot", is_flag=True, help="Write the surface as PNG beside --out or here.")
@@ -213,6 +223,12 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
             "repository); give --scenario FILE"
         )
     sc = scenario.load(path)
+    from kenomill import budget
+
+    plan = sim.compile_plan(sc, base_dir=path.parent)
+    per_b, per_s = budget.simulate_estimate(plan, draws)
+    # the draws of one grid point are in memory at a time; the time adds over the grid
+    budget.check(f"whatif {sc.name}", draws, per_b, per_s * tpds.size * avs.size)
     from kenomill.progress import progress
 
     with progress(tpds.size * avs.size, "what-if grid", unit="grid points") as bar:

@@ -1,0 +1,139 @@
+"""Size before work: peak memory and run time of a command, estimated before it starts.
+
+A number typed on the command line (``--draws 1000000000``) must not end in the
+operating system killing the process for memory, nor in hours of silent work. Each
+command that allocates by draws, steps or grid points calls :func:`check` with its
+estimate first: a run that does not fit in the memory available is refused with one
+line naming the estimate, the memory available and the largest run that fits; a long
+run prints its estimate (and then shows progress).
+
+The per-unit figures are measured, not derived: peak resident memory and wall time of
+the CLI at two sizes, the slope between them (``/usr/bin/time -f "%M kB %e s" kenomill
+simulate scenarios/bellekeno_only.toml --draws 2000`` and ``--draws 20000``; the same for
+``kenomill predict FEED.csv --draws 20000`` and ``200000``), measured on a 2-core machine
+shared with other work, and rounded up.
+"""
+
+from __future__ import annotations
+
+import os
+
+from kenomill.errors import ValidationError
+
+#: peak memory per Monte Carlo draw of simulate, per float64 of the kernel's outputs [-]:
+#: measured 8.0 kB per draw for 339 output values (2.7 kB): the Dataset, the annual sums
+#: and the summaries copy them about three times; 4 leaves a margin
+SIMULATE_COPIES = 4.0
+#: wall time per draw, per daily step and feed source [s]: measured 0.58 ms per draw over
+#: 731 steps of one source (0.79 us), rounded up
+SIMULATE_SECONDS_PER_STEP = 1.0e-6
+#: peak memory of predict per draw and feed period [bytes]: measured 533 B
+PREDICT_BYTES_PER_DRAW = 640.0
+#: wall time of predict per draw and feed period [s]: measured about 20 us
+PREDICT_SECONDS_PER_DRAW = 25e-6
+#: memory kenomill needs besides the run (interpreter, numpy, xarray, numba) [bytes]: measured 250 MB
+BASE_BYTES = 300e6
+#: runs estimated longer than this print their estimate before they start [s]
+ANNOUNCE_SECONDS = 20.0
+#: share of the available memory a run may plan to use [-]
+MEMORY_SHARE = 0.8
+
+
+def available_memory() -> float:
+    """Memory the system can give this process now [bytes] (``MemAvailable`` on Linux)."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return float(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return float("inf")
+
+
+def fmt_bytes(n: float) -> str:
+    """``1.5 GB``-style size (decimal units, as ``free -h`` shows roughly)."""
+    for unit, f in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= f:
+            return f"{n / f:.1f} {unit}"
+    return f"{n:.0f} B"
+
+
+def fmt_seconds(s: float) -> str:
+    """``about 3 min``-style duration."""
+    if s < 90:
+        return f"{s:.0f} s"
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 2 * 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.0f} days"
+
+
+def check(
+    what: str,
+    units: int,
+    bytes_per_unit: float,
+    seconds_per_unit: float,
+    *,
+    unit: str = "draws",
+    option: str = "--draws",
+    fixed_bytes: float = 0.0,
+    announce: bool = True,
+) -> tuple[float, float]:
+    """Refuse a run that cannot fit in memory; announce a long one.
+
+    Parameters
+    ----------
+    what : str
+        The command, e.g. ``"simulate bellekeno_only"``.
+    units : int
+        Draws (or grid points x draws) the user asked for.
+    bytes_per_unit, seconds_per_unit : float
+        Peak memory [bytes] and wall time [s] per unit.
+    unit, option : str
+        Words for the message: the unit and the option that sets it.
+    fixed_bytes : float
+        Memory the run needs whatever its size [bytes] (besides :data:`BASE_BYTES`).
+
+    Returns
+    -------
+    (peak_bytes, seconds) : tuple of float
+        The estimate.
+
+    Raises
+    ------
+    ValidationError
+        When the estimated peak exceeds :data:`MEMORY_SHARE` of the available memory.
+    """
+    peak = BASE_BYTES + fixed_bytes + units * bytes_per_unit
+    seconds = units * seconds_per_unit
+    avail = available_memory()
+    if peak > MEMORY_SHARE * avail:
+        fit = max(int((MEMORY_SHARE * avail - BASE_BYTES - fixed_bytes) / bytes_per_unit), 0)
+        raise ValidationError(
+            f"{option}: {units:,} {unit} need about {fmt_bytes(peak)} of memory "
+            f"({fmt_bytes(bytes_per_unit)} per {unit.rstrip('s')}) and about {fmt_seconds(seconds)}; "
+            f"this machine has {fmt_bytes(avail)} available; allowed here: at most about {fit:,} {unit}"
+        )
+    if announce and seconds > ANNOUNCE_SECONDS:
+        from kenomill.progress import log
+
+        log(
+            f"{what}: {units:,} {unit}, estimated about {fmt_seconds(seconds)} and "
+            f"{fmt_bytes(peak)} of memory ({fmt_bytes(avail)} available)"
+        )
+    return peak, seconds
+
+
+def simulate_estimate(plan, draws: int, *, daily: bool = False, reruns: int = 1) -> tuple[float, float]:
+    """(bytes per draw, seconds per draw) of a compiled plan (:func:`kenomill.simulate.compile_plan`)."""
+    values = len(plan.quarters) * plan.n_fields + plan.n_draw_fields
+    if daily:
+        values += plan.n_steps * plan.n_fields
+    per_draw_bytes = SIMULATE_COPIES * 8.0 * values
+    per_draw_s = SIMULATE_SECONDS_PER_STEP * plan.n_steps * max(len(plan.sources), 1) * reruns
+    return per_draw_bytes, per_draw_s
