@@ -87,7 +87,8 @@ class _OneLineGroup(click.Group):
         try:
             rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         except click.UsageError as exc:
-            name = exc.ctx.command_path if exc.ctx is not None else "kenomill"
+            # the root is named kenomill whatever argv[0] was (python -m kenomill, a test runner)
+            name = " ".join(["kenomill", *exc.ctx.command_path.split(" ")[1:]]) if exc.ctx else "kenomill"
             msg = exc.format_message().replace("\n", " ").rstrip(".")
             click.echo(f"{name}: error: {msg} (see {name} --help)", err=True)
             sys.exit(EXIT_BAD_INPUT)

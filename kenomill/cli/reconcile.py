@@ -168,7 +168,7 @@ def print_reconciliation(rec, reported, top: int = 10, console: Console | None =
 @click.option("--no-rounding", is_flag=True, help="Leave the printed rounding out of the error model.")
 @click.option(
     "--alpha",
-    type=click.FloatRange(0, 1, min_open=True, max_open=True),
+    type=float,
     default=0.05,
     show_default=True,
     help="Significance level of the tests.",
