@@ -22,32 +22,7 @@ from kenomill import variables
 
 #: the CSV's columns in order -> (units, long name), from :mod:`kenomill.variables`
 COLUMNS: dict[str, tuple[str, str]] = variables.units_and_long_names(
-    (
-        "period",
-        "period_start",
-        "period_end",
-        "days",
-        "source",
-        "ore_mined_t",
-        "ore_processed_t",
-        "head_ag_gpt",
-        "head_pb_pct",
-        "head_zn_pct",
-        "rec_ag_pct",
-        "rec_pb_pct",
-        "rec_zn_pct",
-        "pbcon_t",
-        "pbcon_ag_gpt",
-        "pbcon_pb_pct",
-        "zncon_t",
-        "zncon_ag_gpt",
-        "zncon_zn_pct",
-        "ag_oz",
-        "pb_lb",
-        "zn_lb",
-        "tpd",
-        "availability_pct",
-    )
+    ("period", "period_start", "period_end", "days", "source", *variables.kinds())
 )
 
 #: the numeric figures a release prints for a period

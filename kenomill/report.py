@@ -222,6 +222,26 @@ def explain_gross_errors(reported: xr.Dataset, rec: xr.Dataset, alpha: float | N
     return out
 
 
+def _scenario_runs(study, scenarios, draws: int, say) -> list[ScenarioRun]:
+    """The Monte Carlo of each scenario with its annual summary, targets and drivers."""
+    from kenomill import simulate as sim
+    from kenomill.study import summary_year
+
+    runs = []
+    # chronological, then by name: the page reads from 2012 forward
+    for p, sc in sorted(scenarios, key=lambda ps: (ps[1].horizon.start, ps[1].name)):
+        say(f"Monte Carlo: {sc.name} ({draws} draws)", 0)
+        ds = study.scenario(p, draws=draws)
+        yr = sim.annual(ds)
+        summ = sim.summarize(yr[[m for m, *_ in METALS] + ["ore_processed_t"]])
+        tp = sim.target_probabilities(ds, sc) if sc.targets else pd.DataFrame()
+        year = summary_year(yr)
+        dr = {m: sim.drivers(ds, m, year, top=12) for m, *_ in METALS}
+        runs.append(ScenarioRun(p, sc, ds, yr, summ, tp, dr))
+        say("", 1)
+    return runs
+
+
 def collect(
     draws: int = DEFAULT_DRAWS,
     seed: int = 0,
@@ -264,9 +284,8 @@ def collect(
     """
     from kenomill import calibrate, plots, recovery
     from kenomill import scenario as scn
-    from kenomill import simulate as sim
     from kenomill.reconcile import suspects
-    from kenomill.study import Study, summary_year
+    from kenomill.study import Study
 
     if draws < 2:
         raise ValidationError(f"--draws: found {draws}; allowed: at least 2")
@@ -326,19 +345,7 @@ def collect(
         wi_path, list(whatif_tpd), list(whatif_availability), draws=wd, progress=lambda k: say("", k)
     )
     lap("whatif")
-    runs = []
-    # chronological, then by name: the page reads from 2012 forward
-    scenarios.sort(key=lambda ps: (ps[1].horizon.start, ps[1].name))
-    for p, sc in scenarios:
-        say(f"Monte Carlo: {sc.name} ({draws} draws)", 0)
-        ds = study.scenario(p, draws=draws)
-        yr = sim.annual(ds)
-        summ = sim.summarize(yr[[m for m, *_ in METALS] + ["ore_processed_t"]])
-        tp = sim.target_probabilities(ds, sc) if sc.targets else pd.DataFrame()
-        year = summary_year(yr)
-        dr = {m: sim.drivers(ds, m, year, top=12) for m, *_ in METALS}
-        runs.append(ScenarioRun(p, sc, ds, yr, summ, tp, dr))
-        say("", 1)
+    runs = _scenario_runs(study, scenarios, draws, say)
     lap("scenarios")
     settings = {
         "draws": int(draws),

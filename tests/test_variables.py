@@ -51,3 +51,7 @@ def test_stream_and_element():
 def test_unknown_name_lists_the_known_ones():
     with pytest.raises(ValidationError, match=r"unknown variable 'pbcon_tonnes'; known: period, "):
         variables.get("pbcon_tonnes")
+
+
+def test_packaged_csv_columns_are_the_tables_reported_figures():
+    assert list(data.COLUMNS) == list(data.reported_rows().columns)
