@@ -66,7 +66,8 @@ from scipy import optimize
 from kenomill import recovery, units, variables
 from kenomill.calibration_file import Calibration, default_calibration
 from kenomill.errormodel import resolve
-from kenomill.errors import ValidationError, check_range
+from kenomill.errors import ValidationError
+from kenomill.feed import check_feed, read_feed  # noqa: F401 - moved to kenomill.feed; kept here
 
 #: the model `kenomill calibrate` fits when none is named, chosen by the model comparison
 #: (see :func:`compare_models` and the README)
@@ -1091,104 +1092,6 @@ def compare_models(
 
 
 # ---------------------------------------------------------------------------- predict
-def read_feed(path) -> xr.Dataset:
-    """Read FEED.csv (columns :data:`FEED_COLUMNS`, optionally :data:`FEED_OPTIONAL`) and validate it."""
-    from pathlib import Path
-
-    from kenomill.io import read_csv
-
-    p = Path(path)
-    df = read_csv(p, what="feed", dtype={"period": str})
-    return check_feed(df, where=str(p))
-
-
-def check_feed(feed, where: str = "feed") -> xr.Dataset:
-    """Validate a feed table (DataFrame, Dataset or mapping of columns) -> Dataset over ``period``."""
-    if isinstance(feed, xr.Dataset):
-        df = feed.to_dataframe().reset_index() if "period" in feed.dims else feed.to_dataframe()
-    elif isinstance(feed, pd.DataFrame):
-        df = feed.copy()
-    else:
-        try:
-            df = pd.DataFrame(dict(feed))
-        except (TypeError, ValueError) as exc:
-            raise ValidationError(
-                f"{where}: expected a table with columns {', '.join(FEED_COLUMNS)} ({exc})"
-            ) from None
-    df.columns = [str(c).strip() for c in df.columns]
-    missing = [c for c in FEED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValidationError(
-            f"{where}: missing column(s) {', '.join(missing)}; required: {', '.join(FEED_COLUMNS)}; "
-            f"optional: {', '.join(FEED_OPTIONAL)}"
-        )
-    if len(df) == 0:
-        raise ValidationError(f"{where}: no rows; give at least one period")
-    periods = df["period"].astype(str).str.strip()
-    if periods.duplicated().any():
-        raise ValidationError(f"{where}: period {periods[periods.duplicated()].iloc[0]!r} appears twice")
-    num = {}
-    for c in (*FEED_COLUMNS[1:], *FEED_OPTIONAL):
-        if c not in df.columns:
-            continue
-        col = pd.to_numeric(df[c], errors="coerce")
-        bad = col.isna() & df[c].notna() & (df[c].astype(str).str.strip() != "")
-        if bad.any():
-            i = int(np.flatnonzero(bad.to_numpy())[0])
-            raise ValidationError(
-                f"{where}: {c} of period {periods.iloc[i]}: found {df[c].iloc[i]!r}; a number is required"
-            )
-        num[c] = col.to_numpy(dtype=float)
-    if "days" in num:
-        # tpd may be left empty where days are given: calendar rate = tonnes / days
-        fill = np.isnan(num["tpd"]) & np.isfinite(num["days"]) & (num["days"] > 0)
-        num["tpd"] = np.where(fill, num["ore_processed_t"] / np.where(fill, num["days"], 1.0), num["tpd"])
-    limits = {
-        "ore_processed_t": (0.0, np.inf, "t"),
-        "head_ag_gpt": (0.0, 1e6, "g/t"),
-        "head_pb_pct": (0.0, 100 * recovery.GALENA_PB, "%"),
-        "head_zn_pct": (0.0, 100 * recovery.SPHALERITE_ZN, "%"),
-        "tpd": (0.0, np.inf, "t/d"),
-        "days": (0.0, 366.0, "d"),
-        "availability_pct": (100 * AVAILABILITY_RANGE[0], 100.0, "%"),
-    }
-    for c, (lo, hi, u) in limits.items():
-        if c not in num:
-            continue
-        vals = num[c]
-        optional = c in FEED_OPTIONAL
-        for i, v in enumerate(vals):
-            if optional and np.isnan(v):
-                continue
-            try:
-                check_range(f"{where}: {c} of period {periods.iloc[i]}", v, lo, hi, u)
-            except ValidationError:
-                raise
-            if c in ("ore_processed_t", "tpd") and v <= 0:
-                raise ValidationError(
-                    f"{where}: {c} of period {periods.iloc[i]}: found {v:g} {u}; allowed: > 0 {u}"
-                )
-    mineral = num["head_pb_pct"] / (100 * recovery.GALENA_PB) + num["head_zn_pct"] / (
-        100 * recovery.SPHALERITE_ZN
-    )
-    if (mineral > 1.0).any():
-        i = int(np.argmax(mineral > 1.0))
-        raise ValidationError(
-            f"{where}: period {periods.iloc[i]}: head grades {num['head_pb_pct'][i]:g} % Pb and "
-            f"{num['head_zn_pct'][i]:g} % Zn need {100 * mineral[i]:.1f} % galena + sphalerite; "
-            "allowed: at most 100 %"
-        )
-    ds = xr.Dataset(coords={"period": ("period", periods.to_numpy(dtype=str))})
-    from kenomill.data import COLUMNS
-
-    for c, v in num.items():
-        u, ln = COLUMNS[c]
-        ds[c] = ("period", v, {"units": u, "long_name": ln})
-    if "availability_pct" not in ds:
-        ds["availability_pct"] = ("period", np.full(ds.sizes["period"], np.nan), {"units": "%"})
-    return ds
-
-
 def predict(
     calibration: Calibration | None = None,
     feed=None,

@@ -139,7 +139,9 @@ def test_predict_writes_the_documented_columns(feed_csv, tmp_path):
     assert res.exit_code == 0, res.output + res.stderr
     df = pd.read_csv(out, dtype={"period": str})
     want = PRED_COLUMNS + [f"{c}{t}" for c in PRED_COLUMNS[1:] for t in ("_p05", "_p95")]
+    want += [f"{f}_extrapolated" for f in ("head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd")]
     assert list(df.columns) == want
+    assert not df[want[-4:]].to_numpy().any()  # the six quarters are the calibration's range
     assert list(df["period"]) == ["2011Q1", "2011Q2", "2011Q3", "2011Q4", "2012Q1", "2012Q2"]
     pred = calibrate.predict(default_calibration(), calibrate.read_feed(feed_csv), n_draws=300)
     np.testing.assert_allclose(df["ag_oz"], pred["ag_oz"], rtol=1e-12)

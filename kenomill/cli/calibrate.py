@@ -336,8 +336,13 @@ def calibrate(
     "--draws", type=click.IntRange(min=2), default=4000, show_default=True, help="Monte Carlo draws."
 )
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the draws.")
+@click.option(
+    "--extrapolate",
+    is_flag=True,
+    help="Predict feeds more than 3x outside the calibration's range (refused: a unit mistake?).",
+)
 @guarded
-def predict(feed, out, calibration, draws, seed):
+def predict(feed, out, calibration, draws, seed, extrapolate):
     """Predict recoveries, concentrates and contained metal for the feeds in FEED.csv.
 
     FEED.csv: period, ore_processed_t, head_ag_gpt, head_pb_pct, head_zn_pct, tpd
@@ -349,8 +354,13 @@ def predict(feed, out, calibration, draws, seed):
     from kenomill.calibration_file import Calibration, default_calibration
 
     io.check_output_path(out)
-    ds = cal_mod.read_feed(feed)
+    from kenomill.feed import check_domain, read_feed
+
+    ds = read_feed(feed)
     cal = Calibration.load(calibration) if calibration else default_calibration()
+    flags, domain_warnings = check_domain(ds, cal, extrapolate=extrapolate, where=str(feed))
+    for w in [*ds.attrs.get("warnings", []), *domain_warnings]:
+        click.echo(f"kenomill predict: warning: {w}", err=True)
     from kenomill import budget
 
     n = ds.sizes["period"]
@@ -382,8 +392,14 @@ def predict(feed, out, calibration, draws, seed):
                 end_section=c == cal_mod.OUTPUTS[-1],
             )
     console.print(t)
+    # one flag per figure: True where the feed lies outside the calibration's range
+    for f, flag in flags.items():
+        pred[f"{f}_extrapolated"] = ("period", flag, {"long_name": f"{f} outside the calibration's range"})
     if out.lower().endswith((".csv", ".xlsx")):
-        io.write_table(cal_mod.prediction_frame(pred), out)
+        frame = cal_mod.prediction_frame(pred)
+        for f, flag in flags.items():
+            frame[f"{f}_extrapolated"] = flag
+        io.write_table(frame, out)
     else:
         io.write_table(pred, out)
     click.echo(f"wrote {out}")
