@@ -1107,9 +1107,9 @@ def _section_balance(r: ReportResults) -> str:
     )
 
 
-def _section_reconcile(r: ReportResults) -> str:
-    rec, ra = r.rec, r.rec_across
-    alpha = float(rec.attrs.get("alpha", 0.05))
+def _reconcile_period_table(r: ReportResults) -> str:
+    """Section 3's table: the global test of each period and its most suspect figure."""
+    rec = r.rec
     rows = []
     for i, p in enumerate(rec.period.values):
         s = r.suspects[r.suspects.period == str(p)]
@@ -1147,6 +1147,13 @@ def _section_reconcile(r: ReportResults) -> str:
         ],
         highlight=list(rec.gross_error.values),
     )
+    return t1
+
+
+def _section_reconcile(r: ReportResults) -> str:
+    rec, ra = r.rec, r.rec_across
+    alpha = float(rec.attrs.get("alpha", 0.05))
+    t1 = _reconcile_period_table(r)
     parts = [_why_sentence(r, p) for p in r.explanations]
     ex_tables = ""
     for p, ex in r.explanations.items():
@@ -1251,12 +1258,11 @@ def _section_reconcile(r: ReportResults) -> str:
     )
 
 
-def _section_calibration(r: ReportResults) -> str:
+def _calibration_tables(r: ReportResults, cmp_: pd.DataFrame, chosen: str) -> tuple[str, str, str]:
+    """The model comparison, parameter and leave-one-out tables of section 4."""
     from kenomill import recovery
 
     fit = r.fit
-    chosen = fit.spec.name
-    cmp_ = r.comparison.sort_values("aicc").reset_index(drop=True)
     rows = []
     for c in cmp_.itertuples():
         rows.append(
@@ -1329,6 +1335,15 @@ def _section_calibration(r: ReportResults) -> str:
             "error [%]",
         ],
     )
+    return t_cmp, t_prm, t_loo
+
+
+def _section_calibration(r: ReportResults) -> str:
+    fit = r.fit
+    chosen = fit.spec.name
+    cmp_ = r.comparison.sort_values("aicc").reset_index(drop=True)
+    t_cmp, t_prm, t_loo = _calibration_tables(r, cmp_, chosen)
+    loo = r.loo
     warn = "".join(f"<li>{_e(w)}</li>" for w in fit.warnings)
     avail = ", ".join(
         f"{_e(p)} {100 * a:.0f} %{' (fitted)' if f else ''}"
