@@ -929,6 +929,13 @@ def _reconcile_block(ds, periods, across, model: ErrorModel, alpha, correction, 
             corr = np.eye(mi.size)
         if sig[j] > 0 and sig[j2] > 0:
             rho = float(model.relative_sd(c, y[j]) * model.relative_sd(partner, y[j2])) / (sig[j] * sig[j2])
+            if rho >= 1.0 - 1e-9:
+                raise ValidationError(
+                    f"error model without the printed rounding (--no-rounding or rounding = false): "
+                    f"{c}'s error is then entirely {partner}'s weighing error (correlation {rho:.3f}), "
+                    f"so the balance {c} = {partner} / days of period {p} has no error of its own to "
+                    f"adjust ({c} {y[j]:g} vs {y[j2]:g} t); keep the printed rounding, or --exclude {p}.{c}"
+                )
             corr[j, j2] = corr[j2, j] = rho
     res = reconcile_bilinear(
         y,
