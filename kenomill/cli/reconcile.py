@@ -52,7 +52,11 @@ def print_reconciliation(rec, reported, top: int = 10, console: Console | None =
         title="Global test per period (chi2 of the balances; gross error when p < alpha)",
         caption=f"error model: {rec.attrs['error_model']}. alpha = {rec.attrs['alpha']:g}; "
         f"measurement test: z > {_zrange(rec.attrs['z_crit'])} (Sidak-corrected). "
-        "Source: Alexco news releases 2012-01-23, 2012-04-16, 2012-07-16.",
+        + (
+            f"Periods: {reported.attrs['periods_files']}."
+            if "periods_files" in reported.attrs
+            else "Source: Alexco news releases 2012-01-23, 2012-04-16, 2012-07-16."
+        ),
     )
     for col, just in (
         ("period", "left"),
