@@ -108,7 +108,7 @@ def main():
 
 
 def _register():
-    from kenomill.cli import balance, calibrate, periods, reconcile, report, simulate
+    from kenomill.cli import balance, calibrate, nsr, periods, reconcile, report, simulate
 
     for command in (
         balance.balance,
@@ -119,6 +119,7 @@ def _register():
         simulate.whatif,
         report.report,
         periods.periods,
+        nsr.nsr,
     ):
         main.add_command(command)
 

@@ -1,0 +1,145 @@
+"""``kenomill nsr``: what each reported period's concentrates were worth after the smelter and the stream."""
+
+from __future__ import annotations
+
+import click
+
+from kenomill.cli import guarded
+from kenomill.cli.periods import load_periods, periods_label, periods_option
+
+#: rows of the printed settlement: (variable suffix, label, scale, unit shown)
+_ROWS = (
+    ("dmt", "concentrate", 1.0, "dmt"),
+    ("ag_payable_oz", "payable silver", 1e-3, "koz"),
+    ("pb_payable_lb", "payable lead", 1e-3, "klb"),
+    ("zn_payable_lb", "payable zinc", 1e-3, "klb"),
+    ("payable_value_usd", "payable value", 1e-3, "kUS$"),
+    ("tc_usd", "- treatment charge", 1e-3, "kUS$"),
+    ("rc_usd", "- silver refining", 1e-3, "kUS$"),
+    ("penalty_usd", "- penalties", 1e-3, "kUS$"),
+    ("insurance_usd", "- insurance", 1e-3, "kUS$"),
+    ("freight_usd", "- freight", 1e-3, "kUS$"),
+    ("stream_usd", "- silver stream", 1e-3, "kUS$"),
+    ("nsr_usd", "= NSR", 1e-3, "kUS$"),
+)
+
+
+def _print(res, source: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    periods = [str(p) for p in res.period.values]
+    t = Table(
+        title=f"Net smelter return per period ({res.attrs['terms']})",
+        caption=source,
+        caption_justify="left",
+    )
+    t.add_column("line", justify="left")
+    t.add_column("unit", justify="left")
+    for p in periods:
+        t.add_column(p, justify="right")
+    for tag, name in (("pbcon", "lead concentrate"), ("zncon", "zinc concentrate")):
+        t.add_row(f"[bold]{name}[/bold]", "", *[""] * len(periods))
+        assay = "pbcon_zn_pct" if tag == "pbcon" else "zncon_pb_pct"
+        for suffix, label, scale, unit in _ROWS:
+            v = res[f"{tag}_{suffix}"].values * scale
+            t.add_row("  " + label, unit, *[f"{x:,.0f}" for x in v])
+            if suffix == "dmt":
+                lo, hi = res[assay + "_p10"].values, res[assay + "_p90"].values
+                what = "Zn" if tag == "pbcon" else "Pb"
+                t.add_row(
+                    f"  {what} assay (model, P10-P90)",
+                    "%",
+                    *[
+                        f"{c:.2f} ({a:.2f}-{b:.2f})"
+                        for c, a, b in zip(res[assay].values, lo, hi, strict=True)
+                    ],
+                )
+    t.add_row("[bold]NSR, both concentrates[/bold]", "kUS$", *[f"{x / 1e3:,.0f}" for x in res.nsr_usd.values])
+    t.add_row(
+        "  P10-P90 (unreported assays)",
+        "kUS$",
+        *[
+            f"{a / 1e3:,.0f}-{b / 1e3:,.0f}"
+            for a, b in zip(res.nsr_usd_p10.values, res.nsr_usd_p90.values, strict=True)
+        ],
+    )
+    t.add_row("NSR in C$", "kC$", *[f"{x / 1e3:,.0f}" for x in res.nsr_cad.values])
+    t.add_row("NSR per tonne of ore", "US$/t", *[f"{x:,.1f}" for x in res.nsr_usd_per_t_ore.values])
+    t.add_row("NSR per tonne of ore", "C$/t", *[f"{x:,.1f}" for x in res.nsr_cad_per_t_ore.values])
+    Console(width=160).print(t)
+
+
+@click.command()
+@periods_option
+@click.option(
+    "--terms",
+    "terms_file",
+    type=str,
+    default=None,
+    metavar="FILE",
+    help="Smelter terms (TOML). Default: the packaged typical 2012 terms.",
+)
+@click.option(
+    "--prices",
+    "prices_file",
+    type=str,
+    default=None,
+    metavar="FILE",
+    help="Price deck CSV (columns period,item,value,unit,source). Default: the packaged prices.",
+)
+@click.option(
+    "--year",
+    type=str,
+    default="2012",
+    show_default=True,
+    help="Period of the price deck that prices every period (2011, 2013, or 2012Q1: Alexco realized).",
+)
+@click.option(
+    "--draws",
+    type=click.IntRange(min=10, max=100_000),
+    default=1000,
+    show_default=True,
+    help="Posterior draws behind the P10-P90 band of the unreported assays.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0, max=2**63 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the draws.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=str,
+    default=None,
+    help="Write the table to FILE: .csv, .xlsx or .nc (netCDF), by extension.",
+)
+@guarded
+def nsr(periods, terms_file, prices_file, year, draws, seed, out):
+    """Net smelter return of each reported base period under smelter terms and a price deck.
+
+    Every settlement line per concentrate: payable metal and its value, treatment charge
+    with escalators, silver refining, penalties, insurance, freight, the silver stream; NSR
+    in US$ and C$ and per tonne of ore. Zinc in the lead concentrate and lead in the zinc
+    concentrate are not reported: they come from the calibrated model (central value, and a
+    P10-P90 band over posterior draws).
+    """
+    from kenomill import io, terms, value
+
+    if out:
+        io.check_output_path(out)
+    t = terms.load_terms(terms_file)
+    deck = terms.read_prices(prices_file)
+    pr = terms.prices_for(deck, year, where=prices_file or "packaged prices")
+    ds = load_periods(periods)
+    res = value.nsr_of_periods(ds, t, pr, n_draws=draws, seed=seed)
+    src = (
+        f"Periods: {periods_label(ds)}. Prices ({year}): {res.attrs['prices']}. "
+        f"Unreported assays: {res.attrs['unreported_assays']}. Terms: {(t.note or t.name).rstrip('.')}."
+    )
+    _print(res, src)
+    if out:
+        io.write_table(res, out)
+        click.echo(f"wrote {out}")

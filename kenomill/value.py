@@ -1,0 +1,473 @@
+"""What the concentrates are worth: a smelter settlement and the net smelter return (NSR).
+
+Pure, vectorised NumPy: every argument broadcasts, so one call settles a period, a table
+of periods, or periods x Monte Carlo draws. The terms come from a validated terms file
+(:mod:`kenomill.terms`), the prices from a price deck (:func:`kenomill.terms.read_prices`).
+
+Settlement of one concentrate lot of ``dmt`` dry tonnes (per concentrate, per period):
+
+- shipped wet tonnes ``wmt = dmt / (1 - moisture)``; transport losses remove a share
+  ``loss`` of the concentrate, so the smelter receives ``dmt * (1 - loss)`` dry tonnes;
+- payable content of a metal per dry tonne, ``c`` its assay (% for Pb, Zn; oz/dmt for Ag):
+  ``max(0, min(p * (c - d), c - m))`` with ``p`` the payable fraction, ``d`` a flat
+  deduction taken before paying ``p`` (InfoMine's "deduct 0.5 to 2.0 oz, pay 95 % of the
+  rest") and ``m`` the minimum deduction ("pay 95 % with minimum deductions of 1.5 to 3.0
+  units");
+- payable value at the market price;
+- treatment charge per dry tonne received: ``base + sum_i r_i * (clip(P, lo_i, hi_i) -
+  clip(B, lo_i, hi_i))`` over price bands ``[lo_i, hi_i]`` with rate ``r_i`` [US$/dmt per
+  US$/t]; ``P`` the price of the paying metal and ``B`` the basis price. Above the basis
+  the bands are escalators, below it de-escalators;
+- refining charge per payable oz of silver;
+- penalties: ``rate * max(0, assay - threshold)`` per dry tonne for each element;
+- freight per wet tonne shipped;
+- insurance: a share of the invoice (payable value less TC, RC and penalties);
+- the silver stream: a share of the payable silver is delivered at the stream price
+  instead of the market price (the lesser of the two), so the stream costs
+  ``share * payable_oz * (P_ag - min(stream_price, P_ag))``.
+
+NSR = payable value - TC - RC - penalties - insurance - freight - stream deduction [US$];
+in C$ at the exchange rate (C$ per US$); per tonne of ore by dividing by the ore milled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+#: grams per troy ounce
+G_PER_OZ = 31.1034768
+#: pounds per tonne
+LB_PER_T = 2204.62262
+
+#: the settlement lines of one concentrate, their units and long names, in report order
+LINES: dict[str, tuple[str, str]] = {
+    "dmt": ("t", "dry tonnes produced"),
+    "wmt": ("t", "wet tonnes shipped"),
+    "dmt_received": ("t", "dry tonnes received by the smelter (after transport losses)"),
+    "ag_payable_oz": ("troy_oz", "payable silver"),
+    "pb_payable_lb": ("lb", "payable lead"),
+    "zn_payable_lb": ("lb", "payable zinc"),
+    "ag_value_usd": ("USD", "value of payable silver at the market price"),
+    "pb_value_usd": ("USD", "value of payable lead at the market price"),
+    "zn_value_usd": ("USD", "value of payable zinc at the market price"),
+    "payable_value_usd": ("USD", "value of payable metal"),
+    "tc_usd_per_dmt": ("USD/t", "treatment charge per dry tonne (after escalators)"),
+    "tc_usd": ("USD", "treatment charge"),
+    "rc_usd": ("USD", "silver refining charge"),
+    "penalty_usd": ("USD", "penalties"),
+    "insurance_usd": ("USD", "insurance"),
+    "freight_usd": ("USD", "freight and handling"),
+    "stream_usd": ("USD", "silver stream deduction (streamed oz at the stream price, not market)"),
+    "nsr_usd": ("USD", "net smelter return"),
+}
+
+METALS = ("ag", "pb", "zn")
+
+
+def payable_content(content, payable, deduct=0.0, min_deduction=0.0):
+    """Payable content per dry tonne [same unit as ``content``].
+
+    ``max(0, min(payable * (content - deduct), content - min_deduction))``.
+
+    Parameters
+    ----------
+    content : array_like
+        Assay per dry tonne (% = units of metal per 100 dmt for Pb, Zn; oz/dmt for Ag).
+    payable : float or array_like
+        Payable fraction [0-1] of the content left after ``deduct``.
+    deduct : float
+        Deducted first, then ``payable`` is paid on the rest [unit of ``content``].
+    min_deduction : float
+        The smelter keeps at least this much [unit of ``content``].
+    """
+    c = np.asarray(content, dtype=float)
+    return np.maximum(0.0, np.minimum(payable * (c - deduct), c - min_deduction))
+
+
+def treatment_charge(price, base, basis, bands=()):
+    """Treatment charge per dry tonne after escalators and de-escalators [US$/dmt].
+
+    Parameters
+    ----------
+    price : array_like
+        Price of the paying metal [US$/t].
+    base : float
+        TC at the basis price [US$/dmt].
+    basis : float
+        Basis price [US$/t].
+    bands : sequence of (lo, hi, rate)
+        Price bands [US$/t] and their rate [US$/dmt of TC per US$/t of price]. The TC
+        moves by ``rate`` for each US$1 the price moves inside the band, up above the basis
+        (escalator) and down below it (de-escalator).
+    """
+    p = np.asarray(price, dtype=float)
+    tc = np.full(np.shape(p), float(base))
+    for lo, hi, rate in bands:
+        tc = tc + rate * (np.clip(p, lo, hi) - np.clip(basis, lo, hi))
+    return tc
+
+
+def penalty(assay, threshold, rate):
+    """Penalty per dry tonne [US$/dmt]: ``rate`` per unit (1 %) of ``assay`` [%] above ``threshold`` [%]."""
+    return rate * np.maximum(0.0, np.asarray(assay, dtype=float) - threshold)
+
+
+def settle(dmt, assays: Mapping[str, object], prices: Mapping[str, object], terms, stream) -> dict:
+    """Settle one concentrate: every line of :data:`LINES` as arrays (broadcast shapes).
+
+    Parameters
+    ----------
+    dmt : array_like
+        Concentrate produced [dry t].
+    assays : mapping
+        Mass fractions of ``"ag"``, ``"pb"``, ``"zn"`` in the concentrate [-].
+    prices : mapping
+        ``"ag"`` [US$/oz], ``"pb"`` and ``"zn"`` [US$/lb].
+    terms : kenomill.terms.ConcentrateTerms
+        The concentrate's terms.
+    stream : kenomill.terms.StreamTerms
+        The silver stream (its share applies to the payable silver).
+
+    Returns
+    -------
+    dict of str -> numpy.ndarray
+        Keys of :data:`LINES`, in the units given there.
+    """
+    dmt = np.asarray(dmt, dtype=float)
+    moisture = terms.moisture_pct.value / 100.0
+    loss = terms.losses_pct.value / 100.0
+    out: dict[str, np.ndarray] = {"dmt": dmt, "wmt": dmt / (1.0 - moisture)}
+    rec = dmt * (1.0 - loss)
+    out["dmt_received"] = rec
+    # assays in the smelter's units: Ag oz/dmt, Pb and Zn % (units per dmt)
+    grade = {
+        "ag": np.asarray(assays["ag"], dtype=float) * 1e6 / G_PER_OZ,
+        "pb": np.asarray(assays["pb"], dtype=float) * 100.0,
+        "zn": np.asarray(assays["zn"], dtype=float) * 100.0,
+    }
+    price_t = {m: np.asarray(prices[m], dtype=float) * (LB_PER_T if m != "ag" else 1.0) for m in METALS}
+    value = 0.0
+    for m in METALS:
+        mt = getattr(terms.metals, m)
+        per_dmt = payable_content(
+            grade[m], mt.payable_pct.value / 100.0, mt.deduct.value, mt.min_deduction.value
+        )
+        if m == "ag":
+            qty = rec * per_dmt  # oz
+            out["ag_payable_oz"] = qty
+            out["ag_value_usd"] = qty * np.asarray(prices["ag"], dtype=float)
+        else:
+            qty = rec * per_dmt / 100.0 * LB_PER_T  # lb
+            out[f"{m}_payable_lb"] = qty
+            out[f"{m}_value_usd"] = qty * np.asarray(prices[m], dtype=float)
+        value = value + out[f"{m}_value_usd"]
+    out["payable_value_usd"] = np.asarray(value, dtype=float)
+    tc = terms.tc
+    bands = [(b.lo, b.hi, b.rate) for b in tc.bands]
+    out["tc_usd_per_dmt"] = treatment_charge(
+        price_t[tc.metal], tc.base_usd_per_dmt.value, tc.basis_usd_per_t.value, bands
+    )
+    out["tc_usd"] = out["tc_usd_per_dmt"] * rec
+    out["rc_usd"] = out["ag_payable_oz"] * terms.metals.ag.refining_usd_per_oz.value
+    pen = 0.0
+    for pt in terms.penalties:
+        pen = pen + penalty(grade[pt.element], pt.threshold_pct.value, pt.rate_usd_per_dmt_per_pct.value)
+    out["penalty_usd"] = np.asarray(pen, dtype=float) * rec
+    invoice = out["payable_value_usd"] - out["tc_usd"] - out["rc_usd"] - out["penalty_usd"]
+    out["insurance_usd"] = np.maximum(invoice, 0.0) * terms.insurance_pct.value / 100.0
+    out["freight_usd"] = out["wmt"] * terms.freight_usd_per_wmt.value
+    p_ag = np.asarray(prices["ag"], dtype=float)
+    share = stream.share_pct.value / 100.0
+    out["stream_usd"] = (
+        share * out["ag_payable_oz"] * (p_ag - np.minimum(stream.price_usd_per_oz.value, p_ag))
+    )
+    out["nsr_usd"] = invoice - out["insurance_usd"] - out["freight_usd"] - out["stream_usd"]
+    shape = np.broadcast_shapes(*(np.shape(v) for v in out.values()))
+    return {k: np.broadcast_to(out[k], shape).astype(float) for k in LINES}
+
+
+def nsr(
+    lead: Mapping[str, object],
+    zinc: Mapping[str, object],
+    prices: Mapping[str, object],
+    terms,
+    ore_t=None,
+    dims: tuple[str, ...] = ("period",),
+    coords: Mapping | None = None,
+):
+    """NSR of the lead and the zinc concentrate of each period (and draw), as an xarray Dataset.
+
+    Parameters
+    ----------
+    lead, zinc : mapping
+        ``"dmt"`` [dry t] and mass fractions ``"ag"``, ``"pb"``, ``"zn"`` [-] of the lead
+        and the zinc concentrate; arrays broadcasting to the shape of ``dims``.
+    prices : mapping
+        ``"ag"`` [US$/oz], ``"pb"``, ``"zn"`` [US$/lb], ``"usd_cad"`` [C$ per US$], and
+        optionally ``"source"`` (words, kept in the attributes).
+    terms : kenomill.terms.Terms
+        Validated terms (:func:`kenomill.terms.load_terms`).
+    ore_t : array_like, optional
+        Ore milled [t], for NSR per tonne of ore.
+    dims, coords
+        Dimension names and coordinates of the result.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``pbcon_<line>`` and ``zncon_<line>`` for every line of :data:`LINES`, then
+        ``nsr_usd``, ``nsr_cad`` and (with ``ore_t``) ``nsr_usd_per_t_ore`` and
+        ``nsr_cad_per_t_ore``; every variable with ``units`` and ``long_name``.
+    """
+    import xarray as xr
+
+    parts = {
+        "pbcon": settle(lead["dmt"], lead, prices, terms.lead_concentrate, terms.stream),
+        "zncon": settle(zinc["dmt"], zinc, prices, terms.zinc_concentrate, terms.stream),
+    }
+    names = {"pbcon": "lead concentrate", "zncon": "zinc concentrate"}
+    v = {}
+    for tag, lines in parts.items():
+        for k, (u, ln) in LINES.items():
+            v[f"{tag}_{k}"] = (dims, lines[k], {"units": u, "long_name": f"{names[tag]}: {ln}"})
+    total = parts["pbcon"]["nsr_usd"] + parts["zncon"]["nsr_usd"]
+    fx = np.asarray(prices["usd_cad"], dtype=float)
+    v["nsr_usd"] = (dims, total, {"units": "USD", "long_name": "net smelter return, both concentrates"})
+    v["nsr_cad"] = (
+        dims,
+        np.broadcast_to(total * fx, total.shape).copy(),
+        {"units": "CAD", "long_name": "net smelter return, both concentrates, in C$"},
+    )
+    if ore_t is not None:
+        ore = np.asarray(ore_t, dtype=float)
+        v["nsr_usd_per_t_ore"] = (
+            dims,
+            np.broadcast_to(total / ore, total.shape).copy(),
+            {"units": "USD/t", "long_name": "NSR per tonne of ore milled"},
+        )
+        v["nsr_cad_per_t_ore"] = (
+            dims,
+            np.broadcast_to(total * fx / ore, total.shape).copy(),
+            {"units": "CAD/t", "long_name": "NSR per tonne of ore milled, in C$"},
+        )
+    ds = xr.Dataset(v, coords=dict(coords or {}))
+    ds.attrs["terms"] = terms.name
+    if "source" in prices:
+        ds.attrs["prices"] = str(prices["source"])
+    return ds
+
+
+def model_minor_assays(periods, calibration=None, *, n_draws: int = 1000, seed: int = 0) -> dict:
+    """Zinc in the lead concentrate and lead in the zinc concentrate from the calibrated model.
+
+    The releases do not report these assays; they drive the penalties. For each period the
+    calibrated mill response (:func:`kenomill.recovery.respond_many`) is evaluated at the
+    period's head grades and operating throughput (calendar t/d over availability; the
+    calibration's availability prior where availability is not reported), at the central
+    parameters, and for ``n_draws`` posterior draws (parameters and a new quarter's offsets,
+    contract 2 of :meth:`kenomill.calibration_file.Calibration.posterior_draws`).
+
+    Parameters
+    ----------
+    periods : xarray.Dataset
+        Periods (dim ``period``) with ``head_ag_gpt``, ``head_pb_pct``, ``head_zn_pct``,
+        ``tpd`` and ``availability_pct``.
+    calibration : Calibration, optional
+        Default: the packaged calibration.
+    n_draws : int
+        Posterior predictive draws behind the band.
+    seed : int
+        Seed of the draws.
+
+    Returns
+    -------
+    dict
+        ``"zn_in_pbcon"``, ``"pb_in_zncon"``: central mass fractions [-], shape (period,);
+        ``"zn_in_pbcon_draws"``, ``"pb_in_zncon_draws"``: (draw, period); ``"model"``: the
+        model's name.
+    """
+    from kenomill import recovery
+    from kenomill.calibrate import AVAILABILITY_PRIOR, AVAILABILITY_RANGE, operating_q_ratio
+    from kenomill.calibration_file import default_calibration
+
+    cal = default_calibration() if calibration is None else calibration
+    spec = cal.spec
+    head = np.stack(
+        [
+            periods["head_ag_gpt"].values / 1e6,
+            periods["head_pb_pct"].values / 100.0,
+            periods["head_zn_pct"].values / 100.0,
+        ],
+        axis=1,
+    ).astype(float)
+    n = head.shape[0]
+    tpd = periods["tpd"].values.astype(float)
+    a_given = periods["availability_pct"].values.astype(float) / 100.0
+    a_mu, a_sd = cal.meta.get("availability_prior", AVAILABILITY_PRIOR)
+    a_det = np.where(np.isnan(a_given), a_mu, a_given)
+
+    def assays(split, pull, h):
+        zn_pb = h[:, 2] * split[:, 2, 0] / pull[:, 0]
+        pb_zn = h[:, 1] * split[:, 1, 1] / pull[:, 1]
+        return zn_pb, pb_zn
+
+    split, pull = recovery.respond_many(spec, cal.full(), head, operating_q_ratio(tpd, a_det))
+    zn_c, pb_c = assays(split, pull, head)
+
+    post = cal.posterior_draws()
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, post["theta"].shape[0], size=n_draws)
+    p = np.tile(np.asarray(cal.base, dtype=float), (n_draws, 1))
+    p[:, spec.free_index] = post["theta"][s]
+    z = rng.standard_normal((n_draws, n, recovery.N_OFFSETS))
+    # a new quarter's offsets for posterior draw s: offset_mean[s] + scatter_sd[s] * (chol[s] @ z)
+    off = post["offset_mean"][s][:, None, :] + post["scatter_sd"][s][:, None, :] * np.einsum(
+        "sij,snj->sni", post["scatter_chol"][s], z
+    )
+    a = np.tile(a_det, (n_draws, 1))
+    unknown = np.isnan(a_given)
+    if unknown.any():
+        a[:, unknown] = np.clip(
+            a_mu + a_sd * rng.standard_normal((n_draws, int(unknown.sum()))), *AVAILABILITY_RANGE
+        )
+    rows_head = np.tile(head, (n_draws, 1))
+    split, pull = recovery.respond_many(
+        spec,
+        np.repeat(p, n, axis=0),
+        rows_head,
+        operating_q_ratio(np.tile(tpd, n_draws), a.reshape(-1)),
+        off.reshape(-1, recovery.N_OFFSETS),
+    )
+    zn_d, pb_d = assays(split, pull, rows_head)
+    return {
+        "zn_in_pbcon": zn_c,
+        "pb_in_zncon": pb_c,
+        "zn_in_pbcon_draws": zn_d.reshape(n_draws, n),
+        "pb_in_zncon_draws": pb_d.reshape(n_draws, n),
+        "model": cal.model,
+    }
+
+
+#: the figures of a period that the settlement needs
+PERIOD_FIGURES = (
+    "ore_processed_t",
+    "pbcon_t",
+    "pbcon_ag_gpt",
+    "pbcon_pb_pct",
+    "zncon_t",
+    "zncon_ag_gpt",
+    "zncon_zn_pct",
+    "head_ag_gpt",
+    "head_pb_pct",
+    "head_zn_pct",
+    "tpd",
+)
+
+
+def nsr_of_periods(
+    periods=None, terms=None, prices=None, *, n_draws: int = 1000, seed: int = 0, calibration=None
+):
+    """NSR of every base period (one not the sum of others), each settlement line, with a band.
+
+    Parameters
+    ----------
+    periods : xarray.Dataset, optional
+        From :func:`kenomill.read_periods`; None: the packaged periods.
+    terms : kenomill.terms.Terms, optional
+        None: the packaged typical 2012 terms.
+    prices : dict
+        From :func:`kenomill.terms.prices_for`; None: the packaged 2012 annual prices.
+    n_draws, seed
+        Posterior predictive draws of the unreported assays (zinc in the lead concentrate,
+        lead in the zinc concentrate) behind the P10-P90 band; see :func:`model_minor_assays`.
+    calibration : Calibration, optional
+        Default: the packaged calibration.
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``period``: the lines of :func:`nsr` at the model's central assays, the assays
+        used (``pbcon_zn_pct``, ``zncon_pb_pct`` with ``_p10``/``_p90``) and ``_p10``/``_p90``
+        of the penalties and of NSR over the draws. Attributes name the terms, prices and
+        where the unreported assays come from.
+    """
+    from kenomill import data
+    from kenomill import terms as _terms
+    from kenomill.errors import ValidationError
+
+    if periods is None:
+        periods = data.reported_periods()
+    t = _terms.packaged_terms() if terms is None else terms
+    pr = _terms.prices_for(_terms.read_prices(), "2012") if prices is None else prices
+    base = list(data.base_periods(periods))
+    ds = periods.sel(period=base)
+    for f in PERIOD_FIGURES:
+        if f not in ds:
+            raise ValidationError(f"periods: {f}: missing; NSR needs {', '.join(PERIOD_FIGURES)}")
+        bad = np.isnan(ds[f].values.astype(float))
+        if bad.any():
+            p = str(ds.period.values[np.argmax(bad)])
+            raise ValidationError(
+                f"periods: period {p}: {f}: not reported; NSR needs {', '.join(PERIOD_FIGURES)}"
+            )
+    minor = model_minor_assays(ds, calibration, n_draws=n_draws, seed=seed)
+
+    def run(zn_pb, pb_zn, dims):
+        lead = {
+            "dmt": ds.pbcon_t.values,
+            "ag": ds.pbcon_ag_gpt.values / 1e6,
+            "pb": ds.pbcon_pb_pct.values / 100.0,
+            "zn": zn_pb,
+        }
+        zinc = {
+            "dmt": ds.zncon_t.values,
+            "ag": ds.zncon_ag_gpt.values / 1e6,
+            "pb": pb_zn,
+            "zn": ds.zncon_zn_pct.values / 100.0,
+        }
+        return nsr(lead, zinc, pr, t, ore_t=ds.ore_processed_t.values, dims=dims)
+
+    out = run(minor["zn_in_pbcon"], minor["pb_in_zncon"], ("period",))
+    draws = run(minor["zn_in_pbcon_draws"], minor["pb_in_zncon_draws"], ("draw", "period"))
+    band = f"P10-P90 over {n_draws} posterior predictive draws of the calibrated model"
+    for name, arr, tag in (
+        ("pbcon_zn_pct", minor["zn_in_pbcon"], minor["zn_in_pbcon_draws"]),
+        ("zncon_pb_pct", minor["pb_in_zncon"], minor["pb_in_zncon_draws"]),
+    ):
+        what = "zinc in the lead concentrate" if name.startswith("pbcon") else "lead in the zinc concentrate"
+        out[name] = (
+            "period",
+            100.0 * arr,
+            {"units": "%", "long_name": f"{what} (model, central value; not reported)"},
+        )
+        q = np.quantile(100.0 * tag, [0.1, 0.9], axis=0)
+        out[name + "_p10"] = ("period", q[0], {"units": "%", "long_name": f"{what}, P10 ({band})"})
+        out[name + "_p90"] = ("period", q[1], {"units": "%", "long_name": f"{what}, P90 ({band})"})
+    for v in ("pbcon_penalty_usd", "zncon_penalty_usd", "nsr_usd", "nsr_cad", "nsr_usd_per_t_ore"):
+        q = np.quantile(draws[v].values, [0.1, 0.9], axis=0)
+        u, ln = draws[v].attrs["units"], draws[v].attrs["long_name"]
+        out[v + "_p10"] = ("period", q[0], {"units": u, "long_name": f"{ln}, P10 ({band})"})
+        out[v + "_p90"] = ("period", q[1], {"units": u, "long_name": f"{ln}, P90 ({band})"})
+    out = out.assign_coords(period=ds.period.values)
+    note = (
+        f"calibrated model {minor['model']}: central value at the period's head grades and throughput; "
+        f"P10-P90 over {n_draws} posterior predictive draws"
+    )
+    out["unreported_assays_from"] = (
+        "period",
+        np.array([note] * ds.sizes["period"], dtype=object).astype(str),
+        {"long_name": "where zinc in the lead concentrate and lead in the zinc concentrate come from"},
+    )
+    out.attrs.update(
+        {
+            "terms": t.name,
+            "prices": str(pr.get("source", "")),
+            "unreported_assays": f"zinc in the lead concentrate and lead in the zinc concentrate are not "
+            f"reported: calibrated model {minor['model']} at each period's head grades and throughput "
+            f"(central value); bands: {band}",
+            "periods_source": "; ".join(dict.fromkeys(str(s) for s in ds.source.values)),
+        }
+    )
+    return out
