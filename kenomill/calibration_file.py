@@ -235,7 +235,14 @@ class Calibration:
         d = read_json(p, what="calibration")
         if not isinstance(d, dict):
             raise ValidationError(f"{p}: not a calibration file (expected a JSON object)")
-        return cls.from_dict(d, where=str(p))
+        try:
+            return cls.from_dict(d, where=str(p))
+        except ValidationError:
+            raise
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+            # a hand-edited or truncated file: arrays of the wrong shape, text for numbers
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise ValidationError(f"{p}: not a valid calibration file ({reason})") from None
 
     @classmethod
     def from_defaults(cls, model: str = "plug_flow") -> Calibration:
