@@ -113,7 +113,9 @@ def _forward_outputs(
         tonnes[i, 2] = o_t[1]
         tonnes[i, 3] = max(o_t[2], 0.0)  # -1e-13 from a concentrate equal to the feed
         for s in range(4):
-            pull[i, s] = 100.0 * tonnes[i, s] / f
+            # a zero feed: NaN, as error_model="numpy" gives 0/0 (and as plain Python under
+            # NUMBA_DISABLE_JIT=1 without a RuntimeWarning)
+            pull[i, s] = 100.0 * tonnes[i, s] / f if f != 0.0 else np.nan
         for s in range(4):
             ts = tonnes[i, s]
             tot = 0.0
@@ -129,7 +131,8 @@ def _forward_outputs(
                 tot += fr
                 grade[i, s, j] = fr / g_scale[j]
                 contained[i, s, j] = mt * c_scale[j]
-                dist[i, s, j] = 100.0 * mt / metal[i, 0, j]
+                feed_m = metal[i, 0, j]
+                dist[i, s, j] = 100.0 * mt / feed_m if feed_m != 0.0 else np.nan
                 if (s == 1 or s == 2) and fr > limit[j] * (1 + _TOL) and first_bad[2 + 2 * j + s - 1] < 0:
                     first_bad[2 + 2 * j + s - 1] = i
             if tot > 1 + _TOL and first_bad[1] < 0:
