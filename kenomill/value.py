@@ -471,3 +471,79 @@ def nsr_of_periods(
         }
     )
     return out
+
+
+#: inputs :func:`sensitivity` moves: name -> (what, where in the prices or the terms)
+SENSITIVITY_INPUTS: dict[str, tuple[str, tuple]] = {
+    "silver price": ("prices", ("ag",)),
+    "lead price": ("prices", ("pb",)),
+    "zinc price": ("prices", ("zn",)),
+    "stream share": ("terms", ("stream", "share_pct")),
+    "lead con TC": ("terms", ("lead_concentrate", "tc", "base_usd_per_dmt")),
+    "zinc con TC": ("terms", ("zinc_concentrate", "tc", "base_usd_per_dmt")),
+    "silver RC": ("terms", ("lead_concentrate", "metals", "ag", "refining_usd_per_oz")),
+    "lead con Ag deduction": ("terms", ("lead_concentrate", "metals", "ag", "deduct")),
+    "zinc con Zn min deduction": ("terms", ("zinc_concentrate", "metals", "zn", "min_deduction")),
+    "freight (both)": (
+        "terms",
+        (("lead_concentrate", "freight_usd_per_wmt"), ("zinc_concentrate", "freight_usd_per_wmt")),
+    ),
+    "moisture (both)": (
+        "terms",
+        (("lead_concentrate", "moisture_pct"), ("zinc_concentrate", "moisture_pct")),
+    ),
+    "zinc con Pb penalty rate": ("terms", ("zinc_concentrate", "penalties", 0, "rate_usd_per_dmt_per_pct")),
+}
+
+
+def sensitivity(periods=None, terms=None, prices=None, *, rel: float = 0.10, calibration=None):
+    """One at a time, each input of :data:`SENSITIVITY_INPUTS` up by ``rel``: change of total NSR.
+
+    Totals are over the base periods at the model's central unreported assays.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``input``, ``base`` (the input's value), ``nsr_usd`` (total NSR with the
+        input moved) and ``change_usd``, ``change_pct`` (relative to the base total), sorted
+        by the size of the change.
+    """
+    import pandas as pd
+
+    from kenomill import terms as _terms
+
+    t = _terms.packaged_terms() if terms is None else terms
+    pr = _terms.prices_for(_terms.read_prices(), "2012") if prices is None else prices
+    base_total = float(nsr_of_periods(periods, t, pr, n_draws=10, calibration=calibration).nsr_usd.sum())
+    rows = []
+    for name, (kind, where) in SENSITIVITY_INPUTS.items():
+        if kind == "prices":
+            p2 = dict(pr)
+            p2[where[0]] = pr[where[0]] * (1.0 + rel)
+            t2, base_value = t, pr[where[0]]
+        else:
+            d = t.model_dump()
+            paths = where if isinstance(where[0], tuple) else (where,)
+            base_value = None
+            for path in paths:
+                node = d
+                for key in path:
+                    node = node[key]
+                base_value = node["value"] if base_value is None else base_value
+                node["value"] = node["value"] * (1.0 + rel)
+            t2, p2 = _terms.terms_from_dict(d, where="sensitivity"), pr
+        total = float(nsr_of_periods(periods, t2, p2, n_draws=10, calibration=calibration).nsr_usd.sum())
+        rows.append(
+            {
+                "input": name,
+                "base": base_value,
+                "nsr_usd": total,
+                "change_usd": total - base_total,
+                "change_pct": 100.0 * (total - base_total) / base_total,
+            }
+        )
+    df = pd.DataFrame(rows)
+    df = df.reindex(df.change_usd.abs().sort_values(ascending=False).index).reset_index(drop=True)
+    df.attrs["base_nsr_usd"] = base_total
+    df.attrs["rel"] = rel
+    return df

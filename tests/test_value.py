@@ -291,3 +291,17 @@ def test_cli_nsr_writes_every_line(tmp_path):
     assert q1.pbcon_ag_payable_oz == pytest.approx(ag_oz, rel=1e-9)
     assert q1.pbcon_stream_usd == pytest.approx(0.25 * ag_oz * (31.15 - 3.90), rel=1e-9)
     assert "calibrated model" in q1.unreported_assays_from
+
+
+def test_sensitivity_of_silver_price_by_hand():
+    # d NSR / d P_ag = payable oz x (1 - stream share - insurance share): the stream takes
+    # 25 % of the payable oz at the fixed US$3.90, insurance 0.06 % of the invoice
+    res = value.nsr_of_periods(n_draws=10)
+    oz = float(res.pbcon_ag_payable_oz.sum() + res.zncon_ag_payable_oz.sum())
+    df = value.sensitivity().set_index("input")
+    assert df.loc["silver price", "change_usd"] == pytest.approx(
+        0.1 * 31.15 * oz * (1 - 0.25 - 0.0006), rel=1e-9
+    )
+    # the stream share, 25 -> 27.5 %: 2.5 % of the payable oz at (31.15 - 3.90), less no insurance
+    assert df.loc["stream share", "change_usd"] == pytest.approx(-0.025 * oz * (31.15 - 3.90), rel=1e-9)
+    assert df.index[0] == "silver price"

@@ -70,6 +70,22 @@ def _print(res, source: str) -> None:
     Console(width=160).print(t)
 
 
+def _print_sensitivity(df) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    total = df.attrs["base_nsr_usd"]
+    t = Table(
+        title=f"Total NSR of the periods (US${total / 1e6:,.2f}M): "
+        f"each input up {100 * df.attrs['rel']:g} %, one at a time"
+    )
+    for col in ("input", "base value", "NSR change kUS$", "NSR change %"):
+        t.add_column(col, justify="left" if col == "input" else "right")
+    for r in df.itertuples():
+        t.add_row(r.input, f"{r.base:g}", f"{r.change_usd / 1e3:+,.0f}", f"{r.change_pct:+.2f}")
+    Console(width=160).print(t)
+
+
 @click.command()
 @periods_option
 @click.option(
@@ -110,6 +126,12 @@ def _print(res, source: str) -> None:
     help="Seed of the draws.",
 )
 @click.option(
+    "--sensitivity",
+    is_flag=True,
+    default=False,
+    help="Also print how total NSR moves when each price and term goes up 10 %, one at a time.",
+)
+@click.option(
     "--out",
     "out",
     type=str,
@@ -117,7 +139,7 @@ def _print(res, source: str) -> None:
     help="Write the table to FILE: .csv, .xlsx or .nc (netCDF), by extension.",
 )
 @guarded
-def nsr(periods, terms_file, prices_file, year, draws, seed, out):
+def nsr(periods, terms_file, prices_file, year, draws, seed, sensitivity, out):
     """Net smelter return of each reported base period under smelter terms and a price deck.
 
     Every settlement line per concentrate: payable metal and its value, treatment charge
@@ -140,6 +162,8 @@ def nsr(periods, terms_file, prices_file, year, draws, seed, out):
         f"Unreported assays: {res.attrs['unreported_assays']}. Terms: {(t.note or t.name).rstrip('.')}."
     )
     _print(res, src)
+    if sensitivity:
+        _print_sensitivity(value.sensitivity(ds, t, pr))
     if out:
         io.write_table(res, out)
         click.echo(f"wrote {out}")
