@@ -305,3 +305,25 @@ def test_sensitivity_of_silver_price_by_hand():
     # the stream share, 25 -> 27.5 %: 2.5 % of the payable oz at (31.15 - 3.90), less no insurance
     assert df.loc["stream share", "change_usd"] == pytest.approx(-0.025 * oz * (31.15 - 3.90), rel=1e-9)
     assert df.index[0] == "silver price"
+
+
+def test_whatif_nsr_per_day_and_per_tonne():
+    from kenomill import scenario
+
+    root = Path(__file__).resolve().parents[1] / "scenarios"
+    sc = scenario.load(root / "bellekeno_only.toml")
+    ds = value.whatif_nsr(sc, [200.0, 250.0, 300.0], draws=30, seed=1, base_dir=root, capacity_tpd=260.0)
+    per_t = ds.nsr_usd_per_t_ore.sel(stat="mean").values
+    # less residence time, lower recovery: NSR per tonne of ore falls with throughput
+    assert per_t[0] > per_t[1] > per_t[2]
+    assert ds.attrs["best_tpd"] == 250.0  # capacity 260 t/d excludes 300
+    assert 0.0 <= ds.attrs["p_gain"] <= 1.0
+    st = ds.nsr_usd_per_day.values
+    assert (st[:, 1] <= st[:, 2]).all() and (st[:, 2] <= st[:, 3]).all()
+
+
+def test_cli_bad_throughput_one_line(tmp_path):
+    out = tmp_path / "w.csv"
+    r = CliRunner().invoke(main, ["nsr", "--throughput", "abc", "--out", str(out)])
+    assert r.exit_code == 2 and len(r.output.strip().splitlines()) == 1 and "--throughput" in r.output
+    assert not out.exists()

@@ -132,6 +132,35 @@ def _print_sensitivity(df) -> None:
     help="Also print how total NSR moves when each price and term goes up 10 %, one at a time.",
 )
 @click.option(
+    "--throughput",
+    type=str,
+    default=None,
+    metavar="RANGE",
+    help="Instead of the reported periods: NSR per calendar day across throughput targets "
+    "(a:b:step or a,b,c t/d) on a scenario's what-if grid.",
+)
+@click.option(
+    "--scenario",
+    "scenario_file",
+    type=str,
+    default=None,
+    metavar="FILE",
+    help="Scenario of --throughput (default scenarios/bellekeno_only.toml).",
+)
+@click.option(
+    "--availability",
+    type=click.FloatRange(min=0.0, max=1.0, min_open=True),
+    default=0.92,
+    show_default=True,
+    help="Availability of --throughput [fraction].",
+)
+@click.option(
+    "--capacity",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    help="Capacity limit of --throughput [t/d]: the best throughput is chosen at or below it.",
+)
+@click.option(
     "--out",
     "out",
     type=str,
@@ -139,7 +168,20 @@ def _print_sensitivity(df) -> None:
     help="Write the table to FILE: .csv, .xlsx or .nc (netCDF), by extension.",
 )
 @guarded
-def nsr(periods, terms_file, prices_file, year, draws, seed, sensitivity, out):
+def nsr(
+    periods,
+    terms_file,
+    prices_file,
+    year,
+    draws,
+    seed,
+    sensitivity,
+    throughput,
+    scenario_file,
+    availability,
+    capacity,
+    out,
+):
     """Net smelter return of each reported base period under smelter terms and a price deck.
 
     Every settlement line per concentrate: payable metal and its value, treatment charge
@@ -155,6 +197,9 @@ def nsr(periods, terms_file, prices_file, year, draws, seed, sensitivity, out):
     t = terms.load_terms(terms_file)
     deck = terms.read_prices(prices_file)
     pr = terms.prices_for(deck, year, where=prices_file or "packaged prices")
+    if throughput is not None:
+        _throughput(throughput, scenario_file, availability, capacity, draws, seed, t, pr, year, out)
+        return
     ds = load_periods(periods)
     res = value.nsr_of_periods(ds, t, pr, n_draws=draws, seed=seed)
     src = (
@@ -166,4 +211,72 @@ def nsr(periods, terms_file, prices_file, year, draws, seed, sensitivity, out):
         _print_sensitivity(value.sensitivity(ds, t, pr))
     if out:
         io.write_table(res, out)
+        click.echo(f"wrote {out}")
+
+
+def _throughput(throughput, scenario_file, availability, capacity, draws, seed, t, pr, year, out) -> None:
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from kenomill import io, scenario, value
+    from kenomill import simulate as sim
+    from kenomill.cli.simulate import DEFAULT_WHATIF_SCENARIO
+    from kenomill.progress import progress
+
+    tpds = sim.parse_range(throughput, "--throughput")
+    path = Path(scenario_file) if scenario_file else DEFAULT_WHATIF_SCENARIO
+    sc = scenario.load(path)
+    with progress(1, "NSR what-if grid") as bar:
+        wi = value.whatif_nsr(
+            sc,
+            tpds,
+            availability,
+            draws=draws,
+            seed=seed,
+            terms=t,
+            prices=pr,
+            base_dir=path.parent,
+            capacity_tpd=capacity if capacity is not None else float("inf"),
+        )
+        bar.advance()
+    tab = Table(
+        title=f"NSR across throughput: {sc.name}, year {wi.attrs['year']}, availability {availability:g}, "
+        f"{draws} draws ({t.name}, prices {year})",
+        caption=wi.attrs["note"],
+        caption_justify="left",
+    )
+    for col in ("t/d", "NSR kUS$/d mean", "P10", "P90", "NSR US$/t ore mean", "P10", "P90"):
+        tab.add_column(col, justify="right")
+    for i, rate in enumerate(wi.tpd.values):
+        d = wi.nsr_usd_per_day.values[i] / 1e3
+        o = wi.nsr_usd_per_t_ore.values[i]
+        tab.add_row(
+            f"{rate:g}",
+            f"{d[0]:,.1f}",
+            f"{d[1]:,.1f}",
+            f"{d[3]:,.1f}",
+            f"{o[0]:,.1f}",
+            f"{o[1]:,.1f}",
+            f"{o[3]:,.1f}",
+        )
+    Console(width=150).print(tab)
+    limit = "" if capacity is None else f" at or below the {capacity:g} t/d capacity"
+    click.echo(
+        f"best throughput on the grid{limit}: {wi.attrs['best_tpd']:g} t/d (maximum of the mean NSR per day)"
+    )
+    if "p_gain" in wi.attrs:
+        click.echo(
+            f"P(NSR per day gains, {wi.attrs['move']}) = {wi.attrs['p_gain']:.3f} over {draws} common draws"
+        )
+    mean = wi.nsr_usd_per_day.sel(stat="mean").values
+    rises = (
+        "rises with every step of throughput on this grid"
+        if (mean[1:] > mean[:-1]).all()
+        else "does not rise steadily"
+    )
+    click.echo(f"NSR is before mining and milling costs; its mean per day {rises}.")
+    if out:
+        io.write_table(wi, out)
         click.echo(f"wrote {out}")
