@@ -660,3 +660,126 @@ def whatif_nsr(
         ds.attrs["p_gain"] = float(np.mean(per_day[b] > per_day[a]))
         ds.attrs["move"] = f"{move[0]:g} -> {move[1]:g} t/d"
     return ds
+
+
+# ------------------------------------------------------------------ Monte Carlo results
+def price_draws(prices: Mapping[str, object], n: int, *, sd_log=None, corr=None, seed: int = 0) -> dict:
+    """Prices as uncertain inputs: lognormal draws around a price row, correlated across metals.
+
+    Parameters
+    ----------
+    prices : mapping
+        Central prices ``"ag"`` [US$/oz], ``"pb"``, ``"zn"`` [US$/lb], ``"usd_cad"`` [C$/US$]
+        (e.g. :func:`kenomill.terms.prices_for`); they are the medians of the draws.
+    n : int
+        Draws.
+    sd_log : mapping, optional
+        Standard deviation of the log price per metal (``"ag"``, ``"pb"``, ``"zn"``) [-];
+        missing metals stay fixed. ASSUMPTION for a default: none (fixed prices).
+    corr : array_like (3, 3), optional
+        Correlation of the log prices in the order Ag, Pb, Zn (identity if not given).
+    seed : int
+        Seed of the draws.
+
+    Returns
+    -------
+    dict
+        ``"ag"``, ``"pb"``, ``"zn"`` arrays (n,), ``"usd_cad"`` unchanged.
+    """
+    sd = np.array([float((sd_log or {}).get(m, 0.0)) for m in METALS])
+    c = np.eye(3) if corr is None else np.asarray(corr, dtype=float)
+    z = np.random.default_rng(seed).standard_normal((n, 3)) @ np.linalg.cholesky(c).T
+    out = {m: float(prices[m]) * np.exp(sd[i] * z[:, i]) for i, m in enumerate(METALS)}
+    out["usd_cad"] = prices["usd_cad"]
+    return out
+
+
+def simulation_nsr(ds, terms=None, prices=None, *, target_usd: float | None = None):
+    """NSR of a Monte Carlo result per draw and quarter, per year, and its P10/P50/P90.
+
+    Post-processes :func:`kenomill.simulate.simulate`'s Dataset (``stream_t`` and
+    ``metal_t`` per draw, quarter, stream and element); the kernel is not involved. Every
+    quarter's concentrates are settled on their own; a year's NSR is the sum of its
+    quarters' (a settlement is linear in tonnes at fixed assays, not across quarters whose
+    assays differ, so the quarters are the unit).
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A simulation result.
+    terms : kenomill.terms.Terms, optional
+        Default: the packaged typical 2012 terms.
+    prices : mapping, optional
+        A price row (:func:`kenomill.terms.prices_for`, default 2012) or price draws
+        (:func:`price_draws`, arrays over ``draw``).
+    target_usd : float, optional
+        Annual revenue target [US$]: adds ``p_target`` per year, P(NSR of the year >= target).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``nsr_usd``, ``nsr_cad`` and every settlement line (draw, quarter); ``nsr_year_usd``,
+        ``nsr_year_cad`` (draw, year); ``nsr_usd_per_t_ore`` (draw, quarter); quantiles
+        ``nsr_usd_q`` (quantile, quarter) and ``nsr_year_usd_q`` (quantile, year) at 0.1, 0.5,
+        0.9 [US$]; ``p_target`` (year) when a target is given.
+    """
+    import xarray as xr
+
+    from kenomill import terms as _terms
+
+    t = _terms.packaged_terms() if terms is None else terms
+    pr = _terms.prices_for(_terms.read_prices(), "2012") if prices is None else dict(prices)
+    st = ds["stream_t"].transpose("draw", "quarter", "stream")
+    mt = ds["metal_t"].transpose("draw", "quarter", "stream", "element")
+    nd, nq = st.sizes["draw"], st.sizes["quarter"]
+    pr_b = {}
+    for m in METALS:
+        a = np.asarray(pr[m], dtype=float)
+        pr_b[m] = a[:, None] if a.ndim == 1 else a  # per draw -> (draw, 1)
+    pr_b["usd_cad"] = pr["usd_cad"]
+
+    def con(s):
+        dmt = st.sel(stream=s).values
+        with np.errstate(invalid="ignore", divide="ignore"):
+            assay = {
+                m: np.where(dmt > 0, mt.sel(stream=s, element=m.capitalize()).values / dmt, 0.0)
+                for m in METALS
+            }
+        return {"dmt": dmt, **assay}
+
+    ore = st.sel(stream="feed").values
+    res = nsr(
+        con("pbcon"),
+        con("zncon"),
+        pr_b,
+        t,
+        ore_t=np.where(ore > 0, ore, np.nan),
+        dims=("draw", "quarter"),
+        coords={"draw": ds.draw.values, "quarter": ds.quarter.values},
+    )
+    years = np.array([str(q)[:4] for q in ds.quarter.values])
+    by_year = xr.DataArray(years, dims="quarter", name="year")
+    for k in ("nsr_usd", "nsr_cad"):
+        y = res[k].groupby(by_year).sum()
+        res[k.replace("nsr_", "nsr_year_")] = y.assign_attrs(
+            units=res[k].attrs["units"], long_name=f"{res[k].attrs['long_name']}, sum of the year's quarters"
+        )
+    qs = [0.1, 0.5, 0.9]
+    res["nsr_usd_q"] = (
+        res["nsr_usd"].quantile(qs, dim="draw").assign_attrs(units="USD", long_name="NSR P10/P50/P90")
+    )
+    res["nsr_year_usd_q"] = (
+        res["nsr_year_usd"]
+        .quantile(qs, dim="draw")
+        .assign_attrs(units="USD", long_name="annual NSR P10/P50/P90")
+    )
+    if target_usd is not None:
+        res["p_target"] = (
+            (res["nsr_year_usd"] >= float(target_usd))
+            .mean("draw")
+            .assign_attrs(
+                units="1", long_name=f"probability that the year's NSR reaches US${target_usd:,.0f}"
+            )
+        )
+    res.attrs.update({"scenario": ds.attrs.get("scenario", ""), "draws": nd, "quarters": nq})
+    return res
