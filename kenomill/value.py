@@ -619,6 +619,10 @@ def whatif_nsr(
         per_day[i] = total / (o[..., K.F_CAL_H].sum(axis=1) / 24.0)
         per_t[i] = total / o[..., K.F_FEED_T].sum(axis=1)
 
+    from kenomill.feed import feed_range
+
+    lo, hi = feed_range(plan0.calibration)["tpd"]
+
     def stats(x):
         return np.stack([x.mean(axis=1), *np.percentile(x, [10, 50, 90], axis=1)], axis=1)
 
@@ -651,8 +655,8 @@ def whatif_nsr(
                 tpd[int(np.argmax(np.where(tpd <= capacity_tpd, per_day.mean(axis=1), -np.inf)))]
             ),
             "capacity_tpd": float(capacity_tpd),
-            "note": "feed unlimited, capacity cap lifted (as kenomill whatif); rates outside the reported "
-            "201-245 t/d are extrapolation of the calibrated curves",
+            "note": "feed unlimited, capacity cap lifted (as kenomill whatif); rates outside the calibration"
+            f"'s {lo:g}-{hi:g} t/d are extrapolation of the calibrated curves",
         }
     )
     if move is not None and move[0] in tpd and move[1] in tpd:
