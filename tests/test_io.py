@@ -226,6 +226,10 @@ def test_interrupted_run_leaves_no_partial_file_and_says_one_line(tmp_path, sig,
         stderr=subprocess.PIPE,
         text=True,
         cwd=tmp_path,
+        # a shell starts background jobs with SIGINT ignored, and Python then keeps it
+        # ignored (as a user's `nohup` run would): give the child the default disposition
+        # that an interactive terminal gives, so that Ctrl-C is what is tested
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout.readline().strip() == "ready"
     time.sleep(0.2)
