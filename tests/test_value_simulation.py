@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import xarray as xr
@@ -86,3 +88,21 @@ def test_price_draws_median_and_correlation():
     assert c == pytest.approx(0.8, abs=0.02)
     r = value.simulation_nsr(_fake_simulation(nd=5), prices=value.price_draws(base, 5, sd_log={"ag": 0.2}))
     assert r["nsr_usd"].std("draw").min() > 0
+
+
+def test_blend_optimum_respects_limits_and_is_best_on_a_grid():
+    # small draws: the test checks the optimiser against a brute-force grid on the same draws
+    path = Path(__file__).resolve().parents[1] / "scenarios" / "onek_lucky_queen_2012q4.toml"
+    lim = {"bellekeno": 0.6, "lucky_queen": 0.15}
+    r = value.optimal_blend(path, lim, draws=8)
+    f = r["fractions"]
+    assert sum(f.values()) == pytest.approx(1.0)
+    assert f["bellekeno"] <= 0.6 + 1e-6 and f["lucky_queen"] <= 0.15 + 1e-6
+    assert r["pbcon_zn_pct"] <= 7.0 + 1e-6
+    grid = []
+    for b in (0.5, 0.6):
+        for lq in (0.05, 0.15):
+            e = value.blend_nsr(path, {"bellekeno": b, "lucky_queen": lq, "onek": 1 - b - lq}, draws=8)
+            if e["pbcon_zn_pct"].mean() <= 7.0:
+                grid.append(e["nsr_usd_per_day"].mean())
+    assert r["nsr_usd_per_day"] >= max(grid) * (1 - 1e-3)
