@@ -106,3 +106,18 @@ def test_blend_optimum_respects_limits_and_is_best_on_a_grid():
             if e["pbcon_zn_pct"].mean() <= 7.0:
                 grid.append(e["nsr_usd_per_day"].mean())
     assert r["nsr_usd_per_day"] >= max(grid) * (1 - 1e-3)
+
+
+def test_simulate_cli_prints_nsr_and_target_probability():
+    import subprocess
+    import sys
+
+    sc = Path(__file__).resolve().parents[1] / "scenarios" / "bellekeno_only.toml"
+    r = subprocess.run(
+        [sys.executable, "-m", "kenomill", "simulate", str(sc), "--draws", "20", "--revenue-target", "1e12"],
+        capture_output=True,
+        text=True,
+    )
+    assert r.returncode == 0, r.stderr
+    assert "NSR per year" in r.stdout and "P(>= target)" in r.stdout
+    assert "0.00" in r.stdout.split("NSR per year")[1]  # nobody earns a trillion dollars a year

@@ -118,6 +118,23 @@ def print_attribution(df, console: Console) -> None:
     console.print(t)
 
 
+def print_nsr(ds, target, console: Console) -> None:
+    """NSR per year, P10/P50/P90, under the typical 2012 terms and 2012 prices (kenomill.value)."""
+    from kenomill import value
+
+    r = value.simulation_nsr(ds, target_usd=target)
+    t = Table(title=f"NSR per year, M US$ ({r.attrs.get('terms', '')}, 2012 prices)")
+    for c in ("year", "P10", "P50", "P90") + (("P(>= target)",) if target is not None else ()):
+        t.add_column(c, justify="right")
+    for y in r.year.values:
+        q = r["nsr_year_usd_q"].sel(year=y).values / 1e6
+        row = [str(y), *(f"{v:,.1f}" for v in q)]
+        if target is not None:
+            row.append(f"{float(r['p_target'].sel(year=y)):.2f}")
+        t.add_row(*row)
+    console.print(t)
+
+
 @click.command()
 @click.argument("scenario_file", metavar="SCENARIO.toml", type=click.Path(dir_okay=False))
 @click.option("--draws", type=DRAWS, default=1000, show_default=True, help="Number of Monte Carlo draws.")
@@ -141,8 +158,16 @@ def print_attribution(df, console: Console) -> None:
     is_flag=True,
     help="Also rerun with each source of uncertainty off in turn: the share of variance it carries.",
 )
+@click.option(
+    "--revenue-target",
+    type=click.FloatRange(min=0.0),
+    default=None,
+    help="Annual NSR target [US$]: print P(the year's NSR reaches it).",
+)
 @guarded
-def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot, attribution):
+def simulate(
+    scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot, attribution, revenue_target
+):
     """Monte Carlo of SCENARIO.toml: quarterly production with uncertainty, targets, drivers."""
     from kenomill import io, scenario
     from kenomill import simulate as sim
@@ -173,6 +198,7 @@ def simulate(scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot
     print_summary(ds, yr, console)
     print_targets(sim.target_probabilities(ds, sc.targets), console)
     print_drivers(ds, console)
+    print_nsr(ds, revenue_target, console)
     if attribution:
         print_attribution(sim.spread_attribution(plan, draws, seed), console)
     if out:
