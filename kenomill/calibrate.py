@@ -1051,8 +1051,11 @@ def compare_models(
     loo_starts: int = 3,
     seed: int = 0,
     priors=None,
+    progress=None,
 ) -> pd.DataFrame:
     """Fit each model; one row per model with AICc, BIC and leave-one-out errors per metal.
+
+    ``progress``, when given, is called with 1 after each model (:mod:`kenomill.progress`).
 
     ``loo_score`` is the mean of the three contained-metal leave-one-out RMS errors [%],
     the figure a planner cares about; ``d_aicc`` is AICc minus the best AICc.
@@ -1078,6 +1081,8 @@ def compare_models(
             "same_optimum": f"{r.n_same_optimum}/{len(r.start_costs)}",
             "warnings": len(r.warnings),
         }
+        if progress is not None:
+            progress(1)
         keys = [k for k in ("loo_ag_oz_pct", "loo_pb_lb_pct", "loo_zn_lb_pct") if k in e]
         row["loo_score"] = (
             float(np.mean([e[k] for k in keys]))

@@ -28,6 +28,8 @@ from typing import TextIO
 
 #: plain mode: a line at least every this many seconds while work advances [s]
 PLAIN_INTERVAL_S = 10.0
+#: plain mode: work that ends within this time prints nothing (a phase "over ~2 s" reports) [s]
+START_DELAY_S = 2.0
 #: plain mode: a line each time the work crosses another 1/PLAIN_STEPS of the total
 PLAIN_STEPS = 10
 
@@ -83,6 +85,8 @@ class Progress:
         self._next_step = 1  # integer arithmetic: 3 * 0.1 != 0.3
         self._bar = None
         self._task = None
+        self._started = False
+        self._timer = None
 
     # -- lifecycle -----------------------------------------------------------------
     def _start(self) -> None:
@@ -106,13 +110,33 @@ class Progress:
             self._task = self._bar.add_task(self.description, total=self.total)
             self._bar.start()
         elif self.mode == "plain":
-            what = f": 0/{self.total}{self._u}" if self.total is not None else ": started"
-            self._line(f"{self.description}{what}")
+            if START_DELAY_S <= 0:
+                self._announce()
+            else:
+                self._timer = threading.Timer(START_DELAY_S, self._announce)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _announce(self) -> None:
+        with self._lock:
+            self._announce_locked()
+
+    def _announce_locked(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        what = f": {self.done}/{self.total}{self._u}" if self.total is not None else ": started"
+        self._line(f"{self.description}{what}")
 
     def _finish(self, failed: bool) -> None:
         elapsed = time.monotonic() - self._t0
         if self._bar is not None:
             self._bar.stop()
+        if self._timer is not None:
+            self._timer.cancel()
+        with self._lock:
+            if not self._started:
+                return  # over within START_DELAY_S: nothing to report
         if self.mode == "plain":
             if failed:
                 self._line(f"{self.description}: stopped after {_dur(elapsed)}" + self._count())
@@ -142,6 +166,10 @@ class Progress:
             if self.mode != "plain":
                 return
             now = time.monotonic()
+            if not self._started:
+                if now - self._t0 < START_DELAY_S:
+                    return
+                self._announce_locked()
             share = self.done / self.total if self.total else math.nan
             steps = self.done * PLAIN_STEPS // self.total if self.total else 0
             due_share = self.total is not None and self._next_step <= steps < PLAIN_STEPS

@@ -241,6 +241,12 @@ def test_interrupted_run_leaves_no_partial_file_and_says_one_line(tmp_path, sig,
 
 
 # ------------------------------------------------------------------------------ progress
+@pytest.fixture(autouse=True)
+def _no_start_delay(monkeypatch):
+    # every test here looks at the lines of quick work: no grace period
+    monkeypatch.setattr(progress, "START_DELAY_S", 0.0)
+
+
 _LINE = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ kenomill: "
 
 
@@ -284,6 +290,16 @@ def test_phase_and_failure_lines():
         pass
     a, b = buf.getvalue().splitlines()
     assert a.endswith("compiling: started") and re.search(r"compiling: done in \d", b)
+
+
+def test_quick_work_is_silent(monkeypatch):
+    monkeypatch.setattr(progress, "START_DELAY_S", 2.0)
+    buf = _io.StringIO()
+    with pytest.raises(ValueError), progress.phase("fitting", stream=buf):
+        raise ValueError("bad prior")
+    with progress.progress(3, "x", stream=buf) as p:
+        p.advance(3)
+    assert buf.getvalue() == ""
 
 
 def test_progress_off_and_rich(monkeypatch):

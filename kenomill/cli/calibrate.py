@@ -265,7 +265,10 @@ def calibrate(
     if given is not None:
         console.print(escape(periods_label(given)))
     fd = cal_mod.fit_data(data, error_model, periods=given)
-    fit = cal_mod.fit(name, fd, starts=starts, seed=seed, priors=priors)
+    from kenomill.progress import phase
+
+    with phase(f"fitting {name} ({starts} starting points)"):
+        fit = cal_mod.fit(name, fd, starts=starts, seed=seed, priors=priors)
     calibration = fit.to_calibration()
     # which periods the calibration saw: predict, whatif, simulate and the report say so
     calibration.meta["periods_files"] = "packaged" if given is None else given.attrs["periods_files"]
@@ -285,9 +288,21 @@ def calibrate(
             )
     comparison = None
     if compare:
-        comparison = cal_mod.compare_models(
-            compare_names, data=fd, starts=min(starts, 4), loo_starts=2, seed=seed, priors=priors
-        )
+        from kenomill import recovery as _rec
+        from kenomill.progress import progress
+
+        n_models = len(compare_names) if compare_names else len(_rec.MODELS)
+        # about 46 s for all models on the packaged quarters: fit + leave-one-quarter-out each
+        with progress(n_models, "comparing models (fit and leave-one-quarter-out)", unit="models") as bar:
+            comparison = cal_mod.compare_models(
+                compare_names,
+                data=fd,
+                starts=min(starts, 4),
+                loo_starts=2,
+                seed=seed,
+                priors=priors,
+                progress=bar.advance,
+            )
         print_comparison(comparison, console, chosen=name)
         best = comparison.iloc[0]
         best_loo = comparison.sort_values("loo_score").iloc[0]

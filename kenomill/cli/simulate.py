@@ -19,6 +19,37 @@ _TABLE = {".nc": "netCDF", ".csv": "CSV"}
 DEFAULT_WHATIF_SCENARIO = Path(__file__).resolve().parents[2] / "scenarios" / "bellekeno_only.toml"
 
 
+def _kernels_cached() -> bool:
+    """Whether numba's cache holds the Monte Carlo kernel (else importing it compiles, ~30 s)."""
+    import glob
+    import os
+
+    dirs = [Path(__file__).resolve().parents[1] / "__pycache__"]
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        dirs.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+    names = ("_mc_kernels.simulate-*.nbi", "_kernels.circuit_forward-*.nbi")
+    return all(any(glob.glob(str(d / "**" / n), recursive=True) for d in dirs) for n in names)
+
+
+def _import_simulate():
+    """``kenomill.simulate``, saying so when its kernels compile first (eager signatures).
+
+    Call it before importing anything else of kenomill: the circuit kernels compile on the
+    import of :mod:`kenomill.recovery` (which the scenario module imports).
+    """
+    import sys
+
+    if "kenomill.simulate" in sys.modules or _kernels_cached():
+        from kenomill import simulate
+
+        return simulate
+    from kenomill.progress import phase
+
+    with phase("compiling the simulation kernels, once per install, about 30 s"):
+        from kenomill import simulate
+    return simulate
+
+
 def _fmt(v: str, x: float) -> str:
     if v.startswith("rec_") or v.endswith("_pct"):
         return f"{x:.1f}"
@@ -169,8 +200,8 @@ def simulate(
     scenario_file, draws, seed, out, scheduler, chunk_size, daily, plot, attribution, revenue_target
 ):
     """Monte Carlo of SCENARIO.toml: quarterly production with uncertainty, targets, drivers."""
+    sim = _import_simulate()
     from kenomill import io, scenario
-    from kenomill import simulate as sim
 
     if out:
         io.check_output_path(out, _NC)
@@ -235,13 +266,18 @@ def simulate(
 @guarded
 def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
     """Production and recoveries over throughput x availability, with uncertainty."""
+    sim = _import_simulate()
     from kenomill import io, scenario
-    from kenomill import simulate as sim
 
     if out:
         io.check_output_path(out, _TABLE)
     tpds = sim.parse_range(tpd, "--tpd")
     avs = sim.parse_range(availability, "--availability")
+    # the same checks as simulate.whatif, before any work or progress line
+    if tpds.size == 0 or (tpds <= 0).any():
+        raise ValidationError(f"--tpd: found {tpds.tolist()}; allowed: positive numbers")
+    if avs.size == 0 or (avs <= 0).any() or (avs > 1).any():
+        raise ValidationError(f"--availability: found {avs.tolist()}; allowed: fractions in (0, 1]")
     path = Path(scenario_file) if scenario_file else DEFAULT_WHATIF_SCENARIO
     if not scenario_file and not path.is_file():
         raise ValidationError(
@@ -252,6 +288,9 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
     from kenomill import budget
 
     plan = sim.compile_plan(sc, base_dir=path.parent)
+    years = sorted({int(q[:4]) for q in plan.quarters})
+    if year is not None and year not in years:
+        raise ValidationError(f"--year: found {year}; the horizon covers {', '.join(map(str, years))}")
     per_b, per_s = budget.simulate_estimate(plan, draws)
     # the draws of one grid point are in memory at a time; the time adds over the grid
     budget.check(f"whatif {sc.name}", draws, per_b, per_s * tpds.size * avs.size)
