@@ -969,3 +969,105 @@ def optimal_blend(
         "evaluations": len(cache),
         "converged": bool(res.success),
     }
+
+
+# ------------------------------------------------------------------ predictions
+def predict_nsr(
+    feed,
+    calibration=None,
+    terms=None,
+    prices=None,
+    *,
+    n_draws: int = 1000,
+    seed: int = 0,
+    quantiles=(0.05, 0.95),
+):
+    """NSR of predicted periods with prediction bounds (the companion of :func:`kenomill.calibrate.predict`).
+
+    For each posterior predictive draw (parameters and a new quarter's offsets, contract 2 of
+    :meth:`~kenomill.calibration_file.Calibration.posterior_draws`; availability from its prior
+    where not given) the calibrated response gives both concentrates' tonnes and all three
+    assays, including the zinc in the lead concentrate and lead in the zinc concentrate that
+    drive penalties; each draw is settled, so the bounds are quantiles of NSR itself, not
+    NSR of quantiles.
+
+    Parameters
+    ----------
+    feed : xarray.Dataset, pandas.DataFrame or mapping
+        As :func:`kenomill.calibrate.predict` (``period``, ``ore_processed_t`` [t], head grades
+        [g/t, %, %], ``tpd`` [t/d], optional ``availability_pct`` [%]).
+
+    Returns
+    -------
+    xarray.Dataset
+        Dim ``period``: ``nsr_usd``, ``nsr_usd_per_t_ore`` and ``pbcon_zn_pct`` (means over
+        draws) with ``_pNN`` bounds [US$, US$/t, %].
+    """
+    import xarray as xr
+
+    from kenomill import recovery
+    from kenomill import terms as _terms
+    from kenomill.calibrate import AVAILABILITY_PRIOR, AVAILABILITY_RANGE, operating_q_ratio
+    from kenomill.calibration_file import default_calibration
+    from kenomill.feed import check_feed
+
+    ds = check_feed(feed)
+    cal = default_calibration() if calibration is None else calibration
+    t = _terms.packaged_terms() if terms is None else terms
+    pr = _terms.prices_for(_terms.read_prices(), "2012") if prices is None else prices
+    spec = cal.spec
+    head = np.stack(
+        [ds["head_ag_gpt"].values / 1e6, ds["head_pb_pct"].values / 100.0, ds["head_zn_pct"].values / 100.0],
+        axis=1,
+    ).astype(float)
+    n = head.shape[0]
+    ore = ds["ore_processed_t"].values.astype(float)
+    tpd = ds["tpd"].values.astype(float)
+    a_given = ds["availability_pct"].values.astype(float) / 100.0
+    a_mu, a_sd = cal.meta.get("availability_prior", AVAILABILITY_PRIOR)
+    post = cal.posterior_draws()
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, post["theta"].shape[0], size=n_draws)
+    p = np.tile(np.asarray(cal.base, dtype=float), (n_draws, 1))
+    p[:, spec.free_index] = post["theta"][s]
+    z = rng.standard_normal((n_draws, n, recovery.N_OFFSETS))
+    off = post["offset_mean"][s][:, None, :] + post["scatter_sd"][s][:, None, :] * np.einsum(
+        "sij,snj->sni", post["scatter_chol"][s], z
+    )
+    a = np.where(
+        np.isnan(a_given),
+        np.clip(a_mu + a_sd * rng.standard_normal((n_draws, n)), *AVAILABILITY_RANGE),
+        a_given,
+    )
+    rows_head = np.tile(head, (n_draws, 1))
+    split, pull = recovery.respond_many(
+        spec,
+        np.repeat(p, n, axis=0),
+        rows_head,
+        operating_q_ratio(np.tile(tpd, n_draws), a.reshape(-1)),
+        off.reshape(-1, recovery.N_OFFSETS),
+    )
+    rows_ore = np.tile(ore, n_draws)
+
+    def con(j):
+        dmt = rows_ore * pull[:, j]
+        assay = {m: rows_head[:, i] * split[:, i, j] / pull[:, j] for i, m in enumerate(METALS)}
+        return {"dmt": dmt.reshape(n_draws, n), **{m: v.reshape(n_draws, n) for m, v in assay.items()}}
+
+    lead, zinc = con(0), con(1)
+    r = nsr(lead, zinc, pr, t, ore_t=ore, dims=("draw", "period"))
+    lo, hi = quantiles
+    tags = (f"_p{round(100 * lo):02d}", f"_p{round(100 * hi):02d}")
+    v = {}
+    for name, arr, u in (
+        ("nsr_usd", r["nsr_usd"].values, "USD"),
+        ("nsr_usd_per_t_ore", r["nsr_usd_per_t_ore"].values, "USD/t"),
+        ("pbcon_zn_pct", 100.0 * lead["zn"], "%"),
+    ):
+        v[name] = ("period", arr.mean(axis=0), {"units": u, "long_name": f"{name}: mean over draws"})
+        q = np.quantile(arr, [lo, hi], axis=0)
+        for tag, row in zip(tags, q, strict=True):
+            v[name + tag] = ("period", row, {"units": u, "long_name": f"{name}: {tag[2:]} % bound"})
+    out = xr.Dataset(v, coords={"period": ds.period.values})
+    out.attrs.update({"terms": t.name, "draws": n_draws, "seed": seed, "model": cal.model})
+    return out

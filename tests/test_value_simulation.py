@@ -121,3 +121,18 @@ def test_simulate_cli_prints_nsr_and_target_probability():
     assert r.returncode == 0, r.stderr
     assert "NSR per year" in r.stdout and "P(>= target)" in r.stdout
     assert "0.00" in r.stdout.split("NSR per year")[1]  # nobody earns a trillion dollars a year
+
+
+def test_predict_nsr_bounds_cover_the_reported_quarters_nsr():
+    # in-sample check (the calibration was fitted to these quarters): the NSR of the reported
+    # concentrates (kenomill nsr) falls inside the 90 % prediction bounds from the feed alone
+    from kenomill import data
+
+    ds = data.reported_periods("quarter")
+    feed = ds[["ore_processed_t", "head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd", "availability_pct"]]
+    pred = value.predict_nsr(feed, n_draws=300)
+    rep = value.nsr_of_periods(ds, n_draws=50)
+    assert (pred["nsr_usd_p05"] <= pred["nsr_usd"]).all() and (pred["nsr_usd"] <= pred["nsr_usd_p95"]).all()
+    got = rep["nsr_usd"].sel(period=pred.period).values
+    inside = (got >= pred["nsr_usd_p05"].values) & (got <= pred["nsr_usd_p95"].values)
+    assert inside.sum() >= 5
