@@ -140,7 +140,8 @@ def test_predict_writes_the_documented_columns(feed_csv, tmp_path):
     df = pd.read_csv(out, dtype={"period": str})
     want = PRED_COLUMNS + [f"{c}{t}" for c in PRED_COLUMNS[1:] for t in ("_p05", "_p95")]
     want += [f"{f}_extrapolated" for f in ("head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd")]
-    assert list(df.columns) == want
+    nsr = [f"{c}{t}" for c in ("nsr_usd", "nsr_usd_per_t_ore", "pbcon_zn_pct") for t in ("", "_p05", "_p95")]
+    assert list(df.columns) == want + nsr
     assert not df[want[-4:]].to_numpy().any()  # the six quarters are the calibration's range
     assert list(df["period"]) == ["2011Q1", "2011Q2", "2011Q3", "2011Q4", "2012Q1", "2012Q2"]
     pred = calibrate.predict(default_calibration(), calibrate.read_feed(feed_csv), n_draws=300)

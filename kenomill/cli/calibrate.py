@@ -381,6 +381,15 @@ def predict(feed, out, calibration, draws, seed, extrapolate):
     n = ds.sizes["period"]
     budget.check("predict", draws, budget.PREDICT_BYTES_PER_DRAW * n, budget.PREDICT_SECONDS_PER_DRAW * n)
     pred = cal_mod.predict(cal, ds, n_draws=draws, seed=seed)
+    from kenomill import value
+
+    # NSR per draw (typical 2012 terms, 2012 prices), so its bounds are of NSR itself
+    nsr_cols = ("nsr_usd", "nsr_usd_per_t_ore", "pbcon_zn_pct")
+    pred = pred.merge(
+        value.predict_nsr(ds, cal, n_draws=draws, seed=seed)[
+            [*nsr_cols] + [c + t for c in nsr_cols for t in ("_p05", "_p95")]
+        ]
+    )
     console = Console(width=160)
     t = Table(
         title=f"Prediction, model {cal.model} ({cal.data} calibration), with 5 % and 95 % bounds",
@@ -396,7 +405,7 @@ def predict(feed, out, calibration, draws, seed, extrapolate):
     ):
         t.add_column(col, justify=just)
     for i, p in enumerate(pred.period.values):
-        for c in cal_mod.OUTPUTS:
+        for c in (*cal_mod.OUTPUTS, *nsr_cols):
             t.add_row(
                 str(p),
                 c,
@@ -404,7 +413,7 @@ def predict(feed, out, calibration, draws, seed, extrapolate):
                 _num(float(pred[c][i])),
                 _num(float(pred[c + "_p05"][i])),
                 _num(float(pred[c + "_p95"][i])),
-                end_section=c == cal_mod.OUTPUTS[-1],
+                end_section=c == nsr_cols[-1],
             )
     console.print(t)
     # one flag per figure: True where the feed lies outside the calibration's range
@@ -414,6 +423,9 @@ def predict(feed, out, calibration, draws, seed, extrapolate):
         frame = cal_mod.prediction_frame(pred)
         for f, flag in flags.items():
             frame[f"{f}_extrapolated"] = flag
+        for c in nsr_cols:
+            for tag in ("", "_p05", "_p95"):
+                frame[c + tag] = pred[c + tag].values
         io.write_table(frame, out)
     else:
         io.write_table(pred, out)
