@@ -24,9 +24,11 @@ def _kernels_cached() -> bool:
     import glob
     import os
 
-    dirs = [Path(__file__).resolve().parents[1] / "__pycache__"]
+    # numba writes beside the package, or only under NUMBA_CACHE_DIR when that is set
     if os.environ.get("NUMBA_CACHE_DIR"):
-        dirs.append(Path(os.environ["NUMBA_CACHE_DIR"]))
+        dirs = [Path(os.environ["NUMBA_CACHE_DIR"])]
+    else:
+        dirs = [Path(__file__).resolve().parents[1] / "__pycache__"]
     names = ("_mc_kernels.simulate-*.nbi", "_kernels.circuit_forward-*.nbi")
     return all(any(glob.glob(str(d / "**" / n), recursive=True) for d in dirs) for n in names)
 
@@ -45,7 +47,7 @@ def _import_simulate():
         return simulate
     from kenomill.progress import phase
 
-    with phase("compiling the simulation kernels, once per install, about 30 s"):
+    with phase("compiling the simulation kernels, once per install, about 30-60 s"):
         from kenomill import simulate
     return simulate
 
