@@ -1,0 +1,75 @@
+"""Scale-out: the same draws in-process (numba threads) and on a dask cluster, identical results.
+
+    python benchmarks/scaleout.py [DRAWS] [--scheduler ADDRESS] [--chunk-size N]
+
+Runs ``DRAWS`` draws of scenarios/onek_lucky_queen_2012q4.toml (default 10^6) twice with
+the same seed: in this process on all numba threads, then on dask.distributed (a
+LocalCluster of 2 single-threaded worker processes unless ``--scheduler`` gives the
+address of a running scheduler, e.g. ``tcp://127.0.0.1:8786``). The cluster is started
+and warmed (kernels loaded from numba's cache in every worker) before the timed run, and
+its start-up is printed apart. Prints the wall time of each, draws per second, the ratio
+and whether every variable of the two Datasets is bit-identical; the load average before
+and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from kenomill import scenario, simulate
+
+SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "onek_lucky_queen_2012q4.toml"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("draws", type=int, nargs="?", default=1_000_000)
+    ap.add_argument("--scheduler", default="local")
+    ap.add_argument("--chunk-size", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=2012)
+    a = ap.parse_args()
+    from dask.distributed import Client, LocalCluster
+
+    print(f"load average at start {os.getloadavg()}", flush=True)
+    plan = simulate.compile_plan(scenario.load(SCENARIO))
+    simulate.run(plan, 100, a.seed)  # kernels loaded here
+    t = time.perf_counter()
+    local = simulate.run(plan, a.draws, a.seed, chunk_size=a.chunk_size)
+    t_local = time.perf_counter() - t
+    print(f"in-process: {a.draws} draws x {plan.n_steps} steps in {t_local:.2f} s", flush=True)
+    t = time.perf_counter()
+    if a.scheduler == "local":
+        cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        cluster, client = None, Client(a.scheduler)
+    client.run(lambda: None)
+    simulate.run(plan, 100, a.seed, scheduler=client)  # every worker loads the kernels
+    t_start = time.perf_counter() - t
+    t = time.perf_counter()
+    remote = simulate.run(plan, a.draws, a.seed, chunk_size=a.chunk_size, scheduler=client)
+    t_dask = time.perf_counter() - t
+    workers = len(client.scheduler_info()["workers"])
+    client.close()
+    if cluster is not None:
+        cluster.close()
+    same = all(
+        np.array_equal(local[v].values, remote[v].values, equal_nan=True) for v in local.data_vars
+    ) and set(local.data_vars) == set(remote.data_vars)
+    print(
+        f"dask ({workers} workers at {a.scheduler}): start-up and warm-up {t_start:.2f} s, run {t_dask:.2f} s"
+    )
+    print(
+        f"draws per second: in-process {a.draws / t_local:,.0f}, dask {a.draws / t_dask:,.0f}; "
+        f"dask / in-process throughput {t_local / t_dask:.0%}; bit-identical: {same}"
+    )
+    print(f"load average at end {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
