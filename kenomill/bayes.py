@@ -97,7 +97,7 @@ _H = 1e-4
 _RHO_PAIR = (0, 2)
 
 
-class ConvergenceError(RuntimeError):
+class ConvergenceError(ValidationError):
     """The sampler did not converge (R-hat too high or effective sample size too low)."""
 
 
@@ -269,7 +269,7 @@ class LogPosterior:
         return out
 
     def start(self, theta0=None) -> np.ndarray:
-        """A starting point: ``theta0`` (default the model defaults), s = 0.2, rho = 0, prior-mean availability."""
+        """A start: ``theta0`` (default: the model defaults), s = 0.2, rho = 0, prior-mean availability."""
         th = self.spec.defaults() if theta0 is None else np.asarray(theta0, dtype=float)
         pos = np.clip((th - self.lo) / (self.hi - self.lo), 1e-3, 1 - 1e-3)
         return np.concatenate([np.log(pos / (1 - pos)), np.full(5, math.log(0.2)), [0.0], self.a_mu])
@@ -362,7 +362,8 @@ def sample(
         bad_e = {k: v for k, v in ess.items() if not v >= ess_min}
         if bad_r or bad_e:
             raise ConvergenceError(
-                f"{recovery.get_model(model).name}: the sampler did not converge in {n_steps} steps x {w} walkers"
+                f"{recovery.get_model(model).name}: the sampler did not converge in {n_steps} steps x "
+                f"{w} walkers"
                 f" (R-hat > {rhat_max}: {', '.join(f'{k}={v:.3f}' for k, v in bad_r.items()) or 'none'};"
                 f" bulk ESS < {ess_min:g}: {', '.join(f'{k}={v:.0f}' for k, v in bad_e.items()) or 'none'});"
                 " give more steps"
@@ -399,14 +400,20 @@ def param_names(lp: LogPosterior) -> list[str]:
 
 
 def _diagnostics(chain, lp):
-    import arviz as az
+    import warnings
 
-    names = param_names(lp)
-    # arviz wants (chain, draw): the walkers as chains
-    post = {nm: np.ascontiguousarray(chain[:, :, j].T) for j, nm in enumerate(names)}
-    ds = az.convert_to_dataset(post)
-    rh = az.rhat(ds)
-    es = az.ess(ds, method="bulk")
+    with warnings.catch_warnings():
+        # ArviZ announces its refactor on import, and warns when chains outnumber draws (short
+        # runs, where R-hat then fails anyway)
+        warnings.simplefilter("ignore")
+        import arviz as az
+
+        names = param_names(lp)
+        # arviz wants (chain, draw): the walkers as chains
+        post = {nm: np.ascontiguousarray(chain[:, :, j].T) for j, nm in enumerate(names)}
+        ds = az.convert_to_dataset(post)
+        rh = az.rhat(ds)
+        es = az.ess(ds, method="bulk")
     return ({nm: float(rh[nm]) for nm in names}, {nm: float(es[nm]) for nm in names})
 
 

@@ -1162,9 +1162,11 @@ def predict(
     det = mill_outputs(spec, cal.full(), ore, head, operating_q_ratio(tpd, a_det))
 
     rng = np.random.default_rng(seed)
-    thetas = cal.draw_theta(rng, n_draws)  # (d, k)
+    # the posterior draws (contract 2): stored thinned MCMC draws, or the Gaussian fallback
+    post = cal.posterior_draws()
+    pick = rng.integers(post["theta"].shape[0], size=n_draws)
     p = np.tile(cal.base, (n_draws, 1))
-    p[:, spec.free_index] = thetas
+    p[:, spec.free_index] = post["theta"][pick]
     a = np.tile(a_det, (n_draws, 1))
     unknown = np.isnan(a_given)
     if unknown.any():
@@ -1172,17 +1174,11 @@ def predict(
         a[:, unknown] = np.clip(a_mu + a_sd * z, *AVAILABILITY_RANGE)
     m = 1 if common_draws else n
     z = rng.standard_normal((n_draws, m, recovery.N_OFFSETS))
-    corr = np.asarray(cal.meta.get("scatter_corr", np.eye(recovery.N_OFFSETS)), dtype=float)
-    # offsets of one quarter are correlated (e.g. a quarter of poor lead recovery keeps
-    # more of its silver than galena alone would): draw them with the fitted correlation
-    w, v = np.linalg.eigh(corr)
-    z = z @ (v * np.sqrt(np.clip(w, 0.0, None))).T
-    dof = cal.scatter_predictive_dof
-    if np.isfinite(dof):
-        # the scatter is estimated from a handful of quarters: the predictive distribution of
-        # a new quarter's offsets is Student-t with the estimate's degrees of freedom
-        z = z * np.sqrt(dof / rng.chisquare(dof, (n_draws, m, 1)))
-    off = np.broadcast_to(z * cal.scatter, (n_draws, n, recovery.N_OFFSETS))
+    # a new quarter's offsets for draw s: offset_mean[s] + scatter_sd[s] * (scatter_chol[s] @ z);
+    # correlated within the quarter (a quarter of poor lead recovery keeps more of its silver)
+    zc = np.einsum("sij,smj->smi", post["scatter_chol"][pick], z)
+    z = post["offset_mean"][pick][:, None, :] + post["scatter_sd"][pick][:, None, :] * zc
+    off = np.broadcast_to(z, (n_draws, n, recovery.N_OFFSETS))
     rows_p = np.repeat(p, n, axis=0)
     out = mill_outputs(
         spec,
@@ -1224,6 +1220,27 @@ def predict(
         tpd / a_det,
         {"units": "t/d", "long_name": "operating throughput = calendar tpd / availability"},
     )
+    fr = calibrated_feed_range(cal)
+    outside = []
+    for i in range(n):
+        why = []
+        for c in ("tpd", "head_ag_gpt", "head_pb_pct", "head_zn_pct"):
+            lo_c, hi_c = fr[c]
+            val = float(ds[c].values[i])
+            if val < lo_c * (1 - 1e-9):
+                why.append(f"{c} {val:g} < {lo_c:g}")
+            elif val > hi_c * (1 + 1e-9):
+                why.append(f"{c} {val:g} > {hi_c:g}")
+        outside.append("; ".join(why))
+    v["extrapolation"] = (
+        "period",
+        np.array(outside, dtype=str),
+        {
+            "units": "",
+            "long_name": "feed outside the range the calibration was fitted on (empty: inside); "
+            "there the bounds rest on the model's form and its priors, not on quarters",
+        },
+    )
     res = xr.Dataset(v, coords={"period": ds.period.values})
     res.attrs.update(
         {
@@ -1234,6 +1251,9 @@ def predict(
             "availability_prior": f"{a_mu:g} +- {a_sd:g} where not given",
             "bounds": f"{100 * quantiles[0]:g} % and {100 * quantiles[1]:g} % prediction bounds: parameter "
             "uncertainty, unknown availability and quarter-to-quarter scatter",
+            "posterior": "MCMC draws"
+            if cal.posterior is not None
+            else "Gaussian approximation (no draws in file)",
         }
     )
     return res
@@ -1251,13 +1271,62 @@ def prediction_frame(pred: xr.Dataset) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
+FEED_RANGE_COLUMNS = ("head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd")
+
+
+def feed_range_of(data: FitData) -> dict[str, list[float]]:
+    """Range of the feed a calibration is fitted on (contract 3): column -> [lo, hi] in
+    g/t, %, %, t/d (calendar)."""
+    cols = {
+        "head_ag_gpt": data.head[:, 0] * 1e6,
+        "head_pb_pct": data.head[:, 1] * 100,
+        "head_zn_pct": data.head[:, 2] * 100,
+        "tpd": data.tpd,
+    }
+    return {c: [float(np.min(v)), float(np.max(v))] for c, v in cols.items()}
+
+
+def calibrated_feed_range(cal: Calibration) -> dict[str, list[float]]:
+    """``cal.meta["feed_range"]``, or that of the packaged quarters when the file has none."""
+    fr = cal.meta.get("feed_range")
+    if isinstance(fr, dict) and all(c in fr for c in FEED_RANGE_COLUMNS):
+        return {c: [float(fr[c][0]), float(fr[c][1])] for c in FEED_RANGE_COLUMNS}
+    return feed_range_of(fit_data())
+
+
+def attach_posterior(calibration: Calibration, data: FitData, *, seed: int = 0, progress=None, **kw):
+    """Sample the quarter-level posterior (:func:`kenomill.bayes.sample`) and store its thinned
+    draws, diagnostics, priors and feed range in ``calibration`` (in place; returns the Posterior)."""
+    from kenomill import bayes
+
+    post = bayes.sample(calibration.model, data, seed=seed, theta0=calibration.theta, progress=progress, **kw)
+    calibration.posterior = post.draws()
+    calibration.meta["feed_range"] = feed_range_of(data)
+    calibration.meta["posterior"] = {
+        "sampler": "emcee (DE moves), offsets integrated out by linearisation; see kenomill.bayes",
+        "n_walkers": post.n_walkers,
+        "n_steps": post.n_steps,
+        "n_draws": post.n_draws,
+        "seed": seed,
+        "acceptance": post.acceptance,
+        "rhat_max": max(post.rhat.values()),
+        "ess_bulk_min": min(post.ess.values()),
+        "priors": [list(x) for x in bayes.PRIORS_DOC],
+        "availability_mean": {
+            p: float(a) for p, a in zip(post.periods, post.availability.mean(0), strict=True)
+        },
+        "rho_pb_ag_median": float(np.median(post.rho)),
+    }
+    return post
+
+
 def fit_and_calibrate(model, data="raw", *, starts=6, seed=0, priors=None, error_model=None) -> FitResult:
     """Convenience: :func:`fit_data` then :func:`fit`."""
     return fit(model, fit_data(data, error_model), starts=starts, seed=seed, priors=priors)
 
 
 #: how the packaged calibration is made (a test checks the packaged file against a refit)
-DEFAULT_FIT = {"data": "raw", "starts": 8, "seed": 0}
+DEFAULT_FIT = {"data": "raw", "starts": 8, "seed": 0, "steps": 10000}
 
 
 def default_fit() -> FitResult:
@@ -1267,7 +1336,7 @@ def default_fit() -> FitResult:
     )
 
 
-def write_default_calibration(path=None):
+def write_default_calibration(path=None, *, posterior: bool = True):
     """Refit :func:`default_fit` and write it as the packaged calibration.
 
     Run ``python -m kenomill.calibrate`` after changing the data, the models or
@@ -1279,6 +1348,10 @@ def write_default_calibration(path=None):
 
     target = path or resources.files("kenomill").joinpath(DEFAULT_CALIBRATION)
     cal = default_fit().to_calibration()
+    if posterior:
+        attach_posterior(
+            cal, fit_data(DEFAULT_FIT["data"]), seed=DEFAULT_FIT["seed"], n_steps=DEFAULT_FIT["steps"]
+        )
     cal.meta["made_by"] = "kenomill.calibrate.write_default_calibration()"
     return cal.save(target)
 

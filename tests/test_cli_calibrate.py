@@ -68,7 +68,9 @@ def feed_csv(tmp_path):
 # ----------------------------------------------------------------------- calibrate
 def test_calibrate_prints_fit_parameters_and_comparison_and_saves(tmp_path):
     out = tmp_path / "cal"
-    res = invoke("calibrate", "--models", "constant", "--starts", "2", "--out", str(out))
+    res = invoke(
+        "calibrate", "--models", "constant", "--starts", "2", "--posterior-steps", "0", "--out", str(out)
+    )
     assert res.exit_code == 0, res.output + res.stderr
     for text in ("Reported vs fitted", "2012Q2", "Parameters", "ktau_pb", "Model comparison", "LOO"):
         assert text in res.stdout
@@ -85,7 +87,17 @@ def test_calibrate_prints_fit_parameters_and_comparison_and_saves(tmp_path):
 
 def test_calibrate_model_no_compare_and_plots(tmp_path):
     out = tmp_path / "c2"
-    res = invoke("calibrate", "--model", "fixed_tail", "--no-compare", "--plot", "--out", str(out))
+    res = invoke(
+        "calibrate",
+        "--model",
+        "fixed_tail",
+        "--no-compare",
+        "--plot",
+        "--posterior-steps",
+        "0",
+        "--out",
+        str(out),
+    )
     assert res.exit_code == 0, res.output + res.stderr
     assert "Model comparison" not in res.stdout
     for name in ("reported_vs_fitted.png", "recovery_curves.png"):
@@ -96,7 +108,16 @@ def test_calibrate_model_no_compare_and_plots(tmp_path):
 def test_calibrate_reconciled(tmp_path):
     pytest.importorskip("kenomill.reconcile")
     res = invoke(
-        "calibrate", "--data", "reconciled", "--no-compare", "--starts", "1", "--out", str(tmp_path / "r")
+        "calibrate",
+        "--data",
+        "reconciled",
+        "--no-compare",
+        "--starts",
+        "1",
+        "--posterior-steps",
+        "0",
+        "--out",
+        str(tmp_path / "r"),
     )
     assert res.exit_code == 0, res.output + res.stderr
     assert "reconciled quarters" in res.stdout
@@ -198,3 +219,34 @@ def test_predict_missing_files_and_bad_out(feed_csv, tmp_path):
     one_line_error(res, "--out", "allowed extensions: .csv")
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.json", "feed.csv"]
+
+
+def test_calibrate_posterior_draws_in_the_file(tmp_path):
+    out = tmp_path / "post"
+    res = invoke(
+        "calibrate", "--model", "constant", "--no-compare", "--posterior-steps", "3000", "--out", str(out)
+    )
+    assert res.exit_code == 0, res.output
+    assert "Posterior of constant" in res.output
+    cal = Calibration.load(out / "calibration.json")
+    d = cal.posterior_draws()
+    assert d["theta"].shape == (500, len(cal.theta))
+    assert cal.meta["posterior"]["rhat_max"] <= 1.1
+    assert cal.meta["feed_range"]["tpd"] == [201.0, 245.0]
+
+
+def test_calibrate_not_converged_is_one_line(tmp_path):
+    res = invoke(
+        "calibrate",
+        "--model",
+        "constant",
+        "--no-compare",
+        "--posterior-steps",
+        "40",
+        "--out",
+        str(tmp_path / "n"),
+    )
+    assert res.exit_code == 2
+    assert "did not converge in 40 steps" in res.output
+    assert "Traceback" not in res.output
+    assert not (tmp_path / "n").exists()

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import click
+import numpy as np
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -92,6 +93,35 @@ def print_fit(fit, console: Console) -> None:
     )
     for w in fit.warnings:
         console.print(f"[yellow]warning:[/] {escape(w)}")
+
+
+def print_posterior(post, calibration, console: Console) -> None:
+    """Posterior medians and 90 % credible intervals, and the convergence diagnostics."""
+    from kenomill.recovery import OFFSET_NAMES
+
+    meta = calibration.meta["posterior"]
+    t = Table(
+        title=f"Posterior of {post.model} ({post.n_draws} thinned draws of {post.n_walkers} walkers x "
+        f"{post.n_steps} steps; R-hat max {meta['rhat_max']:.3f}, bulk ESS min {meta['ess_bulk_min']:.0f})"
+    )
+    for c in ("quantity", "p05", "p50", "p95"):
+        t.add_column(c, justify="right" if c != "quantity" else "left")
+    rows = [(n, post.theta[:, j]) for j, n in enumerate(recovery_free(post.model))]
+    rows += [(f"scatter {n}", post.scale[:, j]) for j, n in enumerate(OFFSET_NAMES)]
+    rows.append(("rho (logit Pb, logit Ag to lead con)", post.rho))
+    for j, p in enumerate(post.periods):
+        if np.ptp(post.availability[:, j]) > 0:
+            rows.append((f"availability {p}", post.availability[:, j]))
+    for n, v in rows:
+        q = np.quantile(v, [0.05, 0.5, 0.95])
+        t.add_row(n, *(_num(x) for x in q))
+    console.print(t)
+
+
+def recovery_free(model):
+    from kenomill import recovery
+
+    return recovery.get_model(model).free
 
 
 def print_comparison(df, console: Console, chosen: str | None = None) -> None:
@@ -225,11 +255,31 @@ def _check_out_dir(out: str) -> Path:
     metavar="A,B,...",
     help="Models to compare (default: all of them).",
 )
+@click.option(
+    "--posterior-steps",
+    type=click.IntRange(0, 1_000_000),
+    default=10000,
+    show_default=True,
+    help="emcee steps per walker of the quarter-level posterior (half burn-in); 0: no posterior "
+    "draws (predictions then use the Gaussian approximation).",
+)
 @click.option("--list-models", is_flag=True, help="List the models and exit.")
 @periods_option
 @guarded
 def calibrate(
-    model, data, out, plot, compare, starts, seed, prior, error_model, models, list_models, periods
+    model,
+    data,
+    out,
+    plot,
+    compare,
+    starts,
+    seed,
+    prior,
+    error_model,
+    models,
+    posterior_steps,
+    list_models,
+    periods,
 ):
     """Fit a recovery model to the six reported quarters; compare models; save the calibration.
 
@@ -273,6 +323,14 @@ def calibrate(
     # which periods the calibration saw: predict, whatif, simulate and the report say so
     calibration.meta["periods_files"] = "packaged" if given is None else given.attrs["periods_files"]
     print_fit(fit, console)
+    if posterior_steps:
+        from kenomill.progress import progress
+
+        with progress(posterior_steps, f"posterior of {name} (emcee)") as bar:
+            post = cal_mod.attach_posterior(
+                calibration, fd, seed=seed, n_steps=posterior_steps, progress=bar.advance
+            )
+        print_posterior(post, calibration, console)
     profiles = {}
     for j, pname in enumerate(fit.spec.free):
         # rate constants are what six quarters at 201-245 t/d determine worst: show how well
