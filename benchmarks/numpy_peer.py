@@ -57,20 +57,7 @@ from kenomill._mc_kernels import (
     N_FAIL,
     NOFF,
 )
-
-
-def _kinetic(kind, ktau, phi, slow):
-    # recovery.kinetic over arrays of draws
-    if kind == recovery.KIN_PLUG:
-        return 1.0 - np.exp(-ktau)
-    if kind == recovery.KIN_CELLS:
-        return 1.0 - (1.0 + ktau / recovery.N_CELLS) ** (-recovery.N_CELLS)
-    if kind == recovery.KIN_KLIMPEL:
-        safe = np.where(ktau < 1e-12, 1.0, ktau)
-        return np.where(ktau < 1e-12, 0.0, 1.0 - (1.0 - np.exp(-safe)) / safe)
-    if kind == recovery.KIN_TWO:
-        return phi * (1.0 - np.exp(-ktau)) + (1.0 - phi) * (1.0 - np.exp(-slow * ktau))
-    return np.ones_like(ktau)
+from kenomill._reference import _kinetic  # recovery.kinetic over arrays of draws (one NumPy copy)
 
 
 class _Randoms:
