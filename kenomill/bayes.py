@@ -69,7 +69,21 @@ AVAILABILITY_RANGE = (0.5, 1.0)
 #: (Northern Miner, 2012) and was later licensed for 400 t/d. Assumption: median k tau 6
 #: (8 mixed cells: 6 % of the floatable galena lost at 250 t/d, 10 % at 400 t/d), a factor
 #: e^0.75 ~ 2 either way at one SD. Prior sensitivity: ``kenomill calibrate --sensitivity``.
-THETA_PRIORS = {"ktau_pb": (6.0, 0.75), "ktau_zn": (6.0, 0.75)}
+THETA_PRIORS = {"ktau_pb": (6.0, 0.75), "ktau_zn": (6.0, 0.75), "zn_pb": (0.08, 0.5), "pb_zn": (0.3, 0.5)}
+# ``zn_pb`` and ``pb_zn`` (zinc to the lead con, lead to the zinc con) are fixed constants in the
+# named models; the candidates that free them (kenomill.validation) use the priors above: no figure
+# of the releases identifies them. ``zn_pb``: Glencore (Dec 2010) found "no notable deleterious
+# elements" in Bellekeno concentrates, so zinc in the lead con sat below the usual 5-7 % penalty
+# threshold (Pulacayo technical report, p. 238); at the quarters' mass pulls that is zn_pb below
+# about 0.16. Assumption: median 0.08 (about 3 % Zn in the lead con), a factor e^0.5 either way at
+# one SD. ``pb_zn``: assumption, median 0.3 of the lead-circuit tail lead, same spread.
+
+#: ramp-up candidate: offsets whose mean moves linearly with time (the recoveries), and the SD of
+#: the Gaussian prior on each slope [logit units per year]. Assumption: a new mill's recoveries
+#: improve in its first years by up to about half a logit unit a year (e.g. 88 -> 92 %); no source
+#: gives Bellekeno's ramp-up, so the prior is centred on no trend.
+TREND_OFFSETS = (recovery.O_LOGIT_REC_PB, recovery.O_LOGIT_REC_ZN, recovery.O_LOGIT_REC_AG_PBCON)
+TREND_PRIOR_SD = 0.5
 
 PRIORS_DOC = (
     ("theta", "uniform within the bounds of kenomill.recovery.FULL_PARAMS (assumption: physical ranges)"),
@@ -77,6 +91,16 @@ PRIORS_DOC = (
         "ktau_pb, ktau_zn",
         "log-normal(median 6, log-SD 0.75): 320 t/d days in 2011Q1 (3 May 2011 release), "
         "250 t/d running rate (Northern Miner 2012), 400 t/d licence; assumption on the spread",
+    ),
+    (
+        "zn_pb, pb_zn (candidates that free them)",
+        "log-normal(median 0.08 / 0.3, log-SD 0.5): no notable deleterious elements in Bellekeno "
+        "concentrates (Glencore, Dec 2010) below a 5-7 % Zn penalty threshold (Pulacayo technical "
+        "report, p. 238); assumption on the rest",
+    ),
+    (
+        "ramp-up slopes (ramp-up candidates)",
+        f"N(0, {TREND_PRIOR_SD}) logit units per year on the lead, zinc and silver offsets (assumption)",
     ),
     ("s (5 offset scales)", f"half-normal(0, {SCALE_PRIOR_SD}) (assumption, see SCALE_PRIOR_SD)"),
     ("rho (lead-silver offset correlation)", "uniform(-1, 1) (assumption: no information)"),
@@ -156,7 +180,7 @@ class LogPosterior:
     returns (W,) log posterior (``-inf`` outside the support).
     """
 
-    def __init__(self, model, data, *, base=None, exclude=None, theta_priors=None):
+    def __init__(self, model, data, *, base=None, exclude=None, theta_priors=None, trend_time=None):
         from kenomill.calibrate import _FIT_INDEX
 
         self.spec = recovery.get_model(model)
@@ -166,7 +190,11 @@ class LogPosterior:
         self.lo, self.hi = self.spec.bounds()
         self.unknown = np.flatnonzero(np.isnan(data.availability))
         self.m = len(self.unknown)
-        self.d = self.k + recovery.N_OFFSETS + 1 + self.m
+        #: ramp-up: time of each quarter [years] for a linear trend in the mean of the recovery
+        #: offsets (:data:`TREND_OFFSETS`); None = no trend (offsets centred on 0)
+        self.trend_time = None if trend_time is None else np.asarray(trend_time, dtype=float)
+        self.n_trend = 0 if trend_time is None else len(TREND_OFFSETS)
+        self.d = self.k + recovery.N_OFFSETS + 1 + self.m + self.n_trend
         mu = [AVAILABILITY_PRIOR_BY_PERIOD.get(data.periods[i], AVAILABILITY_PRIOR) for i in self.unknown]
         self.a_mu = np.array([v[0] for v in mu])
         self.a_sd = np.array([v[1] for v in mu])
@@ -199,8 +227,17 @@ class LogPosterior:
         scale = np.exp(x[:, k : k + 5])
         rho = np.tanh(x[:, k + 5])
         a = np.tile(np.where(np.isnan(self.data.availability), 0.0, self.data.availability), (x.shape[0], 1))
-        a[:, self.unknown] = x[:, k + 6 :]
+        a[:, self.unknown] = x[:, k + 6 : k + 6 + self.m]
         return theta, scale, rho, a
+
+    def offset_mean(self, x) -> np.ndarray:
+        """Mean of each quarter's offsets per walker (W, n, 5): the ramp-up trend, else 0."""
+        x = np.atleast_2d(x)
+        mean = np.zeros((x.shape[0], self.n, recovery.N_OFFSETS))
+        if self.n_trend:
+            beta = x[:, self.d - self.n_trend :]
+            mean[:, :, list(TREND_OFFSETS)] = beta[:, None, :] * self.trend_time[None, :, None]
+        return mean
 
     def log_prior(self, x) -> np.ndarray:
         theta, scale, rho, a = self.unpack(x)
@@ -218,12 +255,16 @@ class LogPosterior:
         # uniform rho, sampled in atanh rho: Jacobian 1 - rho^2
         lp += np.log1p(-np.minimum(rho**2, 1 - 1e-12))
         for j, (mu, sd) in self.theta_priors:
-            lp += -0.5 * ((np.log(theta[:, j]) - mu) / sd) ** 2 - np.log(theta[:, j])
+            lt = np.log(np.maximum(theta[:, j], 1e-300))  # a bound at 0 has zero prior density
+            lp += -0.5 * ((lt - mu) / sd) ** 2 - lt
         lp += np.sum(-0.5 * ((au - self.a_mu) / self.a_sd) ** 2, axis=1)
+        if self.n_trend:
+            lp += np.sum(-0.5 * (x[:, self.d - self.n_trend :] / TREND_PRIOR_SD) ** 2, axis=1)
         return np.where(ok, lp, -np.inf)
 
-    def log_like_quarters(self, x) -> np.ndarray:
-        """Log likelihood per walker and quarter (W, n), offsets integrated out."""
+    def moments(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (W, n, 9) of the nine figures per walker and quarter, and the factor ``B``
+        (W, n, 9, 5) of their offset covariance ``B B'`` (measurement error not included)."""
         from kenomill.calibrate import mill_outputs, operating_q_ratio
 
         theta, scale, rho, a = self.unpack(x)
@@ -236,6 +277,8 @@ class LogPosterior:
         head = np.tile(np.repeat(self.data.head, 6, axis=0), (w, 1))
         q = operating_q_ratio(np.tile(np.repeat(self.data.tpd, 6), w), np.repeat(a, 6, axis=1).reshape(-1))
         off = np.tile(self._off1, (w * n, 1))
+        if self.n_trend:
+            off += np.repeat(self.offset_mean(x).reshape(w * n, -1), 6, axis=0)
         out = mill_outputs(self.spec, rows_p, ore, head, q, off)[:, self.fit_index]
         out = out.reshape(w, n, 6, -1)
         f0 = out[:, :, 0, :]  # (w, n, 9)
@@ -243,21 +286,12 @@ class LogPosterior:
         chol = correlation_chol(rho)  # (w, 5, 5)
         # J S L: columns of the offsets' covariance factor mapped to the figures
         sl = scale[:, :, None] * chol  # (w, 5, 5)
-        b = np.einsum("wnoj,wop->wnjp", jac, sl)  # (w, n, 9, 5)
-        b = b * self.obs[None, :, :, None]
-        cov = b @ np.swapaxes(b, -1, -2)
-        idx = np.arange(cov.shape[-1])
-        cov[..., idx, idx] += self.var[None]
-        r = np.where(self.obs[None], self.y[None] - f0, 0.0)
-        try:
-            lc = np.linalg.cholesky(cov)
-        except np.linalg.LinAlgError:
-            return np.full((w, n), -np.inf)
-        z = np.linalg.solve(lc, r[..., None])[..., 0]
-        logdet = 2.0 * np.sum(np.log(np.diagonal(lc, axis1=-2, axis2=-1)) * self.obs[None], axis=-1)
-        nobs = self.obs.sum(1)
-        ll = -0.5 * (np.sum(z**2, axis=-1) + logdet + nobs * math.log(2 * math.pi))
-        return np.where(np.isfinite(ll), ll, -np.inf)
+        return f0, np.einsum("wnoj,wop->wnjp", jac, sl)
+
+    def log_like_quarters(self, x) -> np.ndarray:
+        """Log likelihood per walker and quarter (W, n), offsets integrated out."""
+        f0, b = self.moments(x)
+        return gaussian_log_density(self.y, f0, b, self.var, self.obs)
 
     def __call__(self, x) -> np.ndarray:
         x = np.atleast_2d(x)
@@ -272,7 +306,31 @@ class LogPosterior:
         """A start: ``theta0`` (default: the model defaults), s = 0.2, rho = 0, prior-mean availability."""
         th = self.spec.defaults() if theta0 is None else np.asarray(theta0, dtype=float)
         pos = np.clip((th - self.lo) / (self.hi - self.lo), 1e-3, 1 - 1e-3)
-        return np.concatenate([np.log(pos / (1 - pos)), np.full(5, math.log(0.2)), [0.0], self.a_mu])
+        return np.concatenate(
+            [np.log(pos / (1 - pos)), np.full(5, math.log(0.2)), [0.0], self.a_mu, np.zeros(self.n_trend)]
+        )
+
+
+def gaussian_log_density(y, f0, b, var, obs) -> np.ndarray:
+    """``log N(y | f0, B B' + diag(var))`` over the figures where ``obs`` (..., n) per row.
+
+    ``y``, ``var``, ``obs``: (n, 9); ``f0`` (W, n, 9); ``b`` (W, n, 9, r). Figures not observed
+    are left out (their rows and columns masked), so a quarter with no figures scores 0.
+    """
+    b = b * obs[None, :, :, None]
+    cov = b @ np.swapaxes(b, -1, -2)
+    idx = np.arange(cov.shape[-1])
+    cov[..., idx, idx] += np.where(obs, var, 1.0)[None]
+    r = np.where(obs[None], np.where(obs, y, 0.0)[None] - f0, 0.0)
+    try:
+        lc = np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        return np.full(f0.shape[:2], -np.inf)
+    z = np.linalg.solve(lc, r[..., None])[..., 0]
+    logdet = 2.0 * np.sum(np.log(np.diagonal(lc, axis1=-2, axis2=-1)) * obs[None], axis=-1)
+    nobs = obs.sum(1)
+    ll = -0.5 * (np.sum(z**2, axis=-1) + logdet + nobs * math.log(2 * math.pi))
+    return np.where(np.isfinite(ll), ll, -np.inf)
 
 
 def _sigmoid(u):
@@ -338,7 +396,7 @@ def sample(
         raise ValidationError(f"burn: found {burn}; allowed: below n_steps = {n_steps}")
     x0 = _optimise(lp, lp.start(theta0))
     rng = np.random.default_rng(seed)
-    span = np.concatenate([np.full(lp.k + 6, 0.1), np.full(lp.m, 0.01)])
+    span = np.concatenate([np.full(lp.k + 6, 0.1), np.full(lp.m, 0.01), np.full(lp.n_trend, 0.05)])
     p0 = x0 + span * rng.standard_normal((w, d))
     bad = ~np.isfinite(lp(p0))
     p0[bad] = x0
@@ -432,7 +490,7 @@ def quarter_log_predictive(post: Posterior, data, *, n_sub: int = 200) -> np.nda
     x[:, : lp.k] = np.log(pos / (1 - pos))
     x[:, lp.k : lp.k + 5] = np.log(post.scale[pick])
     x[:, lp.k + 5] = np.arctanh(np.clip(post.rho[pick], -0.999, 0.999))
-    x[:, lp.k + 6 :] = np.clip(
+    x[:, lp.k + 6 : lp.k + 6 + lp.m] = np.clip(
         lp.a_mu + lp.a_sd * rng.standard_normal((pick.size, lp.m)), *AVAILABILITY_RANGE
     )
     ll = lp.log_like_quarters(x)  # (S, n)

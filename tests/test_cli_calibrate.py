@@ -69,10 +69,31 @@ def feed_csv(tmp_path):
 def test_calibrate_prints_fit_parameters_and_comparison_and_saves(tmp_path):
     out = tmp_path / "cal"
     res = invoke(
-        "calibrate", "--models", "constant", "--starts", "2", "--posterior-steps", "0", "--out", str(out)
+        "calibrate",
+        "--models",
+        "constant",
+        "--starts",
+        "2",
+        "--posterior-steps",
+        "0",
+        "--compare-fit",
+        "--workers",
+        "1",
+        "--out",
+        str(out),
     )
     assert res.exit_code == 0, res.output + res.stderr
-    for text in ("Reported vs fitted", "2012Q2", "Parameters", "ktau_pb", "Model comparison", "LOO"):
+    for text in (
+        "Reported vs fitted",
+        "2012Q2",
+        "Parameters",
+        "ktau_pb",
+        "Model comparison",
+        "LOQO",
+        "naive_mean",
+        "naive_last",
+        "default by prediction: constant",
+    ):
         assert text in res.stdout
     assert "constant" in res.stdout and calibrate.DEFAULT_MODEL in res.stdout
     cal = Calibration.load(out / "calibration.json")
@@ -80,9 +101,16 @@ def test_calibrate_prints_fit_parameters_and_comparison_and_saves(tmp_path):
     np.testing.assert_allclose(cal.theta, default_calibration().theta, rtol=1e-3, atol=1e-5)
     fit = pd.read_csv(out / "fit.csv")
     assert len(fit) == 54 and {"period", "figure", "reported", "fitted", "z"} <= set(fit.columns)
+    # by prediction: the candidate named and the two naive baselines, each scored on 6 + 3 quarters
     cmp_ = pd.read_csv(out / "comparison.csv")
-    assert set(cmp_["model"]) == {"constant", calibrate.DEFAULT_MODEL}
-    assert {"aicc", "bic", "loo_rec_pb_pts", "loo_zn_lb_pct"} <= set(cmp_.columns)
+    assert set(cmp_["candidate"]) == {"constant", "naive_mean", "naive_last"}
+    assert {"lpd_loqo", "crps_rolling", "mape_metal_loqo", "cover90_rolling"} <= set(cmp_.columns)
+    q = pd.read_csv(out / "comparison_quarters.csv")
+    assert len(q[q.candidate == "constant"]) == 6 + 3
+    # by fit (--compare-fit): the older table, with the fitted model added
+    fit_cmp = pd.read_csv(out / "comparison_fit.csv")
+    assert set(fit_cmp["model"]) == {"constant", calibrate.DEFAULT_MODEL}
+    assert {"aicc", "bic", "loo_rec_pb_pts", "loo_zn_lb_pct"} <= set(fit_cmp.columns)
 
 
 def test_calibrate_model_no_compare_and_plots(tmp_path):
@@ -136,7 +164,7 @@ def test_calibrate_unknown_model_lists_valid_ones(tmp_path):
     one_line_error(res, "model: found 'magic'; allowed: constant, fixed_tail")
     assert not (tmp_path / "x").exists()
     res = invoke("calibrate", "--models", "constant,nope", "--out", str(tmp_path / "x"))
-    one_line_error(res, "model: found 'nope'")
+    one_line_error(res, "candidate: found 'nope'; allowed: constant, constant_ramp")
 
 
 def test_calibrate_bad_prior_and_out(tmp_path):

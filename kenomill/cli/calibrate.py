@@ -176,6 +176,51 @@ def print_comparison(df, console: Console, chosen: str | None = None) -> None:
     console.print(t)
 
 
+def print_predictive(cmp, console: Console) -> None:
+    """The comparison by prediction (:func:`kenomill.validation.compare`) as one table."""
+    from kenomill import validation
+
+    t = Table(
+        title=f"Model comparison by prediction of held-out quarters ({cmp.n_periods} quarters): "
+        "leave-one-quarter-out (LOQO) and rolling origin (fit on quarters 1..k, predict k+1)",
+        caption="Scores of the held-out quarters' silver, lead and zinc recoveries, mean over held-out "
+        "quarters. lpd: log predictive density \\[nats per quarter, higher is better]; CRPS \\[percentage "
+        "points, lower is better]; metal: absolute error of contained metal against the release \\[%]; "
+        "c50/c90: share of recoveries inside the 50 %/90 % bands \\[%]; w: stacking weight (Yao et al. "
+        "2018, on LOQO); k: largest Pareto k of the folds' importance sampling (above 0.7: that fold's "
+        "posterior is approximate). naive_mean: the training quarters' mean recovery; naive_last: the "
+        "latest training quarter's recovery.",
+    )
+    t.add_column("candidate", justify="left", no_wrap=True, min_width=22)
+    heads = ["lpd", "CRPS", "metal %", "c50", "c90"]
+    for sch in ("LOQO", "rolling"):
+        for h in heads:
+            t.add_column(f"{sch} {h}", justify="right")
+    t.add_column("w", justify="right")
+    t.add_column("k", justify="right")
+    for r in cmp.table.itertuples():
+        name = r.candidate
+        if name == cmp.chosen:
+            name = f"[bold]{name}[/]"
+        elif name in validation.BASELINES:
+            name = f"[italic]{name}[/]"
+        cells = [name]
+        for sch in ("loqo", "rolling"):
+            cells += [
+                f"{getattr(r, f'lpd_{sch}'):.2f}",
+                f"{getattr(r, f'crps_{sch}'):.2f}",
+                f"{getattr(r, f'mape_metal_{sch}'):.2f}",
+                f"{getattr(r, f'cover50_{sch}'):.0f}",
+                f"{getattr(r, f'cover90_{sch}'):.0f}",
+            ]
+        w = r.stacking_weight
+        k = r.pareto_k_max
+        cells += ["" if w != w else f"{w:.2f}", "" if k != k else f"{k:.2f}"]
+        t.add_row(*cells)
+    console.print(t)
+    console.print(escape(cmp.describe_choice()))
+
+
 def _parse_priors(items) -> dict[str, tuple[float, float]]:
     from kenomill.errors import ValidationError
 
@@ -206,6 +251,64 @@ def _check_out_dir(out: str) -> Path:
     return p
 
 
+def _comparisons(
+    compare, compare_fit, compare_names, name, fd, given, starts, seed, priors, workers, console
+):
+    """The comparison by prediction (and, with --compare-fit, by fit); printed, then returned."""
+    from kenomill import calibrate as cal_mod
+
+    comparison = None
+    predictive = None
+    if compare:
+        from kenomill import validation
+        from kenomill.progress import progress
+
+        cands = compare_names or [c.name for c in validation.CANDIDATES]
+        with progress(
+            len(cands), "comparing candidates by prediction (LOQO and rolling origin)", unit="candidates"
+        ) as bar:
+            predictive = validation.compare(
+                cands, fd, periods=given, seed=seed, progress=bar.advance, workers=workers
+            )
+        print_predictive(predictive, console)
+        if predictive.chosen == name:
+            console.print(f"fitted and saved: {name}, the best by prediction")
+        else:
+            console.print(
+                f"fitted and saved: {name}; best by prediction among those compared: {predictive.chosen} "
+                f"(kenomill calibrate --model {predictive.chosen}, where it is a named model)"
+            )
+    if compare_fit:
+        from kenomill import recovery as _rec
+        from kenomill.progress import progress
+
+        fit_names = [m for m in (compare_names or _rec.MODELS) if m in _rec.MODELS]
+        if name not in fit_names:
+            fit_names.append(name)
+        with progress(
+            len(fit_names), "comparing models by fit (AICc, least-squares LOO)", unit="models"
+        ) as bar:
+            comparison = cal_mod.compare_models(
+                fit_names,
+                data=fd,
+                starts=min(starts, 4),
+                loo_starts=2,
+                seed=seed,
+                priors=priors,
+                progress=bar.advance,
+            )
+        print_comparison(comparison, console, chosen=name)
+        best = comparison.iloc[0]
+        best_loo = comparison.sort_values("loo_score").iloc[0]
+        mine = comparison.set_index("model").loc[name]
+        console.print(
+            f"lowest AICc: {best['model']}; lowest leave-one-out score: {best_loo['model']} "
+            f"({best_loo['loo_score']:.2f} %); fitted: {name} (dAICc {mine['d_aicc']:.1f}, "
+            f"score {mine['loo_score']:.2f} %)"
+        )
+    return predictive, comparison
+
+
 @click.command()
 @click.option(
     "--model", default=None, help="Model to fit (default: the packaged default). See --list-models."
@@ -228,7 +331,22 @@ def _check_out_dir(out: str) -> Path:
 )
 @click.option("--plot", is_flag=True, help="Also write reported_vs_fitted.png and recovery_curves.png.")
 @click.option(
-    "--compare/--no-compare", default=True, show_default=True, help="Compare all models (AICc, BIC, LOO)."
+    "--compare/--no-compare",
+    default=True,
+    show_default=True,
+    help="Compare the candidate models by prediction of held-out quarters (leave-one-quarter-out and "
+    "rolling origin) next to two naive baselines.",
+)
+@click.option(
+    "--compare-fit",
+    is_flag=True,
+    help="Also the older comparison by fit: AICc, BIC and least-squares leave-one-out (comparison_fit.csv).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1, max=64),
+    default=None,
+    help="Processes for the comparison (default: one per core); results do not depend on it.",
 )
 @click.option(
     "--starts", type=click.IntRange(min=1), default=6, show_default=True, help="Optimizer starting points."
@@ -253,7 +371,8 @@ def _check_out_dir(out: str) -> Path:
     "models",
     default=None,
     metavar="A,B,...",
-    help="Models to compare (default: all of them).",
+    help="Candidates to compare by prediction (default: kenomill.validation.CANDIDATES; any model "
+    "of --list-models is also a candidate).",
 )
 @click.option(
     "--posterior-steps",
@@ -280,6 +399,8 @@ def calibrate(
     posterior_steps,
     list_models,
     periods,
+    compare_fit=False,
+    workers=None,
 ):
     """Fit a recovery model to the six reported quarters; compare models; save the calibration.
 
@@ -305,10 +426,10 @@ def calibrate(
     compare_names = None
     if models:
         compare_names = [m.strip() for m in models.split(",") if m.strip()]
+        from kenomill import validation
+
         for m in compare_names:
-            recovery.get_model(m)
-        if name not in compare_names:
-            compare_names.append(name)
+            validation.get_candidate(m)
     priors = _parse_priors(prior)
     out_dir = _check_out_dir(out)
     given = load_periods(periods)
@@ -344,32 +465,9 @@ def calibrate(
                 "4 = two): "
                 + ", ".join(f"{v:.3g}: {d:.1f}" for v, d in zip(prof[pname], prof["delta"], strict=True))
             )
-    comparison = None
-    if compare:
-        from kenomill import recovery as _rec
-        from kenomill.progress import progress
-
-        n_models = len(compare_names) if compare_names else len(_rec.MODELS)
-        # about 46 s for all models on the packaged quarters: fit + leave-one-quarter-out each
-        with progress(n_models, "comparing models (fit and leave-one-quarter-out)", unit="models") as bar:
-            comparison = cal_mod.compare_models(
-                compare_names,
-                data=fd,
-                starts=min(starts, 4),
-                loo_starts=2,
-                seed=seed,
-                priors=priors,
-                progress=bar.advance,
-            )
-        print_comparison(comparison, console, chosen=name)
-        best = comparison.iloc[0]
-        best_loo = comparison.sort_values("loo_score").iloc[0]
-        mine = comparison.set_index("model").loc[name]
-        console.print(
-            f"lowest AICc: {best['model']}; lowest leave-one-out score: {best_loo['model']} "
-            f"({best_loo['loo_score']:.2f} %); fitted: {name} (dAICc {mine['d_aicc']:.1f}, "
-            f"score {mine['loo_score']:.2f} %)"
-        )
+    predictive, comparison = _comparisons(
+        compare, compare_fit, compare_names, name, fd, given, starts, seed, priors, workers, console
+    )
     # everything is computed before anything is written: no half-written output directory
     figs = []
     if plot:
@@ -386,8 +484,11 @@ def calibrate(
     written = [calibration.save(out_dir / "calibration.json")]
     written.append(io.write_table(fit.table(), out_dir / "fit.csv"))
     written.append(io.write_table(fit.parameters(), out_dir / "parameters.csv"))
+    if predictive is not None:
+        written.append(io.write_table(predictive.table, out_dir / "comparison.csv"))
+        written.append(io.write_table(predictive.rows, out_dir / "comparison_quarters.csv"))
     if comparison is not None:
-        written.append(io.write_table(comparison, out_dir / "comparison.csv"))
+        written.append(io.write_table(comparison, out_dir / "comparison_fit.csv"))
     if figs:
         from kenomill import plots
 
