@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import itertools
+import json
 from decimal import Decimal
 from importlib import resources
 
@@ -217,9 +218,9 @@ def build_dataset(
         units, long_name = COLUMNS[col]
         ds[col].attrs.update({"units": units, "long_name": long_name})
     ds.attrs["sources"] = "; ".join(sources)
-    ds.attrs["field_sources"] = "; ".join(
-        f"{p}.{c}={s.split(' ', 1)[0]}" for p, d in field_source.items() for c, s in d.items()
-    )
+    # the whole source as written (a release title and date, or a user's words): the first
+    # word alone was a seed file name for the packaged rows and "Mill" for "Mill report ..."
+    ds.attrs["field_sources"] = json.dumps(field_source, ensure_ascii=False)
     ds.attrs["merge_rule"] = (
         "rows of one period merged field by field: the latest release that prints a field wins"
     )
@@ -270,10 +271,19 @@ def base_periods(ds: xr.Dataset) -> tuple[str, ...]:
     return tuple(str(p) for p in ds["period"].values if str(p) not in agg)
 
 
+def figure_sources(ds: xr.Dataset) -> dict[str, dict[str, str]]:
+    """period -> figure -> the full source (as written in the file) whose value won the merge."""
+    return json.loads(ds.attrs["field_sources"])
+
+
 def figure_source(ds: xr.Dataset, period: str, field: str) -> str:
-    """Seed file that supplied ``field`` for ``period`` in ``ds`` (from ``attrs['field_sources']``)."""
-    key = f"{period}.{field}="
-    for item in ds.attrs["field_sources"].split("; "):
-        if item.startswith(key):
-            return item[len(key) :]
-    raise KeyError(f"no release prints {field} for {period}")
+    """The source that supplied ``field`` for ``period`` in ``ds``, in full.
+
+    For the packaged periods: the seed file and the release, e.g.
+    ``"001_2d7d3e0911ae9488.txt (Alexco news release 2012-04-16)"``; for a user's file, its
+    ``source`` cell as written.
+    """
+    src = figure_sources(ds).get(str(period), {}).get(field)
+    if src is None:
+        raise KeyError(f"no release prints {field} for {period}")
+    return src

@@ -658,7 +658,7 @@ def _write_xlsx_rows(path, cols: list[str], rows: list[dict[str, str]], describe
 
 def format_check(check: PeriodsCheck) -> list[str]:
     """Lines describing what will be used, period by period (for ``kenomill periods check``)."""
-    from kenomill.data import FIGURES, aggregates_of, base_periods
+    from kenomill.data import FIGURES, aggregates_of, base_periods, figure_sources
 
     ds = check.dataset
     if ds is None:
@@ -679,4 +679,10 @@ def format_check(check: PeriodsCheck) -> list[str]:
             + (f" (not reported: {', '.join(missing)})" if missing else "")
             + f"; source: {str(rec['source'].values)}"
         )
+        # which source supplied which figure, in full, when the period merges several
+        by_source: dict[str, list[str]] = {}
+        for f, src in figure_sources(ds).get(p, {}).items():
+            by_source.setdefault(src, []).append(f)
+        if len(by_source) > 1:
+            lines.extend(f"  {', '.join(figs)}: from {src}" for src, figs in by_source.items())
     return lines

@@ -122,6 +122,39 @@ def test_merge_latest_release_wins_and_resolution_column(tmp_path):
     assert str(ds.source.values) == "final release (2012-11-01); first estimate (2012-10-01)"
 
 
+def test_figure_sources_are_kept_whole(tmp_path):
+    # free-text sources with spaces, "; " and "=" inside: the merge winner of every figure is
+    # the whole cell as written (it used to be cut at the first space: "Mill" and "Assay")
+    a = dict(Q3_ROW, source="Mill monthly report; September 2012 (rev. A = draft) 2012-10-01", tpd="")
+    b = dict(
+        {k: Q3_ROW[k] for k in ("period", "period_start", "period_end", "days")},
+        source="Assay laboratory certificate 2012-11-02",
+        head_ag_gpt="781",
+    )
+    f = write_csv(tmp_path / "q3.csv", [a, b])
+    ds = read_periods(f)
+    assert data.figure_source(ds, "2012Q3", "head_ag_gpt") == "Assay laboratory certificate 2012-11-02"
+    assert data.figure_source(ds, "2012Q3", "head_pb_pct") == a["source"]
+    assert data.figure_sources(ds)["2012Q3"]["ore_processed_t"] == a["source"]
+    with pytest.raises(KeyError, match="no release prints tpd for 2012Q3"):
+        data.figure_source(ds, "2012Q3", "tpd")
+    # the packaged figures keep their release next to the seed file
+    pk = kenomill.reported_periods()
+    assert (
+        data.figure_source(pk, "2011Q1", "tpd") == "001_2d7d3e0911ae9488.txt (Alexco news release 2012-04-16)"
+    )
+    # netCDF keeps them (the dates' empty "units" attribute clashes with xarray's encoding)
+    nc = tmp_path / "p.nc"
+    ds.drop_vars(["period_start", "period_end"]).to_netcdf(nc, engine="h5netcdf")
+    with xr.open_dataset(nc, engine="h5netcdf") as back:
+        assert data.figure_source(back, "2012Q3", "head_ag_gpt") == b["source"]
+    # periods check says which source supplied which figure
+    res = _invoke("periods", "check", str(f))
+    assert res.exit_code == 0, res.output
+    assert "  head_ag_gpt: from Assay laboratory certificate 2012-11-02" in res.stdout
+    assert f"from {a['source']}" in res.stdout
+
+
 def test_all_problems_at_once(tmp_path):
     bad = dict(Q3_ROW, head_pb_pct="90", period_end="2012-06-30", rec_zn_pct="101")
     f = write_csv(tmp_path / "bad.csv", [bad, dict(Q3_ROW, period="", ore_processed_t="-5")])
