@@ -263,13 +263,21 @@ def simulate(
 @click.option("--draws", type=DRAWS, default=100, show_default=True, help="Draws per grid point.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (the same draws at every point).")
 @click.option("--year", type=int, default=None, help="Year reported (default: first complete year).")
+@click.option(
+    "--calibration",
+    "calibration_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="calibration.json from `kenomill calibrate` (default: the scenario's uncertainty.calibration).",
+)
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE.nc or .csv.")
 @click.option("--plot", is_flag=True, help="Write the surface as PNG beside --out or here.")
 @guarded
-def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
+def whatif(scenario_file, tpd, availability, draws, seed, year, calibration_file, out, plot):
     """Production and recoveries over throughput x availability, with uncertainty."""
     sim = _import_simulate()
     from kenomill import io, scenario
+    from kenomill.calibration_file import Calibration
 
     if out:
         io.check_output_path(out, _TABLE)
@@ -287,9 +295,12 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
             "repository); give --scenario FILE"
         )
     sc = scenario.load(path)
+    # a calibration of the user's periods (`kenomill calibrate --periods ...`) overrides the
+    # scenario's; it is read (and refused with one line) before any work
+    cal = Calibration.load(calibration_file) if calibration_file else None
     from kenomill import budget
 
-    plan = sim.compile_plan(sc, base_dir=path.parent)
+    plan = sim.compile_plan(sc, cal, base_dir=path.parent)
     years = sorted({int(q[:4]) for q in plan.quarters})
     if year is not None and year not in years:
         raise ValidationError(f"--year: found {year}; the horizon covers {', '.join(map(str, years))}")
@@ -306,6 +317,7 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
             draws=draws,
             seed=seed,
             year=year,
+            calibration=plan.calibration,
             base_dir=path.parent,
             progress=bar.advance,
         )
@@ -314,7 +326,13 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, out, plot):
     t = Table(
         title=f"What-if on {sc.name}, year {wi.attrs['year']}: "
         "Ag Moz P50 [P10-P90] | Ag / Pb / Zn recovery P50 %",
-        caption=wi.attrs["note"],
+        caption=wi.attrs["note"]
+        + f"; calibration: {calibration_file or plan.calibration_note}"
+        + (
+            f" (periods: {plan.calibration.meta['periods_files']})"
+            if plan.calibration.meta.get("periods_files")
+            else ""
+        ),
     )
     t.add_column("tpd", justify="right")
     for a in cols:
