@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import difflib
 import io
+import math
 import re
 from datetime import date
 from functools import cache
@@ -224,9 +225,118 @@ class Grade(_Model):
     )
 
 
+def _check_corr(v, order: str):
+    if v is None:
+        return v
+    a = np.asarray(v, dtype=float)
+    if a.shape != (3, 3):
+        raise ValueError(f"found shape {a.shape}; expected a 3x3 matrix ({order})")
+    if not np.allclose(a, a.T) or not np.allclose(np.diag(a), 1.0) or np.abs(a).max() > 1.0:
+        raise ValueError("expected a symmetric matrix with ones on the diagonal and entries in [-1, 1]")
+    if np.linalg.eigvalsh(a).min() <= 0.0:
+        raise ValueError("the matrix is not positive definite")
+    return v
+
+
 class Offset(_Model):
     mean: Finite = 0.0
     sd: NonNeg = 0.0
+
+
+#: the parameters each distribution takes (every one required, no other allowed)
+DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "normal": ("mean", "sd"),
+    "lognormal": ("median", "sd_log"),
+    "uniform": ("low", "high"),
+    "triangular": ("low", "mode", "high"),
+}
+
+
+class Distribution(_Model):
+    """A per-draw uncertain input: one value per Monte Carlo draw, by inverse CDF of a uniform.
+
+    ``normal`` (mean, sd; values below 0 are set to 0), ``lognormal`` (median, sd_log: the
+    log's SD), ``uniform`` (low, high), ``triangular`` (low, mode, high). ``low = high`` (or
+    sd = 0) is a fixed value. ``source`` says where the numbers come from, in words.
+    """
+
+    distribution: Literal["normal", "lognormal", "uniform", "triangular"]
+    mean: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    sd: NonNeg | None = None
+    median: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] | None = None
+    sd_log: Annotated[float, Field(ge=0.0, le=2.0, allow_inf_nan=False)] | None = None
+    low: NonNeg | None = None
+    mode: NonNeg | None = None
+    high: NonNeg | None = None
+    source: str = Field("", description="where the distribution's numbers come from, in words")
+
+    @model_validator(mode="after")
+    def _params(self):
+        need = DISTRIBUTIONS[self.distribution]
+        given = [
+            k
+            for k in ("mean", "sd", "median", "sd_log", "low", "mode", "high")
+            if getattr(self, k) is not None
+        ]
+        missing = [k for k in need if k not in given]
+        extra = [k for k in given if k not in need]
+        if missing or extra:
+            found = ", ".join(given) or "none"
+            raise ValueError(
+                f"distribution {self.distribution!r} takes {', '.join(need)}; found {found}"
+                + (f" (missing {', '.join(missing)})" if missing else "")
+                + (f" ({', '.join(extra)} not allowed)" if extra else "")
+            )
+        if self.distribution in ("uniform", "triangular"):
+            lo, hi = self.low, self.high
+            mo = self.mode if self.mode is not None else lo
+            if not (lo <= mo <= hi):  # type: ignore[operator]
+                names = "low <= mode <= high" if self.mode is not None else "low <= high"
+                raise ValueError(
+                    f"found low {lo:g}"
+                    + (f", mode {mo:g}" if self.mode is not None else "")
+                    + f", high {hi:g}; allowed: {names}"
+                )
+        return self
+
+    def ppf(self, u) -> np.ndarray:
+        """The values at probabilities ``u`` in [0, 1) (inverse CDF)."""
+        from scipy.special import ndtri
+
+        u = np.asarray(u, dtype=float)
+        d = self.distribution
+        if d == "normal":
+            return np.maximum(self.mean + self.sd * ndtri(u), 0.0)
+        if d == "lognormal":
+            return self.median * np.exp(self.sd_log * ndtri(u))
+        lo, hi = float(self.low), float(self.high)
+        if d == "uniform":
+            return lo + (hi - lo) * u
+        mo = float(self.mode)
+        if hi == lo:
+            return np.full(u.shape, lo)
+        c = (mo - lo) / (hi - lo)
+        return np.where(
+            u < c, lo + np.sqrt(u * (hi - lo) * (mo - lo)), hi - np.sqrt((1.0 - u) * (hi - lo) * (hi - mo))
+        )
+
+    @property
+    def expected(self) -> tuple[float, float]:
+        """Mean and SD of the distribution (normal: before setting negative values to 0)."""
+        d = self.distribution
+        if d == "normal":
+            return float(self.mean), float(self.sd)
+        if d == "lognormal":
+            s2 = float(self.sd_log) ** 2
+            return float(self.median) * math.exp(s2 / 2), float(self.median) * math.sqrt(
+                math.exp(s2) * (math.exp(s2) - 1.0)
+            )
+        lo, hi = float(self.low), float(self.high)
+        if d == "uniform":
+            return (lo + hi) / 2, (hi - lo) / math.sqrt(12.0)
+        mo = float(self.mode)
+        var = (lo * lo + mo * mo + hi * hi - lo * mo - lo * hi - mo * hi) / 18.0
+        return (lo + mo + hi) / 3, math.sqrt(var)
 
 
 class Source(_Model):
@@ -234,6 +344,9 @@ class Source(_Model):
     source: str = Field("", description="where the figures of this source come from")
     rate_tpd: PerQuarter | None = Field(None, description="tonnes mined per calendar day (rates mode)")
     rate_cv: NonNeg = Field(0.0, le=3.0, description="step-to-step CV of tonnes mined (lognormal)")
+    rate_uncertainty: Distribution | None = Field(
+        None, description="per-draw factor on every quarter's rate_tpd (the plan's rate is uncertain)"
+    )
     blend: PerQuarter | None = Field(None, description="share of the mill feed (blend mode)")
     start: str | None = Field(None, description="first quarter of deliveries")
     start_delay_days: tuple[NonNeg, NonNeg] = Field(
@@ -284,16 +397,7 @@ class Source(_Model):
     @field_validator("grade_correlation")
     @classmethod
     def _corr(cls, v):
-        if v is None:
-            return v
-        a = np.asarray(v, dtype=float)
-        if a.shape != (3, 3):
-            raise ValueError(f"found shape {a.shape}; expected a 3x3 matrix (Ag, Pb, Zn)")
-        if not np.allclose(a, a.T) or not np.allclose(np.diag(a), 1.0) or np.abs(a).max() > 1.0:
-            raise ValueError("expected a symmetric matrix with ones on the diagonal and entries in [-1, 1]")
-        if np.linalg.eigvalsh(a).min() <= 0.0:
-            raise ValueError("the matrix is not positive definite")
-        return v
+        return _check_corr(v, "Ag, Pb, Zn")
 
     @model_validator(mode="after")
     def _grades(self):
@@ -340,7 +444,51 @@ class Mill(_Model):
         0.0, le=0.5, description="per-draw SD of the long-run availability (it is itself uncertain)"
     )
     mean_repair_h: NonNeg = Field(0.0, description="mean downtime per stoppage [h]; 0 = no random downtime")
+    target_uncertainty: Distribution | None = Field(
+        None, description="per-draw factor on every quarter's target_tpd (the ramp-up is uncertain)"
+    )
     source: str = ""
+
+
+METALS = ("ag", "pb", "zn")
+
+
+class Prices(_Model):
+    """Metal prices as per-draw uncertain inputs of the NSR (:func:`kenomill.value.price_draws`).
+
+    Each metal's price is lognormal around its median (US$/oz Ag, US$/lb Pb and Zn); the log
+    prices may be correlated (``correlation``, Ag, Pb, Zn order; identity when absent).
+    """
+
+    ag: Distribution
+    pb: Distribution
+    zn: Distribution
+    usd_cad: Annotated[float, Field(gt=0.0, allow_inf_nan=False)] = Field(
+        1.0, description="C$ per US$ (fixed; 1.000 is the packaged 2012 assumption)"
+    )
+    correlation: list[list[Finite]] | None = Field(
+        None, description="3x3 correlation of the log prices (Ag, Pb, Zn)"
+    )
+    source: str = Field("", description="where the prices come from, in words")
+
+    @field_validator("ag", "pb", "zn")
+    @classmethod
+    def _lognormal(cls, v):
+        if v.distribution != "lognormal":
+            raise ValueError(
+                f"distribution: found {v.distribution!r}; allowed: 'lognormal' (a price is lognormal "
+                "around its median, as kenomill.value.price_draws draws it)"
+            )
+        return v
+
+    @field_validator("correlation")
+    @classmethod
+    def _corr(cls, v):
+        return _check_corr(v, "Ag, Pb, Zn")
+
+    def central(self) -> dict[str, float]:
+        """The medians and the exchange rate: the price row the draws are lognormal around."""
+        return {"ag": self.ag.median, "pb": self.pb.median, "zn": self.zn.median, "usd_cad": self.usd_cad}
 
 
 class Uncertainty(_Model):
@@ -378,6 +526,7 @@ class Scenario(_Model):
     stockpile: Stockpile = Stockpile()
     mill: Mill
     uncertainty: Uncertainty = Uncertainty()
+    prices: Prices | None = Field(None, description="uncertain metal prices of the NSR (default: 2012 row)")
     targets: list[Target] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -391,18 +540,7 @@ class Scenario(_Model):
         for name, s in self.sources.items():
             for el in GRADES:
                 _per_quarter(("sources", name, el, "mean"), s.mean_grades()[el], nq)
-            if self.feed.mode == "rates":
-                if s.rate_tpd is None:
-                    raise _FieldError(("sources", name, "rate_tpd"), "field required in rates mode")
-                if s.blend is not None:
-                    raise _FieldError(("sources", name, "blend"), "not allowed in rates mode (give rate_tpd)")
-                _per_quarter(("sources", name, "rate_tpd"), s.rate_tpd, nq)
-            else:
-                if s.blend is None:
-                    raise _FieldError(("sources", name, "blend"), "field required in blend mode")
-                if s.rate_tpd is not None:
-                    raise _FieldError(("sources", name, "rate_tpd"), "not allowed in blend mode (give blend)")
-                _per_quarter(("sources", name, "blend"), s.blend, nq)
+            _feed_fields(name, s, self.feed.mode, nq)
         if self.feed.mode == "blend":
             tot = sum(np.broadcast_to(np.asarray(s.blend, dtype=float), (nq,)) for s in self.sources.values())
             for i, v in enumerate(tot):
@@ -434,6 +572,27 @@ def _unknown(name, allowed, what: str) -> str:
     near = difflib.get_close_matches(str(name), list(allowed), n=1)
     hint = f" (did you mean {near[0]!r}?)" if near else ""
     return f"unknown {what} {name!r}{hint}; allowed: {', '.join(map(str, allowed))}"
+
+
+def _feed_fields(name: str, s: Source, mode: str, nq: int) -> None:
+    """A source gives rate_tpd (and may give rate_uncertainty) in rates mode, blend in blend mode."""
+    if mode == "rates":
+        if s.rate_tpd is None:
+            raise _FieldError(("sources", name, "rate_tpd"), "field required in rates mode")
+        if s.blend is not None:
+            raise _FieldError(("sources", name, "blend"), "not allowed in rates mode (give rate_tpd)")
+        _per_quarter(("sources", name, "rate_tpd"), s.rate_tpd, nq)
+        return
+    if s.blend is None:
+        raise _FieldError(("sources", name, "blend"), "field required in blend mode")
+    if s.rate_tpd is not None:
+        raise _FieldError(("sources", name, "rate_tpd"), "not allowed in blend mode (give blend)")
+    if s.rate_uncertainty is not None:
+        raise _FieldError(
+            ("sources", name, "rate_uncertainty"),
+            "not allowed in blend mode (blend shares have no rate; give mill.target_uncertainty)",
+        )
+    _per_quarter(("sources", name, "blend"), s.blend, nq)
 
 
 def _per_quarter(loc, value, nq):

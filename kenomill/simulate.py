@@ -26,6 +26,7 @@ import numpy as np
 from kenomill import _mc_kernels as K
 from kenomill import recovery, units, variables
 from kenomill.calibration_file import Calibration, default_calibration
+from kenomill.draw_inputs import RateDraws, rate_draws
 from kenomill.errors import ValidationError
 from kenomill.scenario import GRADES, Scenario, per_quarter, quarter_days, quarter_index
 
@@ -58,6 +59,8 @@ class Plan:
     sources: list[str]
     arrays: dict = field(repr=False)
     calibration_note: str = ""
+    #: per-draw factors on the rates (kenomill.draw_inputs); None: the rates are as stated
+    rates: RateDraws | None = None
 
     @property
     def n_steps(self) -> int:
@@ -273,7 +276,10 @@ def compile_plan(
         "availability_sd": float(m.availability_uncertainty),
         "mttr_h": float(m.mean_repair_h) if a < 1.0 else 0.0,
     }
-    return Plan(sc, cal, quarters, days, names, arrays, note)
+    rates = rate_draws(
+        sc, target_tpd=target_tpd, availability=a, capacity_tpd=cap, feed_unlimited=feed_unlimited
+    )
+    return Plan(sc, cal, quarters, days, names, arrays, note, rates)
 
 
 # ------------------------------------------------------------------ running
@@ -283,9 +289,31 @@ def run_chunk(plan: Plan, seed: int, draw0: int, n: int, daily: bool = False, n_
         import numba
 
         numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
+    if plan.rates is not None:
+        return _run_draw_by_draw(plan, seed, draw0, n, daily)
     inputs, outputs = plan.kernel_args(seed, draw0, n, daily)
     K.simulate(*inputs, *outputs)
     return outputs
+
+
+def _run_draw_by_draw(plan: Plan, seed: int, draw0: int, n: int, daily: bool):
+    """Draws with their own rates (scenario rate uncertainty): one kernel call per draw.
+
+    The kernel takes one supply and one mill-rate array per call, so a draw with its own
+    factors runs alone (the kernel's inputs are unchanged; a draw depends only on (seed,
+    draw) either way, so results do not depend on chunks or threads). It costs the
+    threads' parallelism over draws: a per-draw kernel input would restore it.
+    """
+    from dataclasses import replace
+
+    fs, fm = plan.rates.factors(seed, np.arange(draw0, draw0 + n))
+    _, (oq, od, odraw) = plan.kernel_args(seed, draw0, n, daily)
+    for i in range(n):
+        one = replace(plan, arrays=plan.rates.arrays_for(plan.arrays, fs[i], float(fm[i])), rates=None)
+        inputs, (q1, d1, w1) = one.kernel_args(seed, draw0 + i, 1, daily)
+        K.simulate(*inputs, q1, d1, w1)
+        oq[i], od[i], odraw[i] = q1[0], d1[0], w1[0]
+    return oq, od, odraw
 
 
 def _chunks(draws: int, chunk_size: int) -> list[tuple[int, int]]:
@@ -566,6 +594,12 @@ def to_dataset(
         "units": "1",
         "long_name": "index of the calibration's posterior draw the draw used",
     }
+    if plan.rates is not None:
+        fs, fm = plan.rates.factors(seed, ds.draw.values)
+        ds["rate_factor"] = (("draw", "source"), fs)
+        ds["rate_factor"].attrs = {"units": "1", "long_name": "the draw's factor on the stated mining rate"}
+        ds["target_factor"] = ("draw", fm)
+        ds["target_factor"].attrs = {"units": "1", "long_name": "the draw's factor on the stated mill target"}
     if out_d is not None:
         steps = np.arange(out_d.shape[1])
         daily = derive(xr.Dataset(raw_vars(out_d, ("draw", "step")), coords={**coords, "step": steps}))
@@ -768,6 +802,10 @@ def drivers(ds: xr.Dataset, variable: str = "ag_oz", year: int | None = None, to
         for e in ds.element.values:
             cand[f"{s} mean {e} grade"] = ds.grade_factor.sel(source=s, element=e).values
         cand[f"{s} start delay"] = ds.start_delay_days.sel(source=s).values
+        if "rate_factor" in ds:
+            cand[f"{s} mining rate"] = ds.rate_factor.sel(source=s).values
+    if "target_factor" in ds:
+        cand["mill target"] = ds.target_factor.values
     qs = [i for i, q in enumerate(ds.quarter.values) if str(q).startswith(str(year))]
     for o in ds.offset.values:
         cand[f"scatter {o} ({year} mean)"] = (
@@ -811,12 +849,18 @@ UNCERTAINTY_GROUPS = {
     "new-ore metallurgy (offsets)": ("r_sd",),
     "start dates": ("start_span",),
     "tonnes mined and mill downtime": ("rate_cv", "mttr_h", "availability_sd"),
+    # the plan's per-draw factors (Plan.rates, not a kernel array)
+    "mining and milling rates (plan)": ("rates",),
 }
 
 
 def _group_on(plan: Plan, keys) -> bool:
     # the posterior parameters are "on" when the draws differ, every other group when nonzero
     for key in keys:
+        if key == "rates":
+            if plan.rates is not None:
+                return True
+            continue
         v = plan.arrays[key]
         if key == "post_theta" and v.shape[0] > 1 and np.ptp(v, axis=0).any():
             return True
@@ -827,7 +871,11 @@ def _group_on(plan: Plan, keys) -> bool:
 
 def _without(plan: Plan, group: str) -> Plan:
     a = dict(plan.arrays)
+    rates = plan.rates
     for key in UNCERTAINTY_GROUPS[group]:
+        if key == "rates":
+            rates = None
+            continue
         if key == "start_span":
             # fixed at the middle of the stated range, so only the spread goes
             a["start_lo"] = a["start_lo"] + np.floor(a["start_span"] / 2.0)
@@ -837,7 +885,14 @@ def _without(plan: Plan, group: str) -> Plan:
             continue
         a[key] = np.zeros_like(a[key]) if isinstance(a[key], np.ndarray) else 0.0
     return Plan(
-        plan.scenario, plan.calibration, plan.quarters, plan.days, plan.sources, a, plan.calibration_note
+        plan.scenario,
+        plan.calibration,
+        plan.quarters,
+        plan.days,
+        plan.sources,
+        a,
+        plan.calibration_note,
+        rates,
     )
 
 

@@ -670,7 +670,9 @@ def whatif_nsr(
 
 
 # ------------------------------------------------------------------ Monte Carlo results
-def price_draws(prices: Mapping[str, object], n: int, *, sd_log=None, corr=None, seed: int = 0) -> dict:
+def price_draws(
+    prices: Mapping[str, object], n: int, *, sd_log=None, corr=None, seed: int = 0, normals=None
+) -> dict:
     """Prices as uncertain inputs: lognormal draws around a price row, correlated across metals.
 
     Parameters
@@ -687,6 +689,10 @@ def price_draws(prices: Mapping[str, object], n: int, *, sd_log=None, corr=None,
         Correlation of the log prices in the order Ag, Pb, Zn (identity if not given).
     seed : int
         Seed of the draws.
+    normals : array_like (n, 3), optional
+        Independent standard normals to use instead of drawing them from ``seed`` (a
+        scenario's prices come from a stream keyed by its seed and each draw's index,
+        :func:`kenomill.draw_inputs.price_draws`).
 
     Returns
     -------
@@ -695,7 +701,8 @@ def price_draws(prices: Mapping[str, object], n: int, *, sd_log=None, corr=None,
     """
     sd = np.array([float((sd_log or {}).get(m, 0.0)) for m in METALS])
     c = np.eye(3) if corr is None else np.asarray(corr, dtype=float)
-    z = np.random.default_rng(seed).standard_normal((n, 3)) @ np.linalg.cholesky(c).T
+    zi = np.random.default_rng(seed).standard_normal((n, 3)) if normals is None else np.asarray(normals)
+    z = zi @ np.linalg.cholesky(c).T
     out = {m: float(prices[m]) * np.exp(sd[i] * z[:, i]) for i, m in enumerate(METALS)}
     out["usd_cad"] = prices["usd_cad"]
     return out

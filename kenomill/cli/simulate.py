@@ -151,12 +151,20 @@ def print_attribution(df, console: Console) -> None:
     console.print(t)
 
 
-def print_nsr(ds, target, console: Console) -> None:
-    """NSR per year, P10/P50/P90, under the typical 2012 terms and 2012 prices (kenomill.value)."""
+def print_nsr(ds, target, console: Console, prices=None) -> None:
+    """NSR per year, P10/P50/P90, under the typical 2012 terms (kenomill.value).
+
+    ``prices``: the scenario's price draws (:func:`kenomill.draw_inputs.price_draws`); None:
+    the packaged 2012 prices, fixed.
+    """
     from kenomill import value
 
-    r = value.simulation_nsr(ds, target_usd=target)
-    t = Table(title=f"NSR per year, M US$ ({r.attrs.get('terms', '')}, 2012 prices)")
+    r = value.simulation_nsr(ds, prices=prices, target_usd=target)
+    said = "2012 prices" if prices is None else "the scenario's uncertain prices"
+    t = Table(
+        title=f"NSR per year, M US$ ({r.attrs.get('terms', '')}, {said})",
+        caption=None if prices is None or not prices.get("source") else f"prices: {prices['source']}",
+    )
     for c in ("year", "P10", "P50", "P90") + (("P(>= target)",) if target is not None else ()):
         t.add_column(c, justify="right")
     for y in r.year.values:
@@ -231,7 +239,9 @@ def simulate(
     print_summary(ds, yr, console)
     print_targets(sim.target_probabilities(ds, sc.targets), console)
     print_drivers(ds, console)
-    print_nsr(ds, revenue_target, console)
+    from kenomill import draw_inputs
+
+    print_nsr(ds, revenue_target, console, prices=draw_inputs.price_draws(sc, seed, ds.draw.values))
     if attribution:
         print_attribution(sim.spread_attribution(plan, draws, seed), console)
     if out:
