@@ -80,6 +80,9 @@ class RateDraws:
     target_tpd: np.ndarray
     availability: float
     capacity_tpd: float
+    #: per source (and for the mill) which quarters the factor applies to (from_quarter on)
+    source_on: np.ndarray  # (ns, nq) bool
+    mill_on: np.ndarray  # (nq,) bool
 
     def factors(self, seed: int, draws) -> tuple[np.ndarray, np.ndarray]:
         """Per-draw factors: (n, n_sources) on the sources' rates and (n,) on the mill's target."""
@@ -95,9 +98,11 @@ class RateDraws:
     def arrays_for(self, arrays: dict, f_source: np.ndarray, f_mill: float) -> dict:
         """The plan's kernel arrays for one draw with its factors."""
         a = dict(arrays)
-        a["supply"] = np.ascontiguousarray(arrays["supply"] * f_source[:, None])
+        fq = np.where(self.source_on, f_source[:, None], 1.0)
+        a["supply"] = np.ascontiguousarray(arrays["supply"] * fq)
+        fm = np.where(self.mill_on, f_mill, 1.0)
         a["mill_rate"] = np.ascontiguousarray(
-            np.minimum(self.target_tpd * f_mill / self.availability, self.capacity_tpd) / 24.0
+            np.minimum(self.target_tpd * fm / self.availability, self.capacity_tpd) / 24.0
         )
         return a
 
@@ -117,14 +122,21 @@ def rate_draws(
         src = tuple(None for _ in names)
     if mill is None and all(d is None for d in src):
         return None
-    nq = sc.horizon.quarters
+    labels = sc.horizon.labels
     m = sc.mill
+
+    def on(dist) -> np.ndarray:
+        first = 0 if dist is None or dist.from_quarter is None else labels.index(dist.from_quarter)
+        return np.arange(len(labels)) >= first
+
     return RateDraws(
         source_dists=src,
         mill_dist=mill,
-        target_tpd=per_quarter(m.target_tpd if target_tpd is None else target_tpd, nq),
+        target_tpd=per_quarter(m.target_tpd if target_tpd is None else target_tpd, len(labels)),
         availability=float(m.availability if availability is None else availability),
         capacity_tpd=float(m.capacity_tpd if capacity_tpd is None else capacity_tpd),
+        source_on=np.array([on(d) for d in src]).reshape(len(src), len(labels)),
+        mill_on=on(mill),
     )
 
 

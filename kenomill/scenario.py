@@ -339,12 +339,27 @@ class Distribution(_Model):
         return (lo + mo + hi) / 3, math.sqrt(var)
 
 
+class RateFactor(Distribution):
+    """A per-draw factor on a per-quarter rate, from ``from_quarter`` on (default: every quarter)."""
+
+    from_quarter: str | None = Field(
+        None, description="first quarter the factor applies to (earlier quarters keep the stated rate)"
+    )
+
+    @field_validator("from_quarter")
+    @classmethod
+    def _q(cls, v):
+        if v is not None:
+            parse_quarter(v)
+        return v
+
+
 class Source(_Model):
     description: str = ""
     source: str = Field("", description="where the figures of this source come from")
     rate_tpd: PerQuarter | None = Field(None, description="tonnes mined per calendar day (rates mode)")
     rate_cv: NonNeg = Field(0.0, le=3.0, description="step-to-step CV of tonnes mined (lognormal)")
-    rate_uncertainty: Distribution | None = Field(
+    rate_uncertainty: RateFactor | None = Field(
         None, description="per-draw factor on every quarter's rate_tpd (the plan's rate is uncertain)"
     )
     blend: PerQuarter | None = Field(None, description="share of the mill feed (blend mode)")
@@ -444,7 +459,7 @@ class Mill(_Model):
         0.0, le=0.5, description="per-draw SD of the long-run availability (it is itself uncertain)"
     )
     mean_repair_h: NonNeg = Field(0.0, description="mean downtime per stoppage [h]; 0 = no random downtime")
-    target_uncertainty: Distribution | None = Field(
+    target_uncertainty: RateFactor | None = Field(
         None, description="per-draw factor on every quarter's target_tpd (the ramp-up is uncertain)"
     )
     source: str = ""
@@ -537,6 +552,15 @@ class Scenario(_Model):
             if name not in self.sources:
                 raise _FieldError(("stockpile", "initial_t", name), _unknown(name, self.sources, "source"))
         _per_quarter(("mill", "target_tpd"), self.mill.target_tpd, nq)
+        factors = [(("mill", "target_uncertainty"), self.mill.target_uncertainty)]
+        factors += [(("sources", n, "rate_uncertainty"), s.rate_uncertainty) for n, s in self.sources.items()]
+        for loc, f in factors:
+            if f is not None and f.from_quarter is not None and f.from_quarter not in labels:
+                raise _FieldError(
+                    (*loc, "from_quarter"),
+                    f"found {f.from_quarter!r}; allowed: a quarter of the horizon "
+                    f"({labels[0]}..{labels[-1]})",
+                )
         for name, s in self.sources.items():
             for el in GRADES:
                 _per_quarter(("sources", name, el, "mean"), s.mean_grades()[el], nq)

@@ -807,7 +807,7 @@ def _blend_scenario(path, fractions: Mapping[str, float], year: int):
     from kenomill import scenario as _sc
 
     data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    old = _sc.quarter_range(data["horizon"]["start"], int(data["horizon"]["quarters"]))
+    old = _sc.from_dict(data, where=str(path)).horizon.labels
     if f"{year}Q1" not in old or f"{year}Q4" not in old:
         raise ValidationError(f"{path}: horizon: year {year} is not wholly inside {old[0]}..{old[-1]}")
     i0 = old.index(f"{year}Q1")
@@ -821,11 +821,14 @@ def _blend_scenario(path, fractions: Mapping[str, float], year: int):
         return node
 
     data = cut(data)
-    data["horizon"] = {**data["horizon"], "start": f"{year}Q1", "quarters": 4}
+    # a scenario that starts after the reported quarters: this year is simulated alone
+    data["horizon"] = {**data["horizon"], "start": f"{year}Q1", "quarters": 4, "start_after_reported": False}
     data["feed"] = {**data.get("feed", {}), "mode": "blend"}
     data.pop("targets", None)
+    # one year at the stated mill rate: the plan's per-draw factor on it is not this question
+    data.get("mill", {}).pop("target_uncertainty", None)
     for name, src in data["sources"].items():
-        for k in ("rate_tpd", "rate_cv", "start", "start_delay_days"):
+        for k in ("rate_tpd", "rate_cv", "rate_uncertainty", "start", "start_delay_days"):
             src.pop(k, None)
         src["blend"] = float(fractions.get(name, 0.0))
     return _sc.from_dict(data, where=str(path))

@@ -87,7 +87,7 @@ def _sub(old, new, text=BASE, count=1):
 
 BAD = {
     "missing field": (
-        _sub("[mill]\ntarget_tpd = 245\n", "[mill]\n"),
+        _sub("[mill]\ntarget_tpd = [255, 270, 270, 270, 270, 270]\n", "[mill]\n"),
         r"mill\.target_tpd: field required",
     ),
     "misspelt field": (
@@ -99,11 +99,11 @@ BAD = {
         r"stockpiles: unknown field 'stockpiles' \(did you mean 'stockpile'\?\)",
     ),
     "unknown source name": (
-        _sub("initial_t = { bellekeno = 3000 }", "initial_t = { belekeno = 3000 }"),
+        _sub("initial_t = { bellekeno = 2200 }", "initial_t = { belekeno = 2200 }"),
         r"stockpile\.initial_t\.belekeno: unknown source 'belekeno' \(did you mean 'bellekeno'\?\)",
     ),
     "negative tonnes": (
-        _sub("rate_tpd = 235", "rate_tpd = -235"),
+        _sub("rate_tpd = [255, 270, 270, 270, 270, 270]", "rate_tpd = -235"),
         r"sources\.bellekeno\.rate_tpd: found -235; allowed: greater than or equal to 0",
     ),
     "grade over 100 %": (
@@ -113,7 +113,7 @@ BAD = {
         r"sources\.bellekeno: pb_pct\.mean: found 120 %; allowed: between 0 and 100 %",
     ),
     "NaN": (
-        _sub("target_tpd = 245", "target_tpd = nan"),
+        _sub("target_tpd = [255, 270, 270, 270, 270, 270]", "target_tpd = nan"),
         r"mill\.target_tpd: found nan; a finite number is required",
     ),
     "broken TOML": (
@@ -121,27 +121,30 @@ BAD = {
         r"not valid TOML: .*line \d+",
     ),
     "negative tonnes in a per-quarter list": (
-        _sub("rate_tpd = 235", "rate_tpd = [235, -1, 235, 235, 235, 235, 235, 235]"),
+        _sub("rate_tpd = [255, 270, 270, 270, 270, 270]", "rate_tpd = [235, -1, 235, 235, 235, 235]"),
         r"sources\.bellekeno\.rate_tpd\.1: found -1; allowed: greater than or equal to 0",
     ),
     "text for a number": (
-        _sub("rate_tpd = 235", 'rate_tpd = "a lot"'),
+        _sub("rate_tpd = [255, 270, 270, 270, 270, 270]", 'rate_tpd = "a lot"'),
         r"sources\.bellekeno\.rate_tpd: found 'a lot'; input should be a valid number",
     ),
     "wrong number of quarters": (
-        _sub("rate_tpd = 235", "rate_tpd = [235, 235, 235]"),
-        r"sources\.bellekeno\.rate_tpd: found 3 values; give one number or one per quarter \(8\)",
+        _sub("rate_tpd = [255, 270, 270, 270, 270, 270]", "rate_tpd = [235, 235, 235]"),
+        r"sources\.bellekeno\.rate_tpd: found 3 values; give one number or one per quarter \(6\)",
     ),
     "misspelt response offset": (
         _sub(
-            "zn_pct = { cv = 0.32, autocorrelation = 0.9, mean_uncertainty = 0.05 }",
-            "zn_pct = { cv = 0.32, autocorrelation = 0.9, mean_uncertainty = 0.05 }\n"
+            "zn_pct = { cv = 0.32, autocorrelation = 0.9, mean_uncertainty = 0.10 }",
+            "zn_pct = { cv = 0.32, autocorrelation = 0.9, mean_uncertainty = 0.10 }\n"
             "response = { logit_rec_pbb = { sd = 0.5 } }",
         ),
         r"sources\.bellekeno\.response: unknown offset 'logit_rec_pbb' \(did you mean 'logit_rec_pb'\?\)",
     ),
     "bad quarter": (
-        _sub('start = "2012Q1"', 'start = "2012Q5"'),
+        _sub(
+            'start_after_reported = true   # 2012Q1-Q2 as reported count in 2012\nstart = "2012Q3"',
+            'start = "2012Q5"',
+        ),
         r"horizon\.start: found '2012Q5'; expected a quarter like '2012Q4'",
     ),
     "availability above one": (
@@ -164,7 +167,7 @@ BAD = {
         r"sources\.bellekeno\.grades_from: found 'deposit:Oneck:Indicated'; allowed: .*Onek:Indicated",
     ),
     "blend in rates mode": (
-        _sub("rate_tpd = 235", "rate_tpd = 235\nblend = 1.0"),
+        _sub("rate_cv = 0.30", "rate_cv = 0.30\nblend = 1.0"),
         r"sources\.bellekeno\.blend: not allowed in rates mode",
     ),
 }
@@ -252,3 +255,98 @@ def test_cli_error_in_a_real_process_has_no_traceback(tmp_path):
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
     assert "stockpile.initial_t.belekeno: unknown source 'belekeno'" in r.stderr
+
+
+# ------------------------------------------------------------------ the July-2012 planner's scenarios
+@pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
+def test_shipped_scenarios_start_from_the_reported_first_half(path):
+    # issue 11: a planner in July 2012 (release of 16 Jul 2012) starts from 2012Q1-Q2 as reported
+    sc = scn.load(path)
+    assert sc.horizon.start_after_reported and sc.horizon.start == "2012Q3"
+    assert sc.horizon.reported_before == ["2012Q1", "2012Q2"]
+    # uncertain inputs carry their source in words
+    assert sc.prices is not None and "7 May 2012" in sc.prices.ag.source
+    assert (sc.prices.ag.median, sc.prices.pb.median, sc.prices.zn.median) == (32.81, 0.95, 0.92)
+    for s in sc.sources.values():
+        if s.rate_uncertainty is not None:
+            assert s.rate_uncertainty.source
+    if sc.mill.target_uncertainty is not None:
+        assert sc.mill.target_uncertainty.source
+
+
+@pytest.fixture(scope="module")
+def bellekeno_run():
+    from kenomill import simulate
+
+    sc = scn.load(ROOT / "scenarios" / "bellekeno_only.toml")
+    return sc, simulate.simulate(sc, draws=300, seed=5)
+
+
+def test_bellekeno_only_mines_the_stated_rates_times_the_draws_factor(bellekeno_run):
+    sc, ds = bellekeno_run
+    f = ds.rate_factor.sel(source="bellekeno").values
+    # triangular(0.87, 1, 1.10): mean (0.87 + 1 + 1.10) / 3 = 0.99, all inside [0.87, 1.10]
+    assert f.min() >= 0.87 and f.max() <= 1.10
+    assert f.mean() == pytest.approx(0.99, abs=0.01)
+    # 2012Q3: 92 d x 255 t/d x factor; 2013: 365 d x 270 t/d x factor (day-to-day CV 0.30,
+    # mean-preserving: a quarter's sum varies by about 0.30 / sqrt(92) = 3 %)
+    q3 = ds.ore_mined_t.sel(quarter="2012Q3").values
+    np.testing.assert_allclose(q3 / (92 * 255 * f), 1.0, atol=0.15)
+    assert (q3 / (92 * 255 * f)).mean() == pytest.approx(1.0, abs=0.01)
+    y13 = ds.ore_mined_t.sel(quarter=[f"2013Q{i}" for i in range(1, 5)]).sum("quarter").values
+    assert (y13 / (365 * 270 * f)).mean() == pytest.approx(1.0, abs=0.01)
+    assert y13.mean() == pytest.approx(365 * 270 * 0.99, rel=0.015)
+
+
+def test_bellekeno_only_mill_never_runs_faster_than_its_drawn_target(bellekeno_run):
+    sc, ds = bellekeno_run
+    f = ds.target_factor.values
+    assert f.min() >= 0.90 and f.max() <= 1.10
+    # while running it feeds min(target x factor / 0.92, 320) t per operating day
+    tgt = np.array([255, 270, 270, 270, 270, 270.0])
+    bound = np.minimum(tgt[None, :] * f[:, None] / 0.92, 320.0)
+    assert (ds.operating_tpd.values <= bound * (1 + 1e-9)).all()
+
+
+def test_bellekeno_only_2012_counts_the_reported_first_half(bellekeno_run):
+    from kenomill import simulate
+
+    _, ds = bellekeno_run
+    yr = simulate.annual(ds).sel(year=2012)
+    h2 = ds.ag_oz.sel(quarter=["2012Q3", "2012Q4"]).sum("quarter").values
+    # 581,808 oz (2012Q1, release 16 Apr 2012) + 458,472 oz (2012Q2, release 16 Jul 2012)
+    np.testing.assert_allclose(yr.ag_oz.values, 581_808 + 458_472 + h2, rtol=1e-12)
+
+
+def test_permitting_delay_holds_the_stated_new_ore_until_2013():
+    from kenomill import simulate
+
+    sc = scn.load(ROOT / "scenarios" / "permitting_delay_2013.toml")
+    ds = simulate.simulate(sc, draws=60, seed=6)
+    # held at the end of 2012Q4: (92 d - delay) x stated rate x the draw's factor, per mine
+    # (Onek 40 t/d, Lucky Queen 25 t/d in 2012Q4); day-to-day CV 0.40 over ~70 days: ~5 %
+    want = 0.0
+    for name, rate in (("onek", 40.0), ("lucky_queen", 25.0)):
+        days = 92 - ds.start_delay_days.sel(source=name).values
+        want = want + days * rate * ds.rate_factor.sel(source=name).values
+    got = ds.held_t.sel(quarter="2012Q4").values
+    assert (got / want).mean() == pytest.approx(1.0, abs=0.03)
+    np.testing.assert_allclose(got / want, 1.0, atol=0.25)
+    # expected over draws: (92 - 22.5) d x 65 t/d x 0.9 (triangular 0.5, 1, 1.2) = 4,066 t
+    assert got.mean() == pytest.approx(69.5 * 65 * 0.9, rel=0.1)
+    assert (ds.held_t.sel(quarter="2013Q1") == 0).all()
+
+
+def test_mill_400tpd_reaches_between_300_and_400_tpd_in_2013():
+    from kenomill import simulate
+
+    sc = scn.load(ROOT / "scenarios" / "mill_400tpd.toml")
+    ds = simulate.simulate(sc, draws=40, seed=7)
+    f = ds.target_factor.values
+    assert f.min() >= 0.75 and f.max() <= 1.0
+    tgt = np.array([255, 300] + [400] * 8, dtype=float)
+    on = np.arange(10) >= 2  # from 2013Q1
+    bound = np.minimum(tgt[None, :] * np.where(on, f[:, None], 1.0) / 0.92, 440.0)
+    assert (ds.operating_tpd.values <= bound * (1 + 1e-9)).all()
+    # 2012 at the stated targets: the factor starts in 2013
+    assert (ds.operating_tpd.sel(quarter="2012Q3").values <= 255 / 0.92 * (1 + 1e-9)).all()

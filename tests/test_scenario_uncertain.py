@@ -128,6 +128,14 @@ def test_mining_rate_factor_scales_the_tonnes_mined_by_hand():
     assert (ds.target_factor.values == 1.0).all()
 
 
+def test_a_factor_from_a_quarter_on_leaves_the_earlier_quarters_as_stated():
+    sc = small(rate=TRI.replace("source =", 'from_quarter = "2013Q2", source ='))
+    ds = simulate.simulate(sc, draws=20, seed=3)
+    f = ds.rate_factor.sel(source="a").values
+    np.testing.assert_allclose(ds.ore_mined_t.sel(quarter="2013Q1"), 90 * 200, rtol=1e-12)
+    np.testing.assert_allclose(ds.ore_mined_t.sel(quarter="2013Q2"), 91 * 260 * f, rtol=1e-12)
+
+
 def TRI_PPF(u):
     return scenario.Distribution(distribution="triangular", low=0.7, mode=1.0, high=1.2).ppf(u)
 
@@ -283,6 +291,17 @@ BAD = {
         TRI.replace("high =", "hihg ="),
         "",
         r"sources\.a\.rate_uncertainty\.hihg: unknown field 'hihg' \(did you mean 'high'\?\)",
+    ),
+    "from_quarter outside the horizon": (
+        TRI.replace("source =", 'from_quarter = "2014Q1", source ='),
+        "",
+        r"sources\.a\.rate_uncertainty\.from_quarter: found '2014Q1'; allowed: a quarter of the horizon "
+        r"\(2013Q1\.\.2013Q2\)",
+    ),
+    "from_quarter not a quarter": (
+        "",
+        UNI.replace("high = 1.4", 'high = 1.4, from_quarter = "2013-04"'),
+        r"mill\.target_uncertainty\.from_quarter: found '2013-04'; expected a quarter like '2012Q4'",
     ),
     "nan": (
         TRI.replace("low = 0.7", "low = nan"),

@@ -167,9 +167,13 @@ def print_nsr(ds, target, console: Console, prices=None) -> None:
     )
     for c in ("year", "P10", "P50", "P90") + (("P(>= target)",) if target is not None else ()):
         t.add_column(c, justify="right")
+    # the NSR settles the simulated quarters only: a year with reported quarters before the
+    # start (start_after_reported) says how many of its quarters it holds
+    n_sim = {str(y): sum(str(q).startswith(str(y)) for q in ds.quarter.values) for y in r.year.values}
     for y in r.year.values:
         q = r["nsr_year_usd_q"].sel(year=y).values / 1e6
-        row = [str(y), *(f"{v:,.1f}" for v in q)]
+        label = str(y) if n_sim[str(y)] == 4 else f"{y} ({n_sim[str(y)]}q simulated)"
+        row = [label, *(f"{v:,.1f}" for v in q)]
         if target is not None:
             row.append(f"{float(r['p_target'].sel(year=y)):.2f}")
         t.add_row(*row)
