@@ -194,6 +194,18 @@ def test_rate_uncertainty_reproduces_whatever_the_chunks_and_threads():
     assert not np.array_equal(simulate.simulate(sc, draws=13, seed=98).stream_t.values, ref.stream_t.values)
 
 
+def test_rate_uncertainty_reproduces_on_dask():
+    from dask.distributed import Client, LocalCluster
+
+    sc = small(rate=TRI, mill=UNI)
+    ref = simulate.simulate(sc, draws=10, seed=21)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            on_dask = simulate.simulate(sc, draws=10, seed=21, chunk_size=3, scheduler=client)
+    for v in ("stream_t", "metal_t", "operating_h", "rate_factor", "target_factor"):
+        np.testing.assert_array_equal(ref[v].values, on_dask[v].values, err_msg=v)
+
+
 def test_whatif_fixes_what_it_overrides_and_attribution_has_the_group():
     sc = small(rate=TRI, mill=UNI)
     assert simulate.compile_plan(sc, target_tpd=250.0, feed_unlimited=True).rates is None
@@ -244,8 +256,16 @@ def test_nsr_with_scenario_prices_moves_with_the_silver_price(tmp_path):
     assert y.std() > 5 * fixed.nsr_year_usd.sel(year="2013").values.std()
     f = tmp_path / "s.toml"
     f.write_text(SMALL.replace("RATE", "").replace("MILL", "") + PRICES)
-    res = CliRunner().invoke(main, ["simulate", str(f), "--draws", "6", "--seed", "2"])
+    out = tmp_path / "r.nc"
+    res = CliRunner().invoke(main, ["simulate", str(f), "--draws", "6", "--seed", "2", "--out", str(out)])
     assert res.exit_code == 0, res.output
+    import xarray as xr
+
+    with xr.open_dataset(out, engine="h5netcdf") as back:
+        np.testing.assert_array_equal(
+            back.price_ag.values, draw_inputs.price_draws(small(extra=PRICES), 2, range(6))["ag"]
+        )
+        assert back.price_pb.attrs["units"] == "USD/lb" and back.attrs["prices"] == "test prices"
     flat = "".join(res.output.split())  # rich wraps the title
     assert "thescenario'suncertainprices" in flat and "prices:testprices" in flat
 

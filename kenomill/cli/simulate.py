@@ -245,7 +245,13 @@ def simulate(
     print_drivers(ds, console)
     from kenomill import draw_inputs
 
-    print_nsr(ds, revenue_target, console, prices=draw_inputs.price_draws(sc, seed, ds.draw.values))
+    prices = draw_inputs.price_draws(sc, seed, ds.draw.values)
+    print_nsr(ds, revenue_target, console, prices=prices)
+    if prices is not None:
+        # the draws file carries the prices each draw was valued at
+        for m, unit in (("ag", "USD/troy_oz"), ("pb", "USD/lb"), ("zn", "USD/lb")):
+            ds[f"price_{m}"] = ("draw", prices[m], {"units": unit, "long_name": f"{m} price drawn"})
+        ds.attrs["prices"] = prices.get("source", "")
     if attribution:
         print_attribution(sim.spread_attribution(plan, draws, seed), console)
     if out:
