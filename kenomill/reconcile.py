@@ -86,6 +86,8 @@ __all__ = [
     "suspects",
     "summary_frame",
     "summary_dataset",
+    "gross_errors",
+    "flagged_figures",
 ]
 
 
@@ -984,6 +986,56 @@ def _reconcile_block(ds, periods, across, model: ErrorModel, alpha, correction, 
     return bld, mi, ui, sig, res, per_period
 
 
+def _period_system(ds, period: str, model: ErrorModel, with_tpd: bool):
+    """One period's balances linearised at its reported figures, for estimating error sizes.
+
+    Returns ``(names, y, resolution, A, r)``: the measured figures (column names, values,
+    printed units), and ``A`` (rows x measured) with ``r`` (rows) such that
+    ``r = A e`` to first order in the figures' errors ``e`` (unmeasured figures eliminated by
+    Crowe's projection; each row scaled by its magnitude, which changes the likelihood
+    only by a constant). ``None`` when the period has no balance left to test.
+    """
+    bld = _Builder(ds)
+    bld.period_balances(period, with_tpd)
+    value = np.array([bld.value(p, c) for p, c in bld.vars])
+    reso = np.array([bld.value(p, c + "_resolution") for p, c in bld.vars])
+    names = [f"{p}.{c}" for p, c in bld.vars]
+    measured = np.isfinite(value)
+    cons = MultilinearConstraints(len(bld.vars), bld.rows, bld.labels)
+    z = _starting_values(cons, np.where(measured, value, 0.0), measured, names)
+    f = cons.residual(z)
+    J = cons.jacobian(z)
+    scale = np.maximum(cons.magnitude(z), 1e-300)
+    f, J = f / scale, J / scale[:, None]
+    mi, ui = np.flatnonzero(measured), np.flatnonzero(~measured)
+    A = J[:, mi]
+    if ui.size:
+        A, f, _, _ = _eliminate_unmeasured(A, J[:, ui], f, [names[i] for i in ui])
+    if A.shape[0] == 0:
+        return None
+    cols = tuple(bld.vars[i][1] for i in mi)
+    return cols, value[mi], reso[mi], A, f
+
+
+def _sized_model(ds, error_model, error_sizes, alpha, correction, with_tpd):
+    """The error model a reconciliation uses, and one line on where its sizes come from."""
+    from kenomill.errormodel import ERROR_SIZES, SizeEstimate, estimate_sizes
+
+    if isinstance(error_sizes, SizeEstimate):
+        return error_sizes.model, error_sizes.describe()
+    if error_sizes not in ERROR_SIZES:
+        raise ValidationError(
+            f"error_sizes: found {error_sizes!r}; allowed: {', '.join(ERROR_SIZES)} or a SizeEstimate"
+        )
+    model = resolve(error_model)
+    if error_sizes == "fixed":
+        return model, "fixed: " + model.describe()
+    est = estimate_sizes(
+        ds, start=model, alpha=alpha, correction=correction, with_tpd=with_tpd, intervals=False
+    )
+    return est.model, est.describe()
+
+
 def reconcile_dataset(
     ds: xr.Dataset,
     across_periods: bool = False,
@@ -994,6 +1046,7 @@ def reconcile_dataset(
     exclude: Iterable[str] = (),
     with_tpd: bool = True,
     tol: float = 1e-10,
+    error_sizes="estimated",
 ) -> xr.Dataset:
     """Reconcile the figures of a dataset shaped like :func:`kenomill.reported_periods`.
 
@@ -1015,7 +1068,9 @@ def reconcile_dataset(
     across_periods : bool
         Reconcile all periods together, with the additivity constraints.
     error_model : ErrorModel, mapping, path or None
-        See :mod:`kenomill.errormodel` (None: the documented defaults).
+        See :mod:`kenomill.errormodel` (None: the documented defaults). With
+        ``error_sizes="estimated"`` it is the starting point: its rounding switch and
+        per-column sizes are kept, its kind sizes stand where the data cannot identify them.
     alpha, correction
         Significance level and multiple-test correction (see :func:`reconcile_linear`).
     exclude : iterable of str
@@ -1025,6 +1080,13 @@ def reconcile_dataset(
         Include ``tpd x days = ore processed`` where tpd is reported.
     tol : float
         Convergence tolerance of the successive linearisation, in standard deviations.
+    error_sizes : {"estimated", "fixed"} or SizeEstimate
+        ``"estimated"`` (default): the relative error per kind is estimated by maximum
+        likelihood from the consistent base periods of ``ds``
+        (:func:`kenomill.errormodel.estimate_sizes`, figures in ``exclude`` included:
+        the sizes describe the data, ``exclude`` asks a question of them); ``"fixed"``:
+        ``error_model``'s sizes as they are (the documented defaults when None); or a
+        :class:`~kenomill.errormodel.SizeEstimate` computed before.
 
     Returns
     -------
@@ -1035,7 +1097,6 @@ def reconcile_dataset(
         standard deviation), ``<col>_z`` (measurement test, NaN where not testable) and
         ``<col>_flagged``; per period ``chi2``, ``dof``, ``p_value``, ``gross_error``.
     """
-    model = resolve(error_model)
     missing = [c for c in MILL_FIGURES if c not in ds]
     if missing:
         raise ValidationError(
@@ -1050,6 +1111,7 @@ def reconcile_dataset(
     excl = _parse_exclude(exclude, ds)
     periods = [str(p) for p in ds.period.values]
     with_tpd = bool(with_tpd) and "tpd" in ds
+    model, sizes = _sized_model(ds, error_model, error_sizes, alpha, correction, with_tpd)
     blocks = [periods] if across_periods else [[p] for p in periods]
     out = ds.copy(deep=True)
     figs = [c for c in FIGURES if c in ds]
@@ -1120,6 +1182,7 @@ def reconcile_dataset(
             "correction": correction,
             "z_crit": ", ".join(f"{r.z_crit:.3f}" for r in total),
             "error_model": model.describe(),
+            "error_sizes": sizes,
             "tolerance": f"step < {tol:g} standard deviations",
             "iterations": ", ".join(str(r.iterations) for r in total),
             "excluded": ", ".join(sorted(f"{p}.{c}" for p, c in excl)),
@@ -1225,3 +1288,197 @@ def summary_dataset(rec: xr.Dataset) -> xr.Dataset:
             out[c + "_sd"] = rec[c + "_sd"]
     out.attrs.update({k: v for k, v in rec.attrs.items() if isinstance(v, str | int | float)})
     return out
+
+
+# ---------------------------------------------------------------------------------------
+# locating gross errors: serial elimination
+# ---------------------------------------------------------------------------------------
+#: the figures the calibration fits, in the column order of ``kenomill.calibrate.FitData.y``
+#: (``kenomill.calibrate.FIT_FIGURES``; repeated here so that this module does not import
+#: the calibration and its kernels; a test holds the two equal)
+CALIBRATION_FIGURES: tuple[str, ...] = (
+    "rec_ag_pct",
+    "rec_pb_pct",
+    "rec_zn_pct",
+    "pbcon_t",
+    "pbcon_ag_gpt",
+    "pbcon_pb_pct",
+    "zncon_t",
+    "zncon_ag_gpt",
+    "zncon_zn_pct",
+)
+#: two measurement-test statistics this close (relative) are the same test: the figures
+#: enter the balances only together (head grade x recovery) and cannot be told apart
+_TIE = 1e-6
+
+
+def gross_errors(
+    ds: xr.Dataset | None = None,
+    error_model=None,
+    *,
+    error_sizes="estimated",
+    periods: Sequence[str] | None = None,
+    alpha: float = 0.05,
+    correction: str = "sidak",
+    with_tpd: bool = True,
+    tol: float = 1e-10,
+) -> pd.DataFrame:
+    """Gross errors located by serial elimination of the measurement test, period by period.
+
+    A single gross error smears over every figure of the balances it breaks: the plain
+    measurement test flags them all (2011Q4: zinc tonnage, grade and contained zinc
+    together). Serial elimination (Ripps, 1965; Narasimhan & Jordache, 2000, ch. 8) takes
+    the figure with the largest flagged ``z``, treats it as not reported (estimated from
+    the balances), reconciles again, and repeats until nothing is flagged. Figures whose
+    ``z`` is the same statistic (head grade and recovery, which enter only as a product)
+    are flagged together: the data cannot say which one is wrong; one of them is set aside.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset, optional
+        Periods shaped like :func:`kenomill.reported_periods` (default: the packaged ones).
+    error_model, error_sizes, alpha, correction, with_tpd, tol
+        As in :func:`reconcile_dataset`; estimated sizes are estimated once from all the
+        base periods of ``ds``.
+    periods : sequence of str, optional
+        Periods to examine (default: all of ``ds``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per flagged figure: ``period``, ``figure``, ``units``, ``step`` (1 = set
+        aside first), ``z`` (its measurement test when it was set aside), ``z_crit``,
+        ``tied_with`` (figures with the same statistic, ';'-separated), ``reported``,
+        ``estimate`` (from the balances without the figures set aside, NaN for a tied
+        figure kept), ``reported_vs_estimate_pct``, and the period's global test before
+        (``chi2_before``, ``p_before``) and after (``chi2_after``, ``dof_after``,
+        ``p_after``) every figure found was set aside.
+    """
+    from kenomill.data import reported_periods
+
+    ds = reported_periods() if ds is None else ds
+    names = [str(p) for p in ds.period.values]
+    if periods is None:
+        periods = names
+    periods = [str(p) for p in periods]
+    unknown = [p for p in periods if p not in names]
+    if unknown:
+        raise ValidationError(f"periods: unknown {', '.join(unknown)}; allowed: {', '.join(names)}")
+    with_tpd_ds = bool(with_tpd) and "tpd" in ds
+    model, sizes = _sized_model(ds, error_model, error_sizes, alpha, correction, with_tpd_ds)
+    figs = [c for c in FIGURES if c in ds]
+    cols = [
+        "period", "figure", "units", "step", "z", "z_crit", "tied_with", "reported", "estimate",
+        "reported_vs_estimate_pct", "chi2_before", "p_before", "chi2_after", "dof_after", "p_after",
+    ]  # fmt: skip
+    rows = []
+    for p in periods:
+        sub = ds.sel(period=[p])
+        kw = dict(error_model=model, error_sizes="fixed", alpha=alpha, correction=correction)
+        kw.update(with_tpd=with_tpd, tol=tol)
+        r = reconcile_dataset(sub, **kw)
+        chi2_0, p_0 = float(r.chi2.values[0]), float(r.p_value.values[0])
+        excl: list[str] = []
+        found = []
+        for step in range(1, len(figs) + 1):
+            z = {c: float(r[c + "_z"].values[0]) for c in figs}
+            flagged = [c for c in figs if bool(r[c + "_flagged"].values[0])]
+            if not flagged:
+                break
+            top = max(flagged, key=lambda c: z[c])
+            ties = [c for c in figs if np.isfinite(z[c]) and abs(z[c] - z[top]) <= _TIE * z[top]]
+            zc = float(r.attrs["z_crit"].split(",")[0])
+            for c in ties:
+                found.append((c, step, z[c], zc, ";".join(t for t in ties if t != c), c == ties[0]))
+            try:
+                r_next = reconcile_dataset(sub, exclude=[f"{p}.{c}" for c in [*excl, ties[0]]], **kw)
+            except ValidationError:
+                break  # setting it aside leaves a figure nothing determines: stop here
+            excl.append(ties[0])
+            r = r_next
+        for c, step, zz, zc, tied, aside in found:
+            y = float(ds[c].sel(period=p))
+            est = float(r[c].values[0]) if aside and c in excl else math.nan
+            rows.append(
+                {
+                    "period": p,
+                    "figure": c,
+                    "units": ds[c].attrs.get("units", ""),
+                    "step": step,
+                    "z": zz,
+                    "z_crit": zc,
+                    "tied_with": tied,
+                    "reported": y,
+                    "estimate": est,
+                    "reported_vs_estimate_pct": 100.0 * (y / est - 1.0) if est == est and est else math.nan,
+                    "chi2_before": chi2_0,
+                    "p_before": p_0,
+                    "chi2_after": float(r.chi2.values[0]),
+                    "dof_after": int(r.dof.values[0]),
+                    "p_after": float(r.p_value.values[0]),
+                }
+            )
+    out = pd.DataFrame(rows, columns=cols)
+    out.attrs["error_sizes"] = sizes
+    out.attrs["error_model"] = model.describe()
+    return out
+
+
+def flagged_figures(periods=None, *, error_model=None, error_sizes="estimated", alpha: float = 0.05):
+    """Figures the calibration fits that the reconciliation finds to hold a gross error.
+
+    The measurement test with serial elimination (:func:`gross_errors`), with the error
+    sizes estimated from the consistent periods by default, on the quarters the
+    calibration fits.
+
+    Parameters
+    ----------
+    periods : xarray.Dataset or sequence of str, optional
+        As :func:`kenomill.calibrate.fit_data`: a Dataset (its base periods are examined;
+        the sizes are estimated from it), names of packaged quarters, or None for the six
+        packaged quarters (sizes estimated from the packaged base periods).
+    error_model, error_sizes, alpha
+        As in :func:`reconcile_dataset`.
+
+    Returns
+    -------
+    xarray.DataArray of bool
+        Dims ``("period", "figure")``; ``figure`` is :data:`CALIBRATION_FIGURES` (the
+        column order of ``FitData.y``), ``period`` the quarters in the order of
+        ``FitData.periods``. True: flagged. A figure tied with another (head grade and
+        recovery) is flagged with it: the balances cannot tell which one is wrong.
+    """
+    from kenomill.data import QUARTERS, base_periods, reported_periods
+
+    if isinstance(periods, xr.Dataset):
+        ds = periods
+        dated = "period_start" in ds and "period_end" in ds
+        names = list(base_periods(ds)) if dated else [str(p) for p in ds.period.values]
+    else:
+        ds = reported_periods()
+        names = list(QUARTERS if periods is None else [str(p) for p in periods])
+        have = [str(p) for p in ds.period.values]
+        unknown = [p for p in names if p not in have]
+        if unknown:
+            raise ValidationError(f"periods: unknown {unknown}; allowed: {', '.join(have)}")
+    ge = gross_errors(ds, error_model, error_sizes=error_sizes, periods=names, alpha=alpha)
+    flags = np.zeros((len(names), len(CALIBRATION_FIGURES)), dtype=bool)
+    pos = {p: i for i, p in enumerate(names)}
+    fpos = {c: j for j, c in enumerate(CALIBRATION_FIGURES)}
+    for row in ge.itertuples():
+        if row.figure in fpos:
+            flags[pos[row.period], fpos[row.figure]] = True
+    return xr.DataArray(
+        flags,
+        dims=("period", "figure"),
+        coords={"period": names, "figure": list(CALIBRATION_FIGURES)},
+        name="flagged",
+        attrs={
+            "long_name": "figure holds a gross error (measurement test, serial elimination)",
+            "alpha": alpha,
+            "error_sizes": ge.attrs["error_sizes"],
+            "flagged_outside_calibration_figures": ", ".join(
+                f"{r.period}.{r.figure}" for r in ge.itertuples() if r.figure not in fpos
+            ),
+        },
+    )

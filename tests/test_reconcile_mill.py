@@ -29,6 +29,11 @@ def rec():
 
 
 @pytest.fixture(scope="module")
+def rec_fixed():
+    return reconciled_periods(error_sizes="fixed")
+
+
+@pytest.fixture(scope="module")
 def rec_across():
     return reconciled_periods(across_periods=True)
 
@@ -107,7 +112,8 @@ def test_across_periods_quarters_add_up(rec_across):
     assert r.attrs["dof_total"] == 6 * 7 + 3 * 6 + 3 * 11
 
 
-def test_posterior_sd_not_above_measurement_sd(reported, rec):
+def test_posterior_sd_not_above_measurement_sd(reported, rec_fixed):
+    rec = rec_fixed
     model = ErrorModel()
     for c in MILL_FIGURES:
         prior = model.sigma(c, reported[c].values, reported[c + "_resolution"].values)
@@ -146,7 +152,7 @@ def _synthetic(n: int, seed: int, plant: dict[str, float] | None = None) -> xr.D
 
 def test_false_alarm_rate_on_consistent_simulated_periods():
     n = 240
-    r = reconcile_dataset(_synthetic(n, seed=11))
+    r = reconcile_dataset(_synthetic(n, seed=11), error_sizes="fixed")
     k = int(r.gross_error.sum())
     lo, hi = stats.binom.interval(0.999, n, 0.05)
     assert lo <= k <= hi, k
@@ -157,7 +163,7 @@ def test_false_alarm_rate_on_consistent_simulated_periods():
 @pytest.mark.parametrize("figure, factor", [("zn_lb", 1.10), ("pbcon_t", 1.10), ("head_ag_gpt", 0.88)])
 def test_planted_gross_error_is_found_and_pointed_at(figure, factor, reported):
     n = 30
-    r = reconcile_dataset(_synthetic(n, seed=5, plant={figure: factor}))
+    r = reconcile_dataset(_synthetic(n, seed=5, plant={figure: factor}), error_sizes="fixed")
     sus = suspects(r, r)
     top = sus.groupby("period").head(1).set_index("period")
     found = r.gross_error.values.mean()
@@ -217,16 +223,17 @@ def test_unknown_unit_is_refused(reported):
 # ------------------------------------------------------------------------------------
 # missing and excluded figures
 # ------------------------------------------------------------------------------------
-def test_missing_figure_is_estimated_from_the_balances(reported, rec):
+def test_missing_figure_is_estimated_from_the_balances(reported, rec_fixed):
+    rec = rec_fixed
     ds = reported.copy(deep=True)
     ds["head_ag_gpt"].values[0] = np.nan  # 2011Q1
-    r = reconcile_dataset(ds)
+    r = reconcile_dataset(ds, error_sizes="fixed")
     assert int(r.dof.values[0]) == 6
     est, sd = float(r.head_ag_gpt.values[0]), float(r.head_ag_gpt_sd.values[0])
     assert abs(est - 829) < 2 * sd and sd > float(rec.head_ag_gpt_sd.values[0])
     assert np.isnan(r.head_ag_gpt_z.values[0])
     # an excluded figure is treated the same way
-    r2 = reconcile_dataset(reported, exclude=["2011Q1.head_ag_gpt"])
+    r2 = reconcile_dataset(reported, exclude=["2011Q1.head_ag_gpt"], error_sizes="fixed")
     assert float(r2.head_ag_gpt.values[0]) == pytest.approx(est, rel=1e-9)
 
 
@@ -254,12 +261,14 @@ def test_bad_exclude_and_missing_variable(reported):
 # ------------------------------------------------------------------------------------
 # findings on the reported figures (see the closing note of issue 3)
 # ------------------------------------------------------------------------------------
-def test_finding_2011q4_holds_a_gross_error_in_contained_metal(reported, rec):
+def test_finding_2011q4_holds_a_gross_error_in_contained_metal(reported, rec_fixed):
+    """With the documented fixed sizes (issue 3's finding)."""
+    rec = rec_fixed
     assert [str(p) for p in rec.period.values[rec.gross_error.values]] == ["2011Q4"]
     q4 = suspects(rec, reported).query("period == '2011Q4'")
     assert q4.iloc[0].figure == "zn_lb" and q4.iloc[0].flagged
     # treating the three contained-metal figures as unknown removes the inconsistency
-    r = reconciled_periods(exclude=["2011Q4.ag_oz", "2011Q4.pb_lb", "2011Q4.zn_lb"])
+    r = reconciled_periods(exclude=["2011Q4.ag_oz", "2011Q4.pb_lb", "2011Q4.zn_lb"], error_sizes="fixed")
     assert float(r.p_value.sel(period="2011Q4")) > 0.5
     # ... and estimates them close to concentrate tonnes x grade (the balance command's route)
     d = {c: float(reported[c].sel(period="2011Q4")) for c in FIGURES}
@@ -269,12 +278,14 @@ def test_finding_2011q4_holds_a_gross_error_in_contained_metal(reported, rec):
 
 
 def test_finding_rounding_alone_explains_all_but_2011q4_and_2011fy():
-    r = reconciled_periods(error_model=ROUNDING_ONLY)
+    r = reconciled_periods(error_model=ROUNDING_ONLY, error_sizes="fixed")
     assert sorted(str(p) for p in r.period.values[r.gross_error.values]) == ["2011FY", "2011Q4"]
 
 
 def test_finding_fy_zinc_concentrate_silver_grade_is_the_across_period_suspect(reported):
-    r = reconciled_periods(across_periods=True, exclude=["2011Q4.ag_oz", "2011Q4.pb_lb", "2011Q4.zn_lb"])
+    r = reconciled_periods(
+        across_periods=True, exclude=["2011Q4.ag_oz", "2011Q4.pb_lb", "2011Q4.zn_lb"], error_sizes="fixed"
+    )
     top = suspects(r, reported).iloc[:3]
     assert "2011FY" in set(top.period) and "zncon_ag_gpt" in set(top.figure)
     fy = float(r.zncon_ag_gpt.sel(period="2011FY"))

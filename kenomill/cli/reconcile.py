@@ -141,6 +141,89 @@ def print_reconciliation(rec, reported, top: int = 10, console: Console | None =
         console.print(t3)
 
 
+def print_sizes(est, console: Console | None = None) -> None:
+    """Print the estimated error sizes: estimate, interval, status, and the periods used."""
+    import math
+
+    console = console or Console(width=140)
+    t = Table(
+        title="Relative error sizes per kind of figure (maximum likelihood on the consistent periods)",
+        caption=(
+            f"fitted to {', '.join(est.periods) or 'no period'}"
+            + (f"; left out as inconsistent: {', '.join(est.excluded)}" if est.excluded else "")
+            + f"; rounds: {len(est.rounds)}; sum of chi2 {est.chi2:.2f} on {est.n_residuals} residuals "
+            + (f"(chi2/dof {est.chi2 / est.n_residuals:.2f})" if est.n_residuals else "")
+            + ". Printed rounding (unit/sqrt 12) is always included: a size of 0 means the "
+            "figures agree to their printed digits. Sizes describe how far the printed figures "
+            "disagree with each other, not sampling errors that the bookkeeping carries through "
+            "consistently."
+        ),
+    )
+    for col, just in (
+        ("kind", "left"),
+        ("size used %", "right"),
+        ("ML estimate %", "right"),
+        (f"{est.level:.0%} interval %", "right"),
+        ("status", "left"),
+    ):
+        t.add_column(col, justify=just)
+    for row in est.to_frame().itertuples():
+        ci = (
+            f"{row.lower_pct:.3g} - {row.upper_pct:.3g}"
+            if math.isfinite(row.lower_pct) and math.isfinite(row.upper_pct)
+            else "-"
+        )
+        t.add_row(
+            row.kind,
+            f"{row.relative_pct:.3g}",
+            f"{row.estimate_pct:.3g}" if math.isfinite(row.estimate_pct) else "-",
+            ci,
+            escape(row.status),
+        )
+    console.print(t)
+
+
+def print_gross_errors(ge, console: Console | None = None) -> None:
+    """Print the figures serial elimination sets aside, period by period."""
+    console = console or Console(width=140)
+    if not len(ge):
+        console.print("serial elimination: no figure is flagged in any period")
+        return
+    t = Table(
+        title="Gross errors located by serial elimination (largest flagged z set aside, test again)",
+        caption="estimate: from the balances once every figure found in the period is set aside; "
+        "tied: the same statistic (the balances cannot tell the figures apart)",
+    )
+    for col in ("period", "step", "figure", "units", "z", "reported", "estimate", "reported vs estimate %"):
+        t.add_column(col, justify="left" if col in ("period", "figure", "units") else "right")
+    t.add_column("tied with", justify="left")
+    t.add_column("chi2/dof after", justify="right")
+    t.add_column("p after", justify="right")
+    for r in ge.itertuples():
+        t.add_row(
+            r.period,
+            str(r.step),
+            r.figure,
+            r.units,
+            f"{r.z:.1f}",
+            _num(r.reported),
+            _num(r.estimate),
+            f"{r.reported_vs_estimate_pct:+.2f}" if r.estimate == r.estimate else "-",
+            r.tied_with.replace(";", ", ") or "-",
+            f"{r.chi2_after:.2f}/{r.dof_after}",
+            f"{r.p_after:.3g}",
+        )
+    console.print(t)
+
+
+def _kinds_in_toml(path) -> list[str]:
+    from kenomill.io import read_toml
+
+    cfg = read_toml(path, what="error model")
+    rel = cfg.get("relative_pct", {})
+    return list(rel) if isinstance(rel, dict) else []
+
+
 @click.command()
 @click.option(
     "--out",
@@ -167,6 +250,16 @@ def print_reconciliation(rec, reported, top: int = 10, console: Console | None =
     metavar="NAME=PCT",
     help="Relative error [%] of a kind (tonnes, concentrate_tonnes, assays, recoveries, "
     "contained_metal) or of one column (e.g. zn_lb=0.5). Repeatable; wins over --error-model.",
+)
+@click.option(
+    "--error-sizes",
+    "error_sizes",
+    type=click.Choice(["estimated", "fixed"]),
+    default="estimated",
+    show_default=True,
+    help="Relative error per kind: estimated by maximum likelihood from the periods that pass "
+    "both tests (kinds set by --rel-pct, --error-model or --rounding-only are kept as given), "
+    "or the documented fixed sizes.",
 )
 @click.option("--rounding-only", is_flag=True, help="Set every relative error to 0: printed rounding only.")
 @click.option("--no-rounding", is_flag=True, help="Leave the printed rounding out of the error model.")
@@ -196,6 +289,7 @@ def reconcile(
     across_periods,
     error_model,
     rel_pct,
+    error_sizes,
     rounding_only,
     no_rounding,
     alpha,
@@ -216,26 +310,38 @@ def reconcile(
 
     from kenomill import io
     from kenomill.data import reported_periods
-    from kenomill.errormodel import DEFAULT_RELATIVE_PCT, ErrorModel
-    from kenomill.reconcile import reconcile_dataset, summary_dataset, summary_frame
+    from kenomill.errormodel import DEFAULT_RELATIVE_PCT, KINDS, ErrorModel, estimate_sizes
+    from kenomill.reconcile import gross_errors, reconcile_dataset, summary_dataset, summary_frame
 
     if out:
         io.check_output_path(out)
     model = ErrorModel.from_toml(error_model) if error_model else ErrorModel()
+    given_kinds = set(_kinds_in_toml(error_model)) if error_model else set()
     if rounding_only:
         model = replace(model, relative_pct=dict.fromkeys(DEFAULT_RELATIVE_PCT, 0.0), columns_pct={})
-    model = model.with_overrides(_parse_rel(rel_pct))
+        given_kinds = set(KINDS)
+    overrides = _parse_rel(rel_pct)
+    model = model.with_overrides(overrides)
+    given_kinds |= {k for k in overrides if k in KINDS}
     if no_rounding:
         model = replace(model, rounding=False)
+    given = load_periods(periods) if (error_sizes == "estimated" or not show_error_model) else None
+    reported = reported_periods() if given is None else given
+    est = None
+    if error_sizes == "estimated":
+        est = estimate_sizes(reported, start=model, fixed=sorted(given_kinds), alpha=alpha)
+        model = est.model
     if show_error_model:
         click.echo(model.to_toml(), nl=False)
         return
-    given = load_periods(periods)
-    reported = reported_periods() if given is None else given
     if given is not None:
         click.echo(periods_label(given))
-    rec = reconcile_dataset(reported, across_periods, model, alpha=alpha, exclude=exclude)
+    sizes = est if est is not None else "fixed"
+    rec = reconcile_dataset(reported, across_periods, model, alpha=alpha, exclude=exclude, error_sizes=sizes)
+    if est is not None:
+        print_sizes(est)
     print_reconciliation(rec, reported, top=top, model=model)
+    print_gross_errors(gross_errors(reported, model, error_sizes=sizes, alpha=alpha))
     bad = [str(p) for p, g in zip(rec.period.values, rec.gross_error.values, strict=True) if g]
     if across_periods:
         click.echo(
