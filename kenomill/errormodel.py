@@ -722,6 +722,8 @@ def estimate_sizes(
             raise ValidationError(f"fixed: unknown kind {k!r}; allowed: {', '.join(KINDS)}")
     if not (isinstance(level, int | float) and 0.0 < float(level) < 1.0):
         raise ValidationError(f"level: found {level!r}; allowed: a number strictly between 0 and 1")
+    if isinstance(alpha, bool) or not (isinstance(alpha, int | float) and 0.0 < float(alpha) < 1.0):
+        raise ValidationError(f"alpha: found {alpha!r}; allowed: a number strictly between 0 and 1")
     with_tpd = bool(with_tpd) and "tpd" in ds
     key = _cache_key(ds, start, fixed, alpha, correction, with_tpd, intervals, level)
     if key in _CACHE:
