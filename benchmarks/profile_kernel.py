@@ -86,7 +86,7 @@ def _respond(grade_dep, p, heads, offsets, rc):
     pull = np.empty(2)
     acc = 0.0
     for i in range(heads.shape[0]):
-        K.respond_feed(grade_dep, p, heads[i], heads[i], offsets, rc, split, pull)
+        recovery.respond_feed(grade_dep, p, heads[i], heads[i], offsets, rc, split, pull)
         acc += pull[0] + pull[1] + split[0, 0]
     return acc
 

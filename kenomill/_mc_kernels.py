@@ -1,29 +1,43 @@
 """The Monte Carlo hot loop: a time-stepped mill simulation over draws x steps (numba).
 
-One numba kernel, :func:`simulate`, parallel over draws (``prange``). Each draw owns two
-random streams derived only from ``(seed, global draw index)``, so a draw's numbers do
-not depend on which thread, chunk or Dask worker computes it: results are bit-identical
-whatever the thread count or chunk size. The NumPy twin is :mod:`kenomill._mc_reference`.
+One numba kernel, :func:`simulate`, parallel over blocks of :data:`BLOCK` draws
+(``prange``), the draws of a block in lock-step: structure of arrays inside the block
+(the draw is the last, contiguous index of every state array), so the grades' and
+tonnages' ``exp``, the silver terms' powers and the normals are computed for the whole
+block in SIMD lanes (:mod:`kenomill._simd`: ``exp1``, ``pow1``, ``normals_lanes``), while the
+branchy parts (downtime, stockpile, the mill's reclaim) run draw by draw inside the block.
+Each draw's random numbers depend only on ``(seed, global draw index)`` and a counter, and
+every lane runs the same floating-point operations (no fastmath: no contraction into FMA,
+no reassociation, so a vector lane and a scalar remainder iteration give the same bits), so a
+draw's results do not depend on its lane, block, thread, chunk or Dask worker: bit-identical
+whatever the thread count or chunk size (a chunk that is not a multiple of :data:`BLOCK`
+ends with a partial block; a one-draw call computes one lane). The NumPy twin is
+:mod:`kenomill._mc_reference`.
+
+Flows go straight into the block's quarterly sums (no per-step record is zeroed or
+copied); a per-step record exists only when per-step output is asked for, and then only
+as that output. Levels (stockpile, holds, the quarter's scatter) are written at each
+quarter's last step.
 
 Random numbers
 --------------
-SplitMix64 (Steele, Lea & Flood 2014) keyed per draw: ``state = key(seed, draw, stream)``,
-``next = mix64(state += GAMMA)``. Normals by Doornik's ZIGNOR ziggurat (128 blocks,
-Doornik 2005): one 64-bit word gives both the block index (low 7 bits) and the uniform
-(top 53 bits), so most normals cost one multiply-xorshift hash and one table compare.
-Box-Muller (log, sqrt, sin, cos per pair) would cost about as much as the whole mill
-response per step, which issue 6's "within 1.5x of pre-generated numbers" forbids.
-Normals and uniforms come from two separate streams of the draw, each consumed in a fixed
-order (setup, then per quarter, then per step), so the same kernel can instead read
-pre-generated numbers (``use_pre=1``, filled by :func:`fill_random` from the same streams):
-identical results, and the compute floor for the benchmark.
+SplitMix64 (Steele, Lea & Flood 2014) keyed per draw: ``key = key(seed, draw, stream)``,
+word ``i`` of a stream = ``mix64(key + (i + 1) GAMMA)``: a counter, so number ``i`` of a
+draw is computed without the ones before it. Uniform ``i`` = the top 53 bits of word ``i``
+of stream 1. Normal ``i`` of stream 0 = Doornik's ZIGNOR ziggurat (128 blocks, Doornik 2005)
+started from word ``i``: the fast path (one hash, one table compare; ~98.8 % of
+candidates) is computed for a block of draws in SIMD lanes, the rejected candidates
+finish the ziggurat on their own sub-stream keyed by ``(key, i)``
+(:func:`kenomill._simd.normal_at`). Box-Muller (log, sqrt, sin, cos per pair) would cost
+about as much as the whole mill response per step. Each draw consumes its numbers in a
+fixed order (setup, then per quarter, then per step), so the same kernel can instead read
+pre-generated numbers (``use_pre=1``, filled by :func:`fill_random` from the same
+streams): identical results, and the compute floor for the benchmark.
 
-Order of consumption per draw (``normals``): the long-run availability (1), source
-response offsets (5 per source), mean-grade factors (3 per source), AR(1) initial states
-(3 per source); then at the first step of each quarter the 5 scatter offsets; at every
-step 4 per source (3 grade innovations, 1 tonnage). ``uniforms``: 1 (which posterior draw
-of the calibration), 1 per source (start delay), 1 (first failure), then 2 * N_FAIL per
-step (downtime). :func:`n_random` gives the counts.
+Until issue 14 the normals came from one sequential ziggurat stream per draw (a rejection
+consumed the next word), which ties number ``i`` to all before it; the counter form gives
+the same distribution with other numbers (same seed, other results; the uniforms kept
+their bits).
 
 Posterior draws: each Monte Carlo draw takes one of the calibration's S posterior draws
 (``Calibration.posterior_draws``), ``s = floor(U S)`` with U its first uniform, and uses
@@ -65,13 +79,43 @@ import math
 import numba as nb
 import numpy as np
 
-from kenomill import _kernels, _numba_cache, recovery
+from kenomill import _kernels, _numba_cache, _simd, recovery
 from kenomill._kernels import forward_row
-from kenomill.recovery import respond_feed, response_constants
+from kenomill._simd import (  # noqa: F401  (ZIG_*, normal, uniform: re-exported for the reference and tests)
+    BLOCK,
+    ZIG_R,
+    ZIG_RATIO,
+    ZIG_X,
+    exp1,
+    normal,
+    normal_at,
+    normals_at,
+    normals_lanes,
+    pow1,
+    stream_key,
+    uniform,
+    uniform_at,
+)
+from kenomill.recovery import (
+    I_AG_PB,
+    I_AG_ZN,
+    I_TAIL_PB,
+    I_TAIL_ZN,
+    O_LOGIT_REC_AG_PBCON,
+    O_LOGIT_REC_PB,
+    O_LOGIT_REC_ZN,
+    RC_EINV_PB,
+    RC_EINV_ZN,
+    RC_RPB,
+    RC_RZN,
+    circuit_recovery,
+    response_constants,
+    split_pull,
+)
 
-# the kernel inlines the mill response (recovery) and forward_row (_kernels): its cache
-# must notice when those files change, not only this one
-_numba_cache.track(__file__, [recovery.__file__, _kernels.__file__])
+# the kernel inlines the mill response (recovery), forward_row (_kernels) and the vector
+# math and generators (_simd): its cache must notice when those files change, not only this one
+_numba_cache.track(__file__, [recovery.__file__, _kernels.__file__, _simd.__file__])
 
 # ----------------------------------------------------------------- record layout
 F_FEED_T = 0  # mill feed [t]
@@ -99,105 +143,8 @@ MODE_RATES, MODE_BLEND = 0, 1
 N_FAIL = 4
 NOFF = recovery.N_OFFSETS
 
+
 # ----------------------------------------------------------------- random numbers
-_GAMMA = np.uint64(0x9E3779B97F4A7C15)
-_M1 = np.uint64(0xBF58476D1CE4E5B9)
-_M2 = np.uint64(0x94D049BB133111EB)
-_MASK = (1 << 64) - 1
-_TWO53 = 1.0 / 9007199254740992.0  # 2**-53
-
-
-def _zig_tables(c: int = 128, r: float = 3.442619855899, v: float = 9.91256303526217e-3):
-    """ZIGNOR block edges x[0..c] and ratios x[i+1]/x[i] (Doornik 2005, zigNorInit)."""
-    x = np.zeros(c + 1)
-    f = math.exp(-0.5 * r * r)
-    x[0] = v / f
-    x[1] = r
-    for i in range(2, c):
-        x[i] = math.sqrt(-2.0 * math.log(v / x[i - 1] + f))
-        f = math.exp(-0.5 * x[i] * x[i])
-    x[c] = 0.0
-    return x, x[1:] / x[:-1]
-
-
-ZIG_X, ZIG_RATIO = _zig_tables()
-ZIG_R = 3.442619855899
-
-if nb.config.DISABLE_JIT:
-    # Pure-Python run (NUMBA_DISABLE_JIT=1): NumPy scalars warn on uint64 wrap-around, which
-    # the test suite turns into errors; Python ints masked to 64 bits give the same values.
-    def _mix64(z):
-        z = int(z)
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
-        return np.uint64(z ^ (z >> 31))
-
-    def stream_key(seed, draw, stream):
-        k = int(_mix64((int(seed) + 0x9E3779B97F4A7C15) & _MASK))
-        k = int(_mix64((k + (int(draw) + 1) * 0xD1B54A32D192ED03) & _MASK))
-        return _mix64((k + (int(stream) + 1) * 0x9E3779B97F4A7C15) & _MASK)
-
-    def _next_u64(st):
-        s = (int(st[0]) + 0x9E3779B97F4A7C15) & _MASK
-        st[0] = np.uint64(s)
-        return _mix64(s)
-
-else:
-
-    @nb.njit(cache=True, inline="always")
-    def _mix64(z):
-        z = (z ^ (z >> np.uint64(30))) * _M1
-        z = (z ^ (z >> np.uint64(27))) * _M2
-        return z ^ (z >> np.uint64(31))
-
-    @nb.njit(cache=True)
-    def stream_key(seed, draw, stream):
-        """64-bit key of stream ``stream`` of draw ``draw`` under ``seed``."""
-        k = _mix64(np.uint64(seed) + _GAMMA)
-        k = _mix64(k + (np.uint64(draw) + np.uint64(1)) * np.uint64(0xD1B54A32D192ED03))
-        return _mix64(k + (np.uint64(stream) + np.uint64(1)) * _GAMMA)
-
-    @nb.njit(cache=True, inline="always")
-    def _next_u64(st):
-        s = st[0] + _GAMMA
-        st[0] = s
-        return _mix64(s)
-
-
-@nb.njit(cache=True, inline="always")
-def uniform(st):
-    """Uniform on [0, 1) with 53 random bits from stream state ``st[1]`` (uint64)."""
-    return float(_next_u64(st) >> np.uint64(11)) * _TWO53
-
-
-@nb.njit(cache=True)
-def _normal_tail(st, negative):
-    # Marsaglia (1964) tail beyond ZIG_R, as in Doornik's DRanNormalTail
-    while True:
-        x = math.log(1.0 - uniform(st)) / ZIG_R
-        y = math.log(1.0 - uniform(st))
-        if -2.0 * y >= x * x:
-            return x - ZIG_R if negative else ZIG_R - x
-
-
-@nb.njit(cache=True)
-def normal(st):
-    """Standard normal from stream state ``st[1]`` (ZIGNOR ziggurat, Doornik 2005)."""
-    while True:
-        r = _next_u64(st)
-        i = int(r & np.uint64(127))
-        u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
-        if abs(u) < ZIG_RATIO[i]:
-            return u * ZIG_X[i]
-        if i == 0:
-            return _normal_tail(st, u < 0.0)
-        x = u * ZIG_X[i]
-        f0 = math.exp(-0.5 * (ZIG_X[i] * ZIG_X[i] - x * x))
-        f1 = math.exp(-0.5 * (ZIG_X[i + 1] * ZIG_X[i + 1] - x * x))
-        if f1 + uniform(st) * (f0 - f1) < 1.0:
-            return x
-
-
 def n_random(n_sources: int, n_quarters: int, n_steps: int) -> tuple[int, int]:
     """Numbers of normals and uniforms one draw consumes (see the module docstring)."""
     nz = 1 + 11 * n_sources + NOFF * n_quarters + 4 * n_sources * n_steps
@@ -210,33 +157,37 @@ def fill_random(seed, draw0, z, u):
     """Pre-generate each draw's normals ``z[d, :]`` and uniforms ``u[d, :]`` from its streams."""
     for d in nb.prange(z.shape[0]):
         gd = draw0 + np.int64(d)
-        sn = np.empty(1, np.uint64)
-        su = np.empty(1, np.uint64)
-        sn[0] = stream_key(seed, gd, 0)
-        su[0] = stream_key(seed, gd, 1)
-        for i in range(z.shape[1]):
-            z[d, i] = normal(sn)
+        kn = stream_key(seed, gd, 0)
+        ku = stream_key(seed, gd, 1)
+        flag = np.empty(z.shape[1], np.int64)
+        normals_at(kn, 0, z[d], flag)
         for i in range(u.shape[1]):
-            u[d, i] = uniform(su)
+            u[d, i] = uniform_at(ku, i)
 
 
 @nb.njit(cache=True, inline="always")
-def _z(sn, pre, pos):
-    # next normal: from the stream, or from the pre-generated row when one is given
-    if pre.shape[0] > 0:
-        v = pre[pos[0]]
-        pos[0] += 1
-        return v
-    return normal(sn)
+def _z_at(key, i, use_pre, pre_z, row):
+    # normal i of one draw: from its stream, or from its row of pre-generated numbers
+    if use_pre == 1:
+        return pre_z[row, i]
+    return normal_at(key, i)
 
 
 @nb.njit(cache=True, inline="always")
-def _u(su, pre, pos):
-    if pre.shape[0] > 0:
-        v = pre[pos[1]]
-        pos[1] += 1
-        return v
-    return uniform(su)
+def _u_at(key, i, use_pre, pre_u, row):
+    if use_pre == 1:
+        return pre_u[row, i]
+    return uniform_at(key, i)
+
+
+@nb.njit(cache=True, inline="always")
+def lane_normals(nl, keys, i, use_pre, pre_z, rows, out, flag):
+    """Normal ``i`` of each draw of the block into ``out[BLOCK]`` (``flag``: int64 scratch)."""
+    if use_pre == 1:
+        for b in range(nl):
+            out[b] = pre_z[rows[b], i]
+    else:
+        normals_lanes(nl, keys, i, out, flag)
 
 
 # ----------------------------------------------------------------- mill response
@@ -309,201 +260,221 @@ SIGNATURE = "void(" + ", ".join(t for _, t in INPUTS + OUTPUTS) + ")"
 
 
 # ----------------------------------------------------------------- step functions
-# The kernel's parts, inlined by numba into :func:`simulate` (inline="always": the same
-# machine code as one body; the split is for reading and for the SIMD work on each part).
-# Each works on one draw's state.
+# The kernel's parts, inlined by numba into :func:`simulate` (inline="always": one body of
+# machine code; the split is for reading). State arrays of a block have the draw (lane) as
+# their last index, ``[..., BLOCK]``; functions taking a lane ``b`` work on one draw of the
+# block, the others on its first ``nl`` lanes (BLOCK but in a call's last block). ``acc``
+# is the block's quarterly sums of the current quarter, ``[nf, BLOCK]``; ``rec`` the
+# block's per-step record, written only when ``daily``.
 @nb.njit(cache=True, inline="always")
-def draw_streams(seed, gd):
-    """States of draw ``gd``'s normal and uniform streams, and their read positions (pre-generated)."""
-    sn = np.empty(1, np.uint64)
-    su = np.empty(1, np.uint64)
-    sn[0] = stream_key(seed, gd, 0)
-    su[0] = stream_key(seed, gd, 1)
-    return sn, su, np.zeros(2, np.int64)
+def _flow(acc, rec, daily, f, b, v):
+    # a flow of the step: into the quarter's sum, and the step's record if one is kept
+    acc[f, b] += v
+    if daily:
+        rec[f, b] += v
+
+
+@nb.njit(cache=True, inline="always")
+def draw_parameters(b, key_u, use_pre, pre_u, row, p, free_idx, post_theta, od):
+    """Draw ``b``'s posterior draw (uniform 0) -> its index ``s``; its parameters into ``p[b]``."""
+    n_post = post_theta.shape[0]
+    s = min(int(_u_at(key_u, 0, use_pre, pre_u, row) * n_post), n_post - 1)
+    for i in range(post_theta.shape[1]):
+        p[b, free_idx[i]] = post_theta[s, i]
+        od[b, i] = post_theta[s, i]
+    return s
+
+
+@nb.njit(cache=True, inline="always")
+def draw_availability(key_n, use_pre, pre_z, row, availability, availability_sd, mttr_h):
+    """The draw's long-run availability (normal 0) -> (a_d, mean time between failures [h])."""
+    a_d = min(max(availability + availability_sd * _z_at(key_n, 0, use_pre, pre_z, row), 0.05), 1.0)
+    mtbf_h = a_d / (1.0 - a_d) * mttr_h if a_d < 1.0 else np.inf
+    return a_d, mtbf_h
+
+
+@nb.njit(cache=True, inline="always")
+def draw_starts(b, key_u, use_pre, pre_u, row, start_lo, start_span, mtbf_h, start, od, o0):
+    """First delivery step of each source (uniforms 1 .. ns) into ``start[:, b]``.
+
+    Returns the hours to the first failure (uniform ns + 1).
+    """
+    ns = start.shape[0]
+    for s in range(ns):
+        start[s, b] = int(start_lo[s] + math.floor(_u_at(key_u, 1 + s, use_pre, pre_u, row) * start_span[s]))
+        od[b, o0 + s] = start[s, b] - start_lo[s]
+    return -mtbf_h * math.log1p(-_u_at(key_u, 1 + ns, use_pre, pre_u, row))
+
+
+@nb.njit(cache=True, inline="always")
+def draw_sources(
+    b,
+    key_n,
+    use_pre,
+    pre_z,
+    row,
+    r_mean,
+    r_sd,
+    g_mean_sd,
+    g_sd,
+    g_phi,
+    g_chol,
+    k,
+    src_off,
+    x,
+    innov,
+    gfac,
+    od,
+):
+    """Draw ``b``'s source constants (normals 1 .. 11 ns): response offsets, mean-grade factors,
+    AR(1) start, step constants."""
+    ns = r_mean.shape[0]
+    i = 1
+    for s in range(ns):
+        for j in range(NOFF):
+            src_off[b, s, j] = r_mean[s, j] + r_sd[s, j] * _z_at(key_n, i, use_pre, pre_z, row)
+            i += 1
+            od[b, k + NOFF * s + j] = src_off[b, s, j]
+    for s in range(ns):
+        for e in range(3):
+            sd = g_mean_sd[s, e]
+            mean_fac = math.exp(sd * _z_at(key_n, i, use_pre, pre_z, row) - 0.5 * sd * sd)
+            i += 1
+            od[b, k + NOFF * ns + 3 * s + e] = mean_fac
+            # per-step constant: the mean-grade factor with the lognormal mean correction
+            sg = g_sd[s, e]
+            gfac[s, e, b] = mean_fac * math.exp(-0.5 * sg * sg)
+    for s in range(ns):  # AR(1) log-grade deviations, stationary start
+        z0 = _z_at(key_n, i, use_pre, pre_z, row)
+        z1 = _z_at(key_n, i + 1, use_pre, pre_z, row)
+        z2 = _z_at(key_n, i + 2, use_pre, pre_z, row)
+        i += 3
+        for e in range(3):
+            x[s, e, b] = g_sd[s, e] * _chol_row(g_chol, s, e, z0, z1, z2)
+            # per-step constant: innovation SD of the AR(1)
+            innov[s, e, b] = math.sqrt(1.0 - g_phi[s, e] * g_phi[s, e]) * g_sd[s, e]
+
+
+@nb.njit(cache=True, inline="always")
+def _chol_row(g_chol, s, e, z0, z1, z2):
+    # row e of the lower Cholesky factor times (z0, z1, z2), the terms j <= e in order
+    c = g_chol[s, e, 0] * z0
+    if e >= 1:
+        c += g_chol[s, e, 1] * z1
+    if e >= 2:
+        c += g_chol[s, e, 2] * z2
+    return c
 
 
 @nb.njit(cache=True, inline="always")
 def initial_state(stock0, g_mean):
     """ROM stockpile by source [t] and its metal [t] (at each source's first-quarter grade), empty holds."""
     ns = stock0.shape[0]
-    st_t = stock0.copy()
-    st_m = np.empty((ns, 3))
+    st_t = np.empty((ns, BLOCK))
+    st_m = np.empty((ns, 3, BLOCK))
     for s in range(ns):
-        for e in range(3):
-            st_m[s, e] = stock0[s] * g_mean[s, 0, e]
-    return st_t, st_m, np.zeros(ns), np.zeros((ns, 3))
+        for b in range(BLOCK):
+            st_t[s, b] = stock0[s]
+            for e in range(3):
+                st_m[s, e, b] = stock0[s] * g_mean[s, 0, e]
+    return st_t, st_m, np.zeros((ns, BLOCK)), np.zeros((ns, 3, BLOCK))
 
 
 @nb.njit(cache=True, inline="always")
-def step_work(ns, nf):
-    """Work arrays of a draw's steps (allocated once per draw; unpacked into locals, see :func:`mill`).
-
-    Deliveries' tonnes and grades, normals, the quarter's scatter, each source's offsets and
-    response constants this quarter, the step's record, the downtime uniforms.
-    """
-    return (
-        np.empty(ns),
-        np.empty((ns, 3)),
-        np.empty(3),
-        np.zeros(NOFF),
-        np.empty((ns, NOFF)),
-        np.empty((ns, N_RC)),
-        np.empty(nf),
-        np.empty(2 * N_FAIL),
-    )
-
-
-@nb.njit(cache=True, inline="always")
-def mill_work(ns):
-    """Work arrays of :func:`mill` (its parameters ``part_t`` .. ``o_m``), once per draw."""
-    return (
-        np.empty(ns),
-        np.empty((ns, 3)),
-        np.empty(3),
-        np.empty(3),
-        np.empty((3, 2)),
-        np.empty(2),
-        np.empty(2),
-        np.empty(3),
-        np.empty((3, 3)),
-    )
-
-
-@nb.njit(cache=True, inline="always")
-def draw_parameters(su, pru, pos, p, free_idx, post_theta, od):
-    """The draw's posterior draw (1 uniform) -> its index ``s``; its parameters into ``p``."""
-    n_post = post_theta.shape[0]
-    s = min(int(_u(su, pru, pos) * n_post), n_post - 1)
-    for i in range(post_theta.shape[1]):
-        p[free_idx[i]] = post_theta[s, i]
-        od[i] = post_theta[s, i]
-    return s
-
-
-@nb.njit(cache=True, inline="always")
-def draw_availability(sn, prz, pos, availability, availability_sd, mttr_h):
-    """The draw's long-run availability (1 normal) -> (a_d, mean time between failures [h])."""
-    a_d = min(max(availability + availability_sd * _z(sn, prz, pos), 0.05), 1.0)
-    mtbf_h = a_d / (1.0 - a_d) * mttr_h if a_d < 1.0 else np.inf
-    return a_d, mtbf_h
-
-
-@nb.njit(cache=True, inline="always")
-def draw_starts(su, pru, pos, start_lo, start_span, mtbf_h, start, od):
-    """First delivery step of each source (1 uniform each) into ``start``; -> hours to the first failure."""
-    for s in range(start.shape[0]):
-        start[s] = int(start_lo[s] + math.floor(_u(su, pru, pos) * start_span[s]))
-        od[s] = start[s] - start_lo[s]
-    return -mtbf_h * math.log1p(-_u(su, pru, pos))
-
-
-@nb.njit(cache=True, inline="always")
-def draw_sources(sn, prz, pos, r_mean, r_sd, g_mean_sd, g_sd, g_phi, g_chol, k, src_off, x, innov, gfac, od):
-    """Per-draw source constants: response offsets, mean-grade factors, AR(1) start, step constants."""
-    ns = r_mean.shape[0]
-    for s in range(ns):
-        for j in range(NOFF):
-            src_off[s, j] = r_mean[s, j] + r_sd[s, j] * _z(sn, prz, pos)
-            od[k + NOFF * s + j] = src_off[s, j]
-    mean_fac = np.empty((ns, 3))
-    for s in range(ns):
-        for e in range(3):
-            sd = g_mean_sd[s, e]
-            mean_fac[s, e] = math.exp(sd * _z(sn, prz, pos) - 0.5 * sd * sd)
-            od[k + NOFF * ns + 3 * s + e] = mean_fac[s, e]
-    zz = np.empty(3)
-    for s in range(ns):  # AR(1) log-grade deviations, stationary start
-        for e in range(3):
-            zz[e] = _z(sn, prz, pos)
-        for e in range(3):
-            c = 0.0
-            for j in range(e + 1):
-                c += g_chol[s, e, j] * zz[j]
-            x[s, e] = g_sd[s, e] * c
-    # per-step constants: innovation SD of the AR(1) and the lognormal mean correction
-    for s in range(ns):
-        for e in range(3):
-            sd = g_sd[s, e]
-            innov[s, e] = math.sqrt(1.0 - g_phi[s, e] * g_phi[s, e]) * sd
-            gfac[s, e] = mean_fac[s, e] * math.exp(-0.5 * sd * sd)
-
-
-@nb.njit(cache=True, inline="always")
-def quarter_constants(sn, prz, pos, post, s_post, src_off, kind, p, qr, qoff, soff, rc):
-    """A new quarter: its scatter offsets (5 normals), and each source's response constants.
+def quarter_constants(
+    nl, keys, iz, use_pre, pre_z, rows, zq, flag, post, s_post, src_off, kind, p, qr, qoff, soff, rc
+):
+    """A new quarter (normals iz .. iz + 4): its scatter offsets ``qoff[5, BLOCK]``, and each
+    draw's and source's offsets ``soff[b, s]`` and response constants ``rc[b, s]``.
 
     Offsets of posterior draw ``s``: offset_mean[s] + scatter_sd[s] * (scatter_chol[s] @ z),
     ``post`` = (offset_mean, scatter_sd, scatter_chol) (contract of
     ``Calibration.posterior_draws``).
     """
     om, sd, chol = post
-    zq = np.empty(NOFF)
     for j in range(NOFF):
-        zq[j] = _z(sn, prz, pos)
-    for j in range(NOFF):
-        c = 0.0
-        for i in range(j + 1):
-            c += chol[s_post, j, i] * zq[i]
-        qoff[j] = om[s_post, j] + sd[s_post, j] * c
-    for s in range(src_off.shape[0]):
+        lane_normals(nl, keys, iz + j, use_pre, pre_z, rows, zq[j], flag)
+    for b in range(nl):
+        sp = s_post[b]
         for j in range(NOFF):
-            soff[s, j] = qoff[j] + src_off[s, j]
-        response_constants(kind, p, qr, soff[s], rc[s])
+            c = 0.0
+            for i in range(j + 1):
+                c += chol[sp, j, i] * zq[i, b]
+            qoff[j, b] = om[sp, j] + sd[sp, j] * c
+        for s in range(src_off.shape[1]):
+            for j in range(NOFF):
+                soff[b, s, j] = qoff[j, b] + src_off[b, s, j]
+            response_constants(kind, p[b], qr, soff[b, s], rc[b, s])
 
 
 @nb.njit(cache=True, inline="always")
 def deliveries(
-    sn, prz, pos, t, q, mode, supply, rate_cv, start, g_mean, g_chol, g_phi, innov, gfac, x, zz, arr_t, arr_g
-):
-    """Grades (AR(1) in log) and, in rates mode, tonnes of the step's deliveries (4 normals per source).
+    nl, keys, iz, use_pre, pre_z, rows, zb, flag, t, q, mode, supply, rate_cv, start,
+    g_mean, g_chol, g_phi, innov, gfac, x, arr_t, arr_g,
+):  # fmt: skip
+    """Grades (AR(1) in log) and, in rates mode, tonnes of the block's deliveries
+    (normals iz .. iz + 4 ns - 1: per source 3 grade innovations and 1 tonnage).
 
     The numbers are drawn whether used or not, so that a draw's stream does not depend on
-    when its sources start. ``zz[3]``: work array.
+    when its sources start. The ``exp`` of a block's grades and tonnes run in SIMD lanes
+    (``zb[4, BLOCK]``: the normals).
     """
     for s in range(supply.shape[0]):
+        for c in range(4):
+            lane_normals(nl, keys, iz + 4 * s + c, use_pre, pre_z, rows, zb[c], flag)
         for e in range(3):
-            zz[e] = _z(sn, prz, pos)
-        zr = _z(sn, prz, pos)
-        for e in range(3):
-            c = 0.0
-            for j in range(e + 1):
-                c += g_chol[s, e, j] * zz[j]
-            x[s, e] = g_phi[s, e] * x[s, e] + innov[s, e] * c
-            arr_g[s, e] = g_mean[s, q, e] * gfac[s, e] * math.exp(x[s, e])
-        if mode == MODE_RATES and t >= start[s]:
+            ph = g_phi[s, e]
+            gm = g_mean[s, q, e]
+            a0 = g_chol[s, e, 0]
+            a1 = g_chol[s, e, 1] if e >= 1 else 0.0
+            a2 = g_chol[s, e, 2] if e >= 2 else 0.0
+            for b in range(nl):
+                # the same sum as _chol_row: a zero coefficient adds an exact zero
+                c = a0 * zb[0, b] + a1 * zb[1, b] + a2 * zb[2, b]
+                xv = ph * x[s, e, b] + innov[s, e, b] * c
+                x[s, e, b] = xv
+                arr_g[s, e, b] = gm * gfac[s, e, b] * exp1(xv)
+        if mode == MODE_RATES:
             cv = rate_cv[s]
-            arr_t[s] = supply[s, q] * math.exp(cv * zr - 0.5 * cv * cv)
+            h = 0.5 * cv * cv
+            sq = supply[s, q]
+            for b in range(nl):
+                v = sq * exp1(cv * zb[3, b] - h)
+                arr_t[s, b] = v if t >= start[s, b] else 0.0
         else:
-            arr_t[s] = 0.0
+            for b in range(nl):
+                arr_t[s, b] = 0.0
 
 
 @nb.njit(cache=True, inline="always")
-def blend_deliveries(t, q, demand, supply, start, hold_until, arr_t):
-    """Blend mode: deliveries meet demand in the quarter's shares of the sources started and not held."""
+def blend_deliveries(b, t, q, demand, supply, start, hold_until, arr_t):
+    """Blend mode, draw ``b``: deliveries meet demand in the quarter's shares of the active sources.
+
+    Active: started and not held.
+    """
     ns = supply.shape[0]
     tot = 0.0
     for s in range(ns):
-        if t >= start[s] and t >= hold_until[s]:
+        if t >= start[s, b] and t >= hold_until[s]:
             tot += supply[s, q]
     for s in range(ns):
-        if tot > 0.0 and t >= start[s] and t >= hold_until[s]:
-            arr_t[s] = demand * supply[s, q] / tot
+        if tot > 0.0 and t >= start[s, b] and t >= hold_until[s]:
+            arr_t[s, b] = demand * supply[s, q] / tot
         else:
-            arr_t[s] = 0.0
+            arr_t[s, b] = 0.0
 
 
 @nb.njit(cache=True, inline="always")
-def operating_hours(su, pru, pos, ubuf, step_h, mttr_h, mtbf_h, a_d, ttf, down_rem):
-    """Mill operating hours of a step -> (up, ttf, down_rem).
+def operating_hours(key_u, iu, use_pre, pre_u, row, step_h, mttr_h, mtbf_h, a_d, ttf, down_rem):
+    """Mill operating hours of one draw's step (uniforms iu .. iu + 2 N_FAIL - 1) -> (up, ttf, down_rem).
 
     Alternating renewal process: exponential times to failure in operating hours,
-    exponential repairs carried over between steps. 2 * N_FAIL uniforms per step whether
-    used or not (a fixed count keeps the pre-generated variant identical); a failure beyond
-    N_FAIL in one step falls at the start of the next. With 1 failure per step the long-run
-    availability came out 0.851 instead of 0.80 (MTBF 16 h, daily steps); with 4, 0.800.
+    exponential repairs carried over between steps. 2 * N_FAIL uniforms per step are
+    reserved whether used or not (a fixed count keeps the pre-generated variant identical;
+    being counter-based, only those used are computed); a failure beyond N_FAIL in one step
+    falls at the start of the next. With 1 failure per step the long-run availability came
+    out 0.851 instead of 0.80 (MTBF 16 h, daily steps); with 4, 0.800.
     """
-    for j in range(2 * N_FAIL):
-        ubuf[j] = _u(su, pru, pos)
     if mttr_h <= 0.0:
         return step_h * a_d, ttf, down_rem
     rem = step_h
@@ -523,136 +494,209 @@ def operating_hours(su, pru, pos, ubuf, step_h, mttr_h, mtbf_h, a_d, ttf, down_r
         if j == N_FAIL:
             up += rem
             break
-        dur = -mttr_h * math.log1p(-ubuf[2 * j])
+        dur = -mttr_h * math.log1p(-_u_at(key_u, iu + 2 * j, use_pre, pre_u, row))
         lost = min(dur, rem)
         rem -= lost
         down_rem = dur - lost
-        ttf = -mtbf_h * math.log1p(-ubuf[2 * j + 1])
+        ttf = -mtbf_h * math.log1p(-_u_at(key_u, iu + 2 * j + 1, use_pre, pre_u, row))
         j += 1
     return up, ttf, down_rem
 
 
 @nb.njit(cache=True, inline="always")
-def stockpile_in(t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, rec):
+def stockpile_in(nl, t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, acc, rec, daily):
     """Deliveries to holding piles or the ROM stockpile; holds released when their step comes."""
     for s in range(arr_t.shape[0]):
-        a = arr_t[s]
-        rec[F_MINED_T] += a
-        for e in range(3):
-            rec[F_MINED_M + e] += a * arr_g[s, e]
-        if t < hold_until[s]:
-            hd_t[s] += a
+        held = t < hold_until[s]
+        for b in range(nl):
+            a = arr_t[s, b]
+            _flow(acc, rec, daily, F_MINED_T, b, a)
             for e in range(3):
-                hd_m[s, e] += a * arr_g[s, e]
-        else:
-            st_t[s] += a + hd_t[s]
-            for e in range(3):
-                st_m[s, e] += a * arr_g[s, e] + hd_m[s, e]
-                hd_m[s, e] = 0.0
-            hd_t[s] = 0.0
+                m = a * arr_g[s, e, b]
+                _flow(acc, rec, daily, F_MINED_M + e, b, m)
+                if held:
+                    hd_m[s, e, b] += m
+                else:
+                    st_m[s, e, b] += m + hd_m[s, e, b]
+                    hd_m[s, e, b] = 0.0
+            if held:
+                hd_t[s, b] += a
+            else:
+                st_t[s, b] += a + hd_t[s, b]
+                hd_t[s, b] = 0.0
 
 
 @nb.njit(cache=True, inline="always")
-def stockpile_divert(st_t, st_m, stock_cap, rec):
+def stockpile_divert(nl, st_t, st_m, stock_cap, acc, rec, daily):
     """Stockpile over capacity: divert the excess (mixed composition)."""
-    stock = 0.0
-    for s in range(st_t.shape[0]):
-        stock += st_t[s]
-    if stock > stock_cap:
-        g = (stock - stock_cap) / stock
+    for b in range(nl):
+        stock = 0.0
         for s in range(st_t.shape[0]):
-            dv = st_t[s] * g
-            rec[F_DIVERTED_T] += dv
-            st_t[s] -= dv
+            stock += st_t[s, b]
+        if stock > stock_cap:
+            g = (stock - stock_cap) / stock
+            for s in range(st_t.shape[0]):
+                dv = st_t[s, b] * g
+                _flow(acc, rec, daily, F_DIVERTED_T, b, dv)
+                st_t[s, b] -= dv
+                for e in range(3):
+                    dm = st_m[s, e, b] * g
+                    _flow(acc, rec, daily, F_DIVERTED_M + e, b, dm)
+                    st_m[s, e, b] -= dm
+
+
+@nb.njit(cache=True, inline="always")
+def reclaim(nl, demand, st_t, st_m, part_t, part_m, blend):
+    """The block's feed from the mixed stockpile: every source in its stockpile share.
+
+    ``part_t[ns, BLOCK]``, ``part_m[ns, 3, BLOCK]`` (each source's tonnes and metal in the
+    blend; ``part_m`` is left as it was where ``part_t <= 0``), ``blend[3, BLOCK]`` (the
+    blend's mass fractions).
+    """
+    ns = st_t.shape[0]
+    for b in range(nl):
+        stock = 0.0
+        for s in range(ns):
+            stock += st_t[s, b]
+        f = min(demand[b], stock) / stock if stock > 0.0 else 0.0
+        bt = 0.0
+        for e in range(3):
+            blend[e, b] = 0.0
+        for s in range(ns):
+            ts = st_t[s, b] * f
+            part_t[s, b] = ts
+            if ts <= 0.0:
+                continue
             for e in range(3):
-                dm = st_m[s, e] * g
-                rec[F_DIVERTED_M + e] += dm
-                st_m[s, e] -= dm
+                me = st_m[s, e, b] * f
+                part_m[s, e, b] = me
+                blend[e, b] += me
+                st_m[s, e, b] -= me
+            st_t[s, b] -= ts
+            bt += ts
+        if bt > 0.0:
+            for e in range(3):
+                blend[e, b] /= bt
 
 
 @nb.njit(cache=True, inline="always")
 def mill(
-    demand, st_t, st_m, grade_dep, p, soff, rc, part_t, part_m, blend, head, split, pull, con_t, o_t, o_m, rec
-):
-    """Reclaim the step's feed from the mixed stockpile and mill it as one blend.
+    nl, grade_dep, p, soff, rc, part_t, part_m, blend, r_pb, r_zn, rel_pb, rel_zn,
+    head, split, pull, con_t, o_t, o_m, acc, rec, daily,
+):  # fmt: skip
+    """Mill the block's blends: every source's component at its own offsets, the blend's grade factor.
 
-    Every source is reclaimed in its stockpile share; the circuit responds to the blend
-    component by component (:func:`kenomill.recovery.respond_feed`: the blend's grade
-    factor, each ore's own offsets). ``part_t[ns]``, ``part_m[ns, 3]`` (each source's tonnes
-    and metal in the blend), ``blend[3]``, ``head[3]``, ``split[3, 2]``, ``pull[2]``,
-    ``con_t[2]``, ``o_t[3]``, ``o_m[3, 3]``: work arrays of the draw, passed one by one:
-    packed in a tuple, the split kernel measured 458 against 389 ns per draw-step for the
-    one-body kernel (one core, interleaved runs), one by one the same as it (likely
-    numba's reference counting of arrays taken out of a tuple at every step).
+    The response (:func:`kenomill.recovery.respond_feed`, in its pieces) in three passes:
+    each circuit's recovery (:func:`~kenomill.recovery.circuit_recovery`) per draw and
+    component into ``r_pb``/``r_zn[ns, BLOCK]``; the silver terms ``1 - (1 - R)^a`` for the
+    whole block in SIMD lanes (``pow1``) into ``rel_pb``/``rel_zn``; shares, pulls and the
+    closed balance (:func:`~kenomill.recovery.split_pull`, ``forward_row``) per draw and
+    component. ``head[3]``, ``split[3, 2]``, ``pull[2]``, ``con_t[2]``, ``o_t[3]``,
+    ``o_m[3, 3]``: scratch of one component.
     """
-    ns = st_t.shape[0]
-    stock = 0.0
+    ns = part_t.shape[0]
     for s in range(ns):
-        stock += st_t[s]
-    f = min(demand, stock) / stock if stock > 0.0 else 0.0
-    bt = 0.0
-    for e in range(3):
-        blend[e] = 0.0
+        for b in range(nl):
+            if part_t[s, b] > 0.0:
+                r_pb[s, b] = circuit_recovery(
+                    grade_dep, rc[b, s, RC_RPB], p[b, I_TAIL_PB], blend[1, b],
+                    soff[b, s, O_LOGIT_REC_PB], rc[b, s, RC_EINV_PB],
+                )  # fmt: skip
+                r_zn[s, b] = circuit_recovery(
+                    grade_dep, rc[b, s, RC_RZN], p[b, I_TAIL_ZN], blend[2, b],
+                    soff[b, s, O_LOGIT_REC_ZN], rc[b, s, RC_EINV_ZN],
+                )  # fmt: skip
+            else:
+                r_pb[s, b] = 0.0
+                r_zn[s, b] = 0.0
     for s in range(ns):
-        ts = st_t[s] * f
-        part_t[s] = ts
-        if ts <= 0.0:
-            continue
-        for e in range(3):
-            me = st_m[s, e] * f
-            part_m[s, e] = me
-            blend[e] += me
-            st_m[s, e] -= me
-        st_t[s] -= ts
-        bt += ts
-    if bt > 0.0:
-        for e in range(3):
-            blend[e] /= bt
-    for s in range(ns):
-        ts = part_t[s]
-        if ts <= 0.0:
-            continue
-        for e in range(3):
-            head[e] = part_m[s, e] / ts
-        respond_feed(grade_dep, p, head, blend, soff[s], rc[s], split, pull)
-        con_t[0] = pull[0] * ts
-        con_t[1] = pull[1] * ts
-        forward_row(ts, head, split, con_t, o_t, o_m)
-        rec[F_FEED_T] += ts
-        rec[F_SRC_T + s] += ts
-        for e in range(3):
-            rec[F_FEED_M + e] += ts * head[e]
-        for i in range(3):
-            rec[F_STREAM_T + i] += o_t[i]
+        for b in range(nl):
+            # kenomill.recovery._relative_floatability, its power in lanes
+            a = p[b, I_AG_PB]
+            w = 1.0 - min(max(r_pb[s, b], 0.0), 1.0)
+            rel_pb[s, b] = 1.0 - pow1(w, a) if a != 0.0 else 0.0
+            a = p[b, I_AG_ZN]
+            w = 1.0 - min(max(r_zn[s, b], 0.0), 1.0)
+            rel_zn[s, b] = 1.0 - pow1(w, a) if a != 0.0 else 0.0
+    for b in range(nl):
+        for s in range(ns):
+            ts = part_t[s, b]
+            if ts <= 0.0:
+                continue
             for e in range(3):
-                rec[F_STREAM_M + 3 * i + e] += o_m[i, e]
+                head[e] = part_m[s, e, b] / ts
+            split_pull(
+                p[b], head, r_pb[s, b], r_zn[s, b], rel_pb[s, b], rel_zn[s, b],
+                soff[b, s, O_LOGIT_REC_AG_PBCON], rc[b, s], split, pull,
+            )  # fmt: skip
+            con_t[0] = pull[0] * ts
+            con_t[1] = pull[1] * ts
+            forward_row(ts, head, split, con_t, o_t, o_m)
+            _flow(acc, rec, daily, F_FEED_T, b, ts)
+            _flow(acc, rec, daily, F_SRC_T + s, b, ts)
+            for e in range(3):
+                _flow(acc, rec, daily, F_FEED_M + e, b, ts * head[e])
+            for i in range(3):
+                _flow(acc, rec, daily, F_STREAM_T + i, b, o_t[i])
+                for e in range(3):
+                    _flow(acc, rec, daily, F_STREAM_M + 3 * i + e, b, o_m[i, e])
 
 
 @nb.njit(cache=True, inline="always")
-def accumulate(rec, up, step_h, st_t, st_m, hd_t, hd_m, qoff, oq, q, out_d, d, t, daily):
-    """The step's levels into ``rec``; flows summed into quarter ``q`` of ``oq``, levels as at its end."""
-    rec[F_UP_H] = up
-    rec[F_CAL_H] = step_h
-    for s in range(st_t.shape[0]):
-        rec[F_STOCK_T] += st_t[s]
-        rec[F_HOLD_T] += hd_t[s]
+def levels(nl, st_t, st_m, hd_t, hd_m, qoff, out):
+    """The block's levels at the end of the step into ``out[nf, BLOCK]``: stockpile, holds, scatter."""
+    for b in range(nl):
+        out[F_STOCK_T, b] = 0.0
+        out[F_HOLD_T, b] = 0.0
         for e in range(3):
-            rec[F_STOCK_M + e] += st_m[s, e]
-            rec[F_HOLD_M + e] += hd_m[s, e]
-    for j in range(NOFF):
-        rec[F_SCATTER + j] = qoff[j]
-    for i in range(rec.shape[0]):
-        if i >= F_STOCK_T and i < F_SRC_T:
-            oq[q, i] = rec[i]
-        else:
-            oq[q, i] += rec[i]
-    if daily:
-        for i in range(rec.shape[0]):
-            out_d[d, t, i] = rec[i]
+            out[F_STOCK_M + e, b] = 0.0
+            out[F_HOLD_M + e, b] = 0.0
+        for s in range(st_t.shape[0]):
+            out[F_STOCK_T, b] += st_t[s, b]
+            out[F_HOLD_T, b] += hd_t[s, b]
+            for e in range(3):
+                out[F_STOCK_M + e, b] += st_m[s, e, b]
+                out[F_HOLD_M + e, b] += hd_m[s, e, b]
+        for j in range(NOFF):
+            out[F_SCATTER + j, b] = qoff[j, b]
+
+
+@nb.njit(cache=True, inline="always")
+def block_streams(seed, draw0, d0, nd):
+    """Keys of the normal and uniform streams of the block's draws ``d0 .. d0 + BLOCK - 1``, and
+    their rows of pre-generated numbers (lanes past ``nd`` are never run)."""
+    kn = np.empty(BLOCK, np.uint64)
+    ku = np.empty(BLOCK, np.uint64)
+    rows = np.empty(BLOCK, np.int64)
+    for b in range(BLOCK):
+        kn[b] = stream_key(seed, draw0 + d0 + b, 0)
+        ku[b] = stream_key(seed, draw0 + d0 + b, 1)
+        rows[b] = min(d0 + b, nd - 1)
+    return kn, ku, rows
+
+
+@nb.njit(cache=True, inline="always")
+def store_step(d0, t, rec, out_d):
+    """The step's record of the block's kept draws into ``out_d[:, t]``."""
+    for b in range(BLOCK):
+        if d0 + b < out_d.shape[0]:
+            out_d[d0 + b, t, :] = rec[:, b]
+
+
+@nb.njit(cache=True, inline="always")
+def store_block(d0, bq, bod, out_q, out_draw):
+    """The block's quarterly records and per-draw drivers of its kept draws into the outputs."""
+    for b in range(BLOCK):
+        d = d0 + b
+        if d < out_q.shape[0]:
+            for q in range(bq.shape[0]):
+                for f in range(bq.shape[1]):
+                    out_q[d, q, f] = bq[q, f, b]
+            out_draw[d, :] = bod[b]
 
 
 # ----------------------------------------------------------------- the hot loop
-@nb.njit(SIGNATURE, cache=True, parallel=True)
+@nb.njit(SIGNATURE, cache=True, parallel=True, error_model="numpy")
 def simulate(
     seed,
     draw0,
@@ -750,62 +794,115 @@ def simulate(
         start delay in steps (ns), index of the posterior draw used (1), long-run availability (1).
     """
     nd = out_q.shape[0]
+    nq = out_q.shape[1]
     nf = out_q.shape[2]
     ns = supply.shape[0]
     n_steps = step_q.shape[0]
     k = post_theta.shape[1]
     daily = out_d.shape[1] > 0
     post = (post_offset_mean, post_scatter_sd, post_scatter_chol)
-    for d in nb.prange(nd):
-        # prange may type its index as unsigned; keep the draw index int64 for the key
-        sn, su, pos = draw_streams(seed, draw0 + np.int64(d))
-        prz = pre_z[d] if use_pre == 1 else pre_z[0, :0]
-        pru = pre_u[d] if use_pre == 1 else pre_u[0, :0]
-        oq = out_q[d]
-        oq[:, :] = 0.0
-        od = out_draw[d]
+    # error_model="numpy": no division-by-zero checks (every division is guarded), which
+    # would otherwise keep LLVM from vectorising the block's loops
+    for blk in nb.prange((nd + BLOCK - 1) // BLOCK):
+        d0 = np.int64(blk) * BLOCK  # prange may type its index as unsigned
+        # ---- the block's draws: keys of their streams, their rows of pre-generated numbers
+        nl = min(BLOCK, nd - d0)  # draws in the block (the last one may be partial)
+        kn, ku, rows = block_streams(seed, draw0, d0, nd)
         # ---- per-draw setup: posterior draw, availability, sources, start delays
-        p = p_base.copy()
-        s_post = draw_parameters(su, pru, pos, p, free_idx, post_theta, od)
-        od[k + 9 * ns] = s_post
-        a_d, mtbf_h = draw_availability(sn, prz, pos, availability, availability_sd, mttr_h)
-        od[k + 9 * ns + 1] = a_d
-        src_off = np.empty((ns, NOFF))
-        x = np.empty((ns, 3))
-        innov = np.empty((ns, 3))
-        gfac = np.empty((ns, 3))
-        draw_sources(
-            sn, prz, pos, r_mean, r_sd, g_mean_sd, g_sd, g_phi, g_chol, k, src_off, x, innov, gfac, od
-        )
-        start = np.empty(ns, np.int64)
-        ttf = draw_starts(su, pru, pos, start_lo, start_span, mtbf_h, start, od[k + 8 * ns :])
-        # ---- state and work arrays (allocated once per draw)
+        bq = np.zeros((nq, nf, BLOCK))  # the block's quarterly sums and levels
+        bod = np.zeros((BLOCK, out_draw.shape[1]))
+        p = np.empty((BLOCK, p_base.shape[0]))
+        s_post = np.empty(BLOCK, np.int64)
+        a_d = np.empty(BLOCK)
+        mtbf_h = np.empty(BLOCK)
+        ttf = np.empty(BLOCK)
+        down_rem = np.zeros(BLOCK)
+        src_off = np.empty((BLOCK, ns, NOFF))
+        x = np.empty((ns, 3, BLOCK))
+        innov = np.empty((ns, 3, BLOCK))
+        gfac = np.empty((ns, 3, BLOCK))
+        start = np.empty((ns, BLOCK), np.int64)
+        for b in range(nl):
+            p[b, :] = p_base
+            s_post[b] = draw_parameters(b, ku[b], use_pre, pre_u, rows[b], p, free_idx, post_theta, bod)
+            bod[b, k + 9 * ns] = s_post[b]
+            a_d[b], mtbf_h[b] = draw_availability(
+                kn[b], use_pre, pre_z, rows[b], availability, availability_sd, mttr_h
+            )
+            bod[b, k + 9 * ns + 1] = a_d[b]
+            # fmt: off
+            draw_sources(b, kn[b], use_pre, pre_z, rows[b], r_mean, r_sd, g_mean_sd, g_sd, g_phi, g_chol,
+                         k, src_off, x, innov, gfac, bod)
+            ttf[b] = draw_starts(b, ku[b], use_pre, pre_u, rows[b], start_lo, start_span, mtbf_h[b],
+                                 start, bod, k + 8 * ns)
+            # fmt: on
+        iz = 1 + 11 * ns  # next normal and uniform of every draw of the block (lock-step)
+        iu = 2 + ns
+        # ---- state and work arrays (allocated once per block)
         st_t, st_m, hd_t, hd_m = initial_state(stock0, g_mean)
-        arr_t, arr_g, zz, qoff, soff, rc, rec, ubuf = step_work(ns, nf)
-        part_t, part_m, blend, head, split, pull, con_t, o_t, o_m = mill_work(ns)
-        down_rem = 0.0
+        zq = np.empty((NOFF, BLOCK))
+        zb = np.empty((4, BLOCK))
+        flag = np.empty(BLOCK, np.int64)
+        qoff = np.zeros((NOFF, BLOCK))
+        soff = np.empty((BLOCK, ns, NOFF))
+        rc = np.empty((BLOCK, ns, N_RC))
+        arr_t = np.empty((ns, BLOCK))
+        arr_g = np.empty((ns, 3, BLOCK))
+        up = np.empty(BLOCK)
+        demand = np.empty(BLOCK)
+        part_t = np.empty((ns, BLOCK))
+        part_m = np.empty((ns, 3, BLOCK))
+        blend = np.empty((3, BLOCK))
+        r_pb = np.empty((ns, BLOCK))
+        r_zn = np.empty((ns, BLOCK))
+        rel_pb = np.empty((ns, BLOCK))
+        rel_zn = np.empty((ns, BLOCK))
+        head = np.empty(3)
+        split = np.empty((3, 2))
+        pull = np.empty(2)
+        con_t = np.empty(2)
+        o_t = np.empty(3)
+        o_m = np.empty((3, 3))
+        rec = np.zeros((nf, BLOCK))  # the step's record: only written when daily
         q_prev = -1
         for t in range(n_steps):
             q = step_q[t]
             if q != q_prev:
                 qr = mill_rate[q] * 24.0 / recovery.REFERENCE_TPD
-                quarter_constants(sn, prz, pos, post, s_post, src_off, kind, p, qr, qoff, soff, rc)
+                # fmt: off
+                quarter_constants(nl, kn, iz, use_pre, pre_z, rows, zq, flag, post, s_post, src_off, kind,
+                                  p, qr, qoff, soff, rc)
+                # fmt: on
+                iz += NOFF
                 q_prev = q
-            rec[:] = 0.0
+            acc = bq[q]
+            if daily:
+                rec[:, :] = 0.0
             # fmt: off
-            deliveries(sn, prz, pos, t, q, mode, supply, rate_cv, start,
-                       g_mean, g_chol, g_phi, innov, gfac, x, zz, arr_t, arr_g)
+            deliveries(nl, kn, iz, use_pre, pre_z, rows, zb, flag, t, q, mode, supply, rate_cv, start,
+                       g_mean, g_chol, g_phi, innov, gfac, x, arr_t, arr_g)
             # fmt: on
-            up, ttf, down_rem = operating_hours(
-                su, pru, pos, ubuf, step_h, mttr_h, mtbf_h, a_d, ttf, down_rem
-            )
-            demand = mill_rate[q] * up
-            if mode == MODE_BLEND:
-                blend_deliveries(t, q, demand, supply, start, hold_until, arr_t)
-            stockpile_in(t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, rec)
+            iz += 4 * ns
+            for b in range(nl):
+                up[b], ttf[b], down_rem[b] = operating_hours(
+                    ku[b], iu, use_pre, pre_u, rows[b], step_h, mttr_h, mtbf_h[b], a_d[b], ttf[b], down_rem[b]
+                )
+                demand[b] = mill_rate[q] * up[b]
+                _flow(acc, rec, daily, F_UP_H, b, up[b])
+                _flow(acc, rec, daily, F_CAL_H, b, step_h)
+                if mode == MODE_BLEND:
+                    blend_deliveries(b, t, q, demand[b], supply, start, hold_until, arr_t)
+            iu += 2 * N_FAIL
+            stockpile_in(nl, t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, acc, rec, daily)
+            reclaim(nl, demand, st_t, st_m, part_t, part_m, blend)
             # fmt: off
-            mill(demand, st_t, st_m, grade_dep, p, soff, rc,
-                 part_t, part_m, blend, head, split, pull, con_t, o_t, o_m, rec)
+            mill(nl, grade_dep, p, soff, rc, part_t, part_m, blend, r_pb, r_zn, rel_pb, rel_zn,
+                 head, split, pull, con_t, o_t, o_m, acc, rec, daily)
             # fmt: on
-            stockpile_divert(st_t, st_m, stock_cap, rec)
-            accumulate(rec, up, step_h, st_t, st_m, hd_t, hd_m, qoff, oq, q, out_d, d, t, daily)
+            stockpile_divert(nl, st_t, st_m, stock_cap, acc, rec, daily)
+            if t + 1 == n_steps or step_q[t + 1] != q:
+                levels(nl, st_t, st_m, hd_t, hd_m, qoff, acc)
+            if daily:
+                levels(nl, st_t, st_m, hd_t, hd_m, qoff, rec)
+                store_step(d0, t, rec, out_d)
+        store_block(d0, bq, bod, out_q, out_draw)

@@ -40,8 +40,6 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-from kenomill._mc_kernels import ZIG_RATIO, ZIG_X, _mix64, normal, stream_key
-
 #: lanes processed together (8 float64 = one AVX-512 register; two AVX2 registers)
 BLOCK = 8
 
@@ -56,26 +54,150 @@ _TWO53 = 1.0 / 9007199254740992.0
 _SUB = np.uint64(0xC2B2AE3D27D4EB4F)  # separates a normal's sub-stream key from draw keys
 
 
-@intrinsic
-def _i2f(typingctx, v):
-    """The float64 whose bits are the int64 ``v`` (an LLVM bitcast, vectorisable)."""
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.float64))
-
-    return sig, codegen
+# ----------------------------------------------------------------- SplitMix64 and ZIGNOR
+# (the Monte Carlo kernel's generators: kenomill._mc_kernels re-exports these names)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_MASK = (1 << 64) - 1
 
 
-@intrinsic
-def _f2i(typingctx, v):
-    """The int64 bits of the float64 ``v``."""
-    sig = types.int64(types.float64)
+def _zig_tables(c: int = 128, r: float = 3.442619855899, v: float = 9.91256303526217e-3):
+    """ZIGNOR block edges x[0..c] and ratios x[i+1]/x[i] (Doornik 2005, zigNorInit)."""
+    x = np.zeros(c + 1)
+    f = math.exp(-0.5 * r * r)
+    x[0] = v / f
+    x[1] = r
+    for i in range(2, c):
+        x[i] = math.sqrt(-2.0 * math.log(v / x[i - 1] + f))
+        f = math.exp(-0.5 * x[i] * x[i])
+    x[c] = 0.0
+    return x, x[1:] / x[:-1]
 
-    def codegen(context, builder, signature, args):
-        return builder.bitcast(args[0], context.get_value_type(types.int64))
 
-    return sig, codegen
+ZIG_X, ZIG_RATIO = _zig_tables()
+ZIG_R = 3.442619855899
+
+if nb.config.DISABLE_JIT:
+    # Pure-Python run (NUMBA_DISABLE_JIT=1): NumPy scalars warn on uint64 wrap-around, which
+    # the test suite turns into errors; Python ints masked to 64 bits give the same values.
+    def _mix64(z):
+        z = int(z)
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK
+        return np.uint64(z ^ (z >> 31))
+
+    def stream_key(seed, draw, stream):
+        k = int(_mix64((int(seed) + 0x9E3779B97F4A7C15) & _MASK))
+        k = int(_mix64((k + (int(draw) + 1) * 0xD1B54A32D192ED03) & _MASK))
+        return _mix64((k + (int(stream) + 1) * 0x9E3779B97F4A7C15) & _MASK)
+
+    def _next_u64(st):
+        s = (int(st[0]) + 0x9E3779B97F4A7C15) & _MASK
+        st[0] = np.uint64(s)
+        return _mix64(s)
+
+    def word(key, i):
+        return _mix64((int(key) + (int(i) + 1) * 0x9E3779B97F4A7C15) & _MASK)
+
+    def _sub_state(key, i):
+        return _mix64((int(_mix64(int(key) ^ 0xC2B2AE3D27D4EB4F)) + int(i) * 0x9E3779B97F4A7C15) & _MASK)
+
+    def _i2f(v):
+        return float(np.array(int(v), dtype=np.int64).view(np.float64))
+
+    def _f2i(v):
+        return int(np.array(float(v), dtype=np.float64).view(np.int64))
+
+else:
+
+    @nb.njit(cache=True, inline="always")
+    def _mix64(z):
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+    @nb.njit(cache=True)
+    def stream_key(seed, draw, stream):
+        """64-bit key of stream ``stream`` of draw ``draw`` under ``seed``."""
+        k = _mix64(np.uint64(seed) + _GAMMA)
+        k = _mix64(k + (np.uint64(draw) + np.uint64(1)) * np.uint64(0xD1B54A32D192ED03))
+        return _mix64(k + (np.uint64(stream) + np.uint64(1)) * _GAMMA)
+
+    @nb.njit(cache=True, inline="always")
+    def _next_u64(st):
+        s = st[0] + _GAMMA
+        st[0] = s
+        return _mix64(s)
+
+    @nb.njit(cache=True, inline="always")
+    def word(key, i):
+        """Word ``i`` (0, 1, ...) of the SplitMix64 stream keyed ``key``, without the words before it."""
+        return _mix64(key + (np.uint64(i) + np.uint64(1)) * _GAMMA)
+
+    @nb.njit(cache=True, inline="always")
+    def _sub_state(key, i):
+        # start of the sub-stream that finishes a rejected candidate of normal i
+        return _mix64(_mix64(key ^ _SUB) + np.uint64(i) * _GAMMA)
+
+    @intrinsic
+    def _i2f(typingctx, v):
+        """The float64 whose bits are the int64 ``v`` (an LLVM bitcast, vectorisable)."""
+        sig = types.float64(types.int64)
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+        return sig, codegen
+
+    @intrinsic
+    def _f2i(typingctx, v):
+        """The int64 bits of the float64 ``v``."""
+        sig = types.int64(types.float64)
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+        return sig, codegen
+
+
+@nb.njit(cache=True, inline="always")
+def uniform(st):
+    """Uniform on [0, 1) with 53 random bits from stream state ``st[1]`` (uint64)."""
+    return float(_next_u64(st) >> np.uint64(11)) * _TWO53
+
+
+@nb.njit(cache=True, inline="always")
+def uniform_at(key, i):
+    """Uniform ``i`` of the stream keyed ``key``: the same number as the ``i+1``-th :func:`uniform`."""
+    return float(word(key, i) >> np.uint64(11)) * _TWO53
+
+
+@nb.njit(cache=True)
+def _normal_tail(st, negative):
+    # Marsaglia (1964) tail beyond ZIG_R, as in Doornik's DRanNormalTail
+    while True:
+        x = math.log(1.0 - uniform(st)) / ZIG_R
+        y = math.log(1.0 - uniform(st))
+        if -2.0 * y >= x * x:
+            return x - ZIG_R if negative else ZIG_R - x
+
+
+@nb.njit(cache=True)
+def normal(st):
+    """Standard normal from stream state ``st[1]`` (ZIGNOR ziggurat, Doornik 2005), sequential."""
+    while True:
+        r = _next_u64(st)
+        i = int(r & np.uint64(127))
+        u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
+        if abs(u) < ZIG_RATIO[i]:
+            return u * ZIG_X[i]
+        if i == 0:
+            return _normal_tail(st, u < 0.0)
+        x = u * ZIG_X[i]
+        f0 = math.exp(-0.5 * (ZIG_X[i] * ZIG_X[i] - x * x))
+        f1 = math.exp(-0.5 * (ZIG_X[i + 1] * ZIG_X[i + 1] - x * x))
+        if f1 + uniform(st) * (f0 - f1) < 1.0:
+            return x
 
 
 @nb.njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
@@ -155,33 +277,43 @@ def vpow(x, a, out, tmp):
     vexp(tmp, out)
 
 
+@nb.njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
+def pow1(x, a):
+    """``x ** a`` for ``x > 0`` as ``exp(a log x)`` (see :func:`vpow`); 0 for ``x <= 0``."""
+    return exp1(a * log1(x)) if x > 0.0 else 0.0
+
+
 # ----------------------------------------------------------------- counter-based normals
 @nb.njit(cache=True)
 def _finish_normal(key, idx, r):
     # rejected fast-path candidate r of normal idx: the rest of ZIGNOR on its own sub-stream
     st = np.empty(1, np.uint64)
-    st[0] = _mix64(key ^ _SUB) + np.uint64(idx) * _GAMMA
-    st[0] = _mix64(st[0])
+    st[0] = _sub_state(key, idx)
     j = int(r & np.uint64(127))
     u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
     if j == 0:  # tail beyond ZIG_R (Marsaglia 1964), as Doornik's DRanNormalTail
         while True:
-            s = st[0] + _GAMMA
-            st[0] = s
-            x = math.log(1.0 - float(_mix64(s) >> np.uint64(11)) * _TWO53) / ZIG_X[1]
-            s = st[0] + _GAMMA
-            st[0] = s
-            y = math.log(1.0 - float(_mix64(s) >> np.uint64(11)) * _TWO53)
+            x = math.log(1.0 - uniform(st)) / ZIG_X[1]
+            y = math.log(1.0 - uniform(st))
             if -2.0 * y >= x * x:
                 return x - ZIG_X[1] if u < 0.0 else ZIG_X[1] - x
     x = u * ZIG_X[j]
     f0 = math.exp(-0.5 * (ZIG_X[j] * ZIG_X[j] - x * x))
     f1 = math.exp(-0.5 * (ZIG_X[j + 1] * ZIG_X[j + 1] - x * x))
-    s = st[0] + _GAMMA
-    st[0] = s
-    if f1 + float(_mix64(s) >> np.uint64(11)) * _TWO53 * (f0 - f1) < 1.0:
+    if f1 + uniform(st) * (f0 - f1) < 1.0:
         return x
     return normal(st)  # a fresh ziggurat normal from the sub-stream
+
+
+@nb.njit(cache=True, inline="always", error_model="numpy")
+def normal_at(key, i):
+    """Normal ``i`` of the draw keyed ``key`` (one value of :func:`normals_at`)."""
+    r = word(key, i)
+    j = r & np.uint64(127)
+    u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
+    if abs(u) < ZIG_RATIO[j]:
+        return u * ZIG_X[j]
+    return _finish_normal(key, i, r)
 
 
 @nb.njit(cache=True, error_model="numpy")
@@ -192,32 +324,28 @@ def normals_at(key, i0, out, flag):
     """
     n = out.shape[0]
     for t in range(n):
-        r = _mix64(key + (np.uint64(i0 + t) + np.uint64(1)) * _GAMMA)
+        r = word(key, i0 + t)
         j = r & np.uint64(127)
         u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
         out[t] = u * ZIG_X[j]
         flag[t] = 0 if abs(u) < ZIG_RATIO[j] else 1
     for t in range(n):
         if flag[t] != 0:
-            r = _mix64(key + (np.uint64(i0 + t) + np.uint64(1)) * _GAMMA)
-            out[t] = _finish_normal(key, np.uint64(i0 + t), r)
+            out[t] = _finish_normal(key, i0 + t, word(key, i0 + t))
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def normals_lanes(keys, idx, out, flag):
-    """Normal number ``idx`` of each of a block of draws (keys[b]): the lock-step form."""
-    n = keys.shape[0]
-    ctr = (np.uint64(idx) + np.uint64(1)) * _GAMMA
+def normals_lanes(n, keys, idx, out, flag):
+    """Normal number ``idx`` of each of the first ``n`` draws of a block (keys[b]): the lock-step form."""
     for b in range(n):
-        r = _mix64(keys[b] + ctr)
+        r = word(keys[b], idx)
         j = r & np.uint64(127)
         u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
         out[b] = u * ZIG_X[j]
         flag[b] = 0 if abs(u) < ZIG_RATIO[j] else 1
     for b in range(n):
         if flag[b] != 0:
-            r = _mix64(keys[b] + ctr)
-            out[b] = _finish_normal(keys[b], np.uint64(idx), r)
+            out[b] = _finish_normal(keys[b], idx, word(keys[b], idx))
 
 
 @nb.njit("void(u8, i8, f8[:, ::1])", cache=True, parallel=True)
@@ -236,11 +364,15 @@ def simd_floor(seed, n_draws, n_steps, n_sources):
     Per draw-step and source, as the kernel needs them: 4 normals (3 grade innovations,
     1 tonnage), 4 ``exp`` (3 lognormal grades, 1 lognormal tonnage) and 2 ``pow`` (the
     silver terms ``1 - (1 - R)**a``), over blocks of :data:`BLOCK` draws in lock-step.
-    Returns a checksum so that nothing is optimised away.
+    Returns a checksum so that nothing is optimised away. The lane loops run to a lane count
+    known only at run time, as the kernel's: LLVM does not vectorise a loop of a constant 8
+    iterations that needs run-time alias checks ("tiny trip count"), which kept an earlier
+    version of this floor scalar.
     """
     nb_blocks = (n_draws + BLOCK - 1) // BLOCK
     total = 0.0
     for blk in nb.prange(nb_blocks):
+        nl = min(BLOCK, n_draws - blk * BLOCK)
         keys = np.empty(BLOCK, np.uint64)
         for b in range(BLOCK):
             keys[b] = stream_key(seed, blk * BLOCK + b, 2)
@@ -248,26 +380,20 @@ def simd_floor(seed, n_draws, n_steps, n_sources):
         flag = np.empty(BLOCK, np.int64)
         e = np.empty(BLOCK)
         x = np.zeros(BLOCK)
-        w = np.empty(BLOCK)
-        a = np.full(BLOCK, 1.7)
-        tmp = np.empty(BLOCK)
         acc = np.zeros(BLOCK)  # one sum per lane: a scalar sum would serialise the lanes
         i = 0
         for _t in range(n_steps):
             for _s in range(n_sources):
                 for _c in range(4):
-                    normals_lanes(keys, i, z, flag)
+                    normals_lanes(nl, keys, i, z, flag)
                     i += 1
-                    for b in range(BLOCK):
+                    for b in range(nl):
                         x[b] = 0.9 * x[b] + 0.087 * z[b]
-                    vexp(x, e)
-                    for b in range(BLOCK):
+                        e[b] = exp1(x[b])
                         acc[b] += e[b]
                 for _c in range(2):
-                    for b in range(BLOCK):
-                        w[b] = 0.05 + 0.9 / (1.0 + e[b])
-                    vpow(w, a, e, tmp)
-                    for b in range(BLOCK):
+                    for b in range(nl):
+                        e[b] = pow1(0.05 + 0.9 / (1.0 + e[b]), 1.7)
                         acc[b] += e[b]
-        total += acc.sum()
+        total += acc[:nl].sum()
     return total

@@ -342,6 +342,48 @@ def response_constants(kind, p, q_ratio, offsets, rc):
     rc[RC_EINV_AG] = math.exp(-offsets[O_LOGIT_REC_AG_PBCON])
 
 
+# respond_feed in two pieces around its two powers, so that the Monte Carlo kernel can
+# compute those over a block of draws in SIMD lanes (kenomill._simd.pow1) between them
+@nb.njit(cache=True, inline="always")
+def circuit_recovery(grade_dep, r0, tail, grade, offset, einv):
+    """One circuit's recovery of its mineral: ``r0`` (response constant) x grade factor, logit offset.
+
+    ``grade``: the element's mass fraction in the blended feed; ``einv = exp(-offset)``.
+    """
+    r = r0
+    if grade_dep == 1:
+        r *= max(0.0, 1.0 - tail / grade) if grade > 0.0 else 0.0
+    return _logit_shift(_clip01(r), offset, einv)
+
+
+@nb.njit(cache=True, inline="always")
+def split_pull(p, head, r_pb, r_znc, rel_pb, rel_zn, offset_ag, rc, split, pull):
+    """Shares ``split[3, 2]`` and pulls ``pull[2]`` from the two circuits' recoveries.
+
+    ``rel_pb``, ``rel_zn``: :func:`_relative_floatability` of ``r_pb`` with ``ag_pb`` and of
+    ``r_znc`` with ``ag_zn``; ``offset_ag``: the logit offset of silver to the lead con.
+    """
+    r_ag_pb = _logit_shift(rel_pb, offset_ag, rc[RC_EINV_AG])
+    r_ag_zn = (1.0 - r_ag_pb) * rel_zn
+    zn_pb = p[I_ZN_PB]
+    pb_zn = (1.0 - r_pb) * p[I_PB_ZN]
+    split[0, 0] = r_ag_pb
+    split[0, 1] = r_ag_zn
+    split[1, 0] = r_pb
+    split[1, 1] = pb_zn
+    split[2, 0] = zn_pb
+    split[2, 1] = (1.0 - zn_pb) * r_znc
+    # concentrate masses from minerals + gangue (per tonne of the component)
+    f_ag = head[0]
+    galena = head[1] / GALENA_PB
+    sphal = head[2] / SPHALERITE_ZN
+    gangue = max(1.0 - galena - sphal, 0.0)
+    e_pb = rc[RC_EPB]
+    e_zn = rc[RC_EZN]
+    pull[0] = galena * split[1, 0] + sphal * split[2, 0] + gangue * e_pb + f_ag * split[0, 0]
+    pull[1] = galena * split[1, 1] + sphal * split[2, 1] + gangue * (1.0 - e_pb) * e_zn + f_ag * split[0, 1]
+
+
 @nb.njit(cache=True, inline="always")
 def respond_feed(grade_dep, p, head, grade, offsets, rc, split, pull):
     """Feed-dependent half of the response, for one component of the circuit feed.
@@ -367,43 +409,18 @@ def respond_feed(grade_dep, p, head, grade, offsets, rc, split, pull):
     pull : float64[2] (out)
         Concentrate tonnes / component tonnes of (lead con, zinc con).
     """
-    f_ag = head[0]
-    f_pb = head[1]
-    f_zn = head[2]
-    b_pb = grade[1]
-    b_zn = grade[2]
-    # lead circuit: galena
-    r_pb = rc[RC_RPB]
-    if grade_dep == 1:
-        r_pb *= max(0.0, 1.0 - p[I_TAIL_PB] / b_pb) if b_pb > 0.0 else 0.0
-    r_pb = _logit_shift(_clip01(r_pb), offsets[O_LOGIT_REC_PB], rc[RC_EINV_PB])
-    # zinc circuit recovery of the zinc that enters it
-    r_znc = rc[RC_RZN]
-    if grade_dep == 1:
-        r_znc *= max(0.0, 1.0 - p[I_TAIL_ZN] / b_zn) if b_zn > 0.0 else 0.0
-    r_znc = _logit_shift(_clip01(r_znc), offsets[O_LOGIT_REC_ZN], rc[RC_EINV_ZN])
+    r_pb = circuit_recovery(
+        grade_dep, rc[RC_RPB], p[I_TAIL_PB], grade[1], offsets[O_LOGIT_REC_PB], rc[RC_EINV_PB]
+    )
+    r_znc = circuit_recovery(
+        grade_dep, rc[RC_RZN], p[I_TAIL_ZN], grade[2], offsets[O_LOGIT_REC_ZN], rc[RC_EINV_ZN]
+    )
     # Silver carriers float alongside galena (then sphalerite) with a relative rate a: in
     # first-order flotation R_Ag = 1 - exp(-a k tau) = 1 - (1 - R)^a. Unlike a ratio
     # R_Ag = a R, this stays below 1 for any a, with no kink where a R would reach 1.
-    r_ag_pb = _relative_floatability(r_pb, p[I_AG_PB])
-    r_ag_pb = _logit_shift(r_ag_pb, offsets[O_LOGIT_REC_AG_PBCON], rc[RC_EINV_AG])
-    r_ag_zn = (1.0 - r_ag_pb) * _relative_floatability(r_znc, p[I_AG_ZN])
-    zn_pb = p[I_ZN_PB]
-    pb_zn = (1.0 - r_pb) * p[I_PB_ZN]
-    split[0, 0] = r_ag_pb
-    split[0, 1] = r_ag_zn
-    split[1, 0] = r_pb
-    split[1, 1] = pb_zn
-    split[2, 0] = zn_pb
-    split[2, 1] = (1.0 - zn_pb) * r_znc
-    # concentrate masses from minerals + gangue (per tonne of the component)
-    galena = f_pb / GALENA_PB
-    sphal = f_zn / SPHALERITE_ZN
-    gangue = max(1.0 - galena - sphal, 0.0)
-    e_pb = rc[RC_EPB]
-    e_zn = rc[RC_EZN]
-    pull[0] = galena * split[1, 0] + sphal * split[2, 0] + gangue * e_pb + f_ag * split[0, 0]
-    pull[1] = galena * split[1, 1] + sphal * split[2, 1] + gangue * (1.0 - e_pb) * e_zn + f_ag * split[0, 1]
+    rel_pb = _relative_floatability(r_pb, p[I_AG_PB])
+    rel_zn = _relative_floatability(r_znc, p[I_AG_ZN])
+    split_pull(p, head, r_pb, r_znc, rel_pb, rel_zn, offsets[O_LOGIT_REC_AG_PBCON], rc, split, pull)
 
 
 @nb.njit(cache=True)

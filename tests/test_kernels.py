@@ -152,3 +152,49 @@ def test_forward_paths_agree_on_random_feeds(args):
     b_t, b_metal = _forward(_reference.circuit_forward, *args)
     np.testing.assert_allclose(a_t, b_t, rtol=1e-12, atol=1e-9 * max(1.0, float(args[0].max())))
     np.testing.assert_allclose(a_metal, b_metal, rtol=1e-12, atol=1e-9 * max(1.0, float(args[0].max())))
+
+
+# ---- the Monte Carlo kernel in blocks of draws (issue 14) ----------------------------------
+
+
+def _mc_run(plan, seed, draw0, n, daily=False):
+    inputs, outputs = plan.kernel_args(seed, draw0, n, daily)
+    KERNELS["mc_simulate"].numba(*inputs, *outputs)
+    return outputs
+
+
+def test_mc_draw_does_not_depend_on_its_lane_or_block():
+    """Draws run 8 to a block in lock-step: a draw's bits are the same in any lane, any block."""
+    from kenomill._registry import _mc_plan
+    from kenomill._simd import BLOCK
+
+    plan = _mc_plan()
+    whole = _mc_run(plan, 77, 0, BLOCK + 4, daily=True)
+    shifted = _mc_run(plan, 77, 3, BLOCK + 1, daily=True)  # draw 3 in lane 0, a partial block
+    alone = _mc_run(plan, 77, BLOCK + 2, 1, daily=True)  # one draw, seven lanes not kept
+    for w, s, a in zip(whole, shifted, alone, strict=True):
+        np.testing.assert_array_equal(w[3:], s)
+        np.testing.assert_array_equal(w[BLOCK + 2 : BLOCK + 3], a)
+    # per-step output asked for or not: the same quarterly sums, bit for bit
+    quarterly = _mc_run(plan, 77, 0, BLOCK + 4)
+    np.testing.assert_array_equal(quarterly[0], whole[0])
+    np.testing.assert_array_equal(quarterly[2], whole[2])
+
+
+@pytest.mark.parametrize("n", [1, 11])
+def test_mc_kernel_closes_for_every_stream_and_element(n):
+    """Every step of every draw: pbcon + zncon + tails = mill feed, for solids and each element."""
+    from kenomill import _mc_kernels as K
+    from kenomill._registry import _mc_plan
+
+    plan = _mc_plan()
+    _, od, _ = _mc_run(plan, 1000 + n, 5 * n, n, daily=True)
+    feed_t = od[..., K.F_FEED_T]
+    streams = od[..., K.F_STREAM_T : K.F_STREAM_T + 3]
+    np.testing.assert_allclose(streams.sum(-1), feed_t, rtol=CLOSURE_RTOL, atol=1e-9)
+    metal = od[..., K.F_STREAM_M : K.F_STREAM_M + 9].reshape(*od.shape[:2], 3, 3)
+    feed_m = od[..., K.F_FEED_M : K.F_FEED_M + 3]
+    np.testing.assert_allclose(metal.sum(-2), feed_m, rtol=CLOSURE_RTOL, atol=1e-12)
+    assert (streams >= -1e-9 * feed_t[..., None]).all()
+    assert (metal >= -1e-9 * feed_t[..., None, None]).all()
+    assert (feed_t > 0).mean() > 0.8  # the mill ran on most days

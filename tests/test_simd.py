@@ -66,7 +66,7 @@ def test_normals_keyed_by_seed_and_draw():
     keys = np.array([_simd.stream_key(seed, d, 2) for d in range(8)], dtype=np.uint64)
     lane, flag = np.empty(8), np.empty(8, np.int64)
     for i in (0, 5, 299):
-        _simd.normals_lanes(keys, i, lane, flag)
+        _simd.normals_lanes(8, keys, i, lane, flag)
         np.testing.assert_array_equal(lane, z[:8, i])
     # and a block of indices starting anywhere
     blk, flag = np.empty(50), np.empty(50, np.int64)
@@ -106,3 +106,35 @@ def test_simd_floor_runs():
     # 16 draws x 3 steps x 3 sources: 4 lognormal-like exp (>0) and 2 pow in (0, 1) each
     a = _simd.simd_floor(np.uint64(1), 16, 3, 3)
     assert np.isfinite(a) and a > 16 * 3 * 3 * 2 * 0.0
+
+
+def test_normal_at_is_the_block_forms_value():
+    # the kernel's per-draw setup reads normal i alone; its steps read it in lanes
+    keys = np.array([_simd.stream_key(np.uint64(5), d, 0) for d in range(_simd.BLOCK)], dtype=np.uint64)
+    blk, flag = np.empty(400), np.empty(400, np.int64)
+    _simd.normals_at(keys[2], 0, blk, flag)
+    lane, lflag = np.empty(_simd.BLOCK), np.empty(_simd.BLOCK, np.int64)
+    for i in range(400):
+        assert _simd.normal_at(keys[2], i) == blk[i]
+        _simd.normals_lanes(_simd.BLOCK, keys, i, lane, lflag)
+        assert lane[2] == blk[i]
+
+
+def test_rejected_candidates_match_the_reference_twin():
+    # wedge, tail and the sub-stream's fresh ziggurat: enough normals to hit each path
+    seed = np.uint64(2**63 + 12345)
+    z = np.empty((16, 4000))
+    _simd.fill_normals(seed, np.int64(0), z)
+    keys = _mc_reference.stream_keys(int(seed), np.arange(16), 2)
+    want = np.stack([_mc_reference.normals(keys, i) for i in range(4000)], axis=1)
+    np.testing.assert_array_equal(z, want)
+    assert (np.abs(z) > ZIG_X[1]).sum() >= 10  # the tail beyond the base strip was drawn
+
+
+def test_pow1_matches_numpy_and_is_zero_at_zero():
+    rng = np.random.default_rng(4)
+    x = np.concatenate([rng.uniform(1e-12, 1.0, 5000), [1.0, 1e-300]])
+    a = rng.uniform(0.05, 3.0, x.size)
+    got = np.array([_simd.pow1(xi, ai) for xi, ai in zip(x, a, strict=True)])
+    np.testing.assert_allclose(got, x**a, rtol=2e-14, atol=1e-300)
+    assert _simd.pow1(0.0, 0.7) == 0.0
