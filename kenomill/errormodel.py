@@ -67,8 +67,23 @@ Users override the defaults from a TOML file (:meth:`ErrorModel.from_toml`)::
 
 or on the command line (``kenomill reconcile --rel-pct assays=3 --rel-pct zn_lb=0.5``).
 
+Sizes estimated from the data (the reconciliation's default)
+-------------------------------------------------------------
+:func:`estimate_sizes` estimates each kind's relative error by maximum likelihood from the
+balance residuals of the base periods that pass both tests, the printed rounding kept as a
+known floor, with profile-likelihood intervals, and says when a kind cannot be estimated
+(it then keeps the size above). :func:`kenomill.reconcile.reconcile_dataset` uses it unless
+``error_sizes="fixed"``; ``ErrorModel()`` itself (what :func:`resolve` gives for None, and
+what the calibration uses) keeps the documented sizes above. On the packaged quarters the
+estimated sizes are at or near the rounding floor: the printed figures agree with each
+other to their printed digits (contained metal is computed from concentrate tonnes and
+assays). That measures their mutual consistency, not their error against the truth:
+sampling error carried consistently through the bookkeeping leaves no trace in a balance.
+
 References
 ----------
+Almasy, G.A., Mah, R.S.H., Estimation of measurement error variances from process data,
+*Ind. Eng. Chem. Process Des. Dev.* 23 (1984) 779-784.
 Morrison, R.D. (ed.), *An Introduction to Metal Balancing and Reconciliation*, JKMRC
 Monograph Series in Mining and Mineral Processing 4, Brisbane, 2008.
 Narasimhan, S., Jordache, C., *Data Reconciliation and Gross Error Detection*, Gulf,
@@ -665,11 +680,15 @@ def estimate_sizes(
     the printed rounding as a known floor: ``sigma^2 = (unit/sqrt 12)^2 + (r_kind |y|)^2``,
     each ``r_kind >= 0``. Honest about which periods agree:
 
-    1. fit the sizes to every base period;
-    2. reconcile each base period with those sizes; the consistent ones are those that
-       pass the global test and have no figure flagged by the measurement test;
-    3. refit on the consistent ones and re-test all base periods; repeat until the set
-       of consistent periods no longer changes.
+    1. test every base period with the starting sizes (``start``); the consistent ones
+       pass the global test and have no figure flagged by the measurement test, both at
+       the Sidak level over the base periods (so that consistent periods are all kept with
+       probability ``1 - alpha``, and the sizes are not biased low by dropping the largest
+       chi2s); all base periods if none passes (a gross error fitted along with the rest
+       would inflate the sizes and hide itself, hence no fit on everything first);
+    2. fit the sizes to the consistent periods;
+    3. re-test every base period with the fitted sizes; refit and repeat until the set of
+       consistent periods no longer changes (a cycle ends on the periods common to it).
 
     A kind whose profile likelihood stays within the ``level`` threshold of its maximum
     all the way up to :data:`MAX_RELATIVE_PCT` is **not identifiable** from the data: it

@@ -321,6 +321,10 @@ def test_fixed_sizes_reproduce_the_old_results():
     ra = reconciled_periods(across_periods=True, error_sizes="fixed")
     assert ra.attrs["chi2_total"] == pytest.approx(OLD_CHI2_ACROSS, rel=1e-12)
     assert r.attrs["error_sizes"].startswith("fixed: relative: tonnes 1.5 %")
+    # the command line too: the row README printed before issue 10
+    out = CliRunner().invoke(main, ["reconcile", "--error-sizes", "fixed", "--top", "0"]).output
+    assert "│ 2011Q4 │ 32.65 │   7 │ 3.08e-05 │     YES     │ zn_lb [lb]" in out
+    assert "gross error (p < 0.05) in: 2011Q4\n" in out and "Relative error sizes" not in out
 
 
 def test_bad_error_sizes_value():
