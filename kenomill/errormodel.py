@@ -149,11 +149,16 @@ class ErrorModel:
         the column's kind.
     rounding : bool
         Include the printed rounding, ``unit / sqrt(12)`` (default True).
+    given : iterable of str, optional
+        Kinds whose size was set on purpose (default: the kinds in ``relative_pct``). With
+        estimated sizes (:func:`estimate_sizes`, the reconciliation's default) these keep
+        their size and the other kinds are estimated. Not part of equality.
     """
 
-    relative_pct: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_RELATIVE_PCT))
+    relative_pct: Mapping[str, float] = field(default_factory=dict)
     columns_pct: Mapping[str, float] = field(default_factory=dict)
     rounding: bool = True
+    given: frozenset[str] | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         rel = dict(DEFAULT_RELATIVE_PCT)
@@ -170,6 +175,11 @@ class ErrorModel:
             cols[k] = _check_pct("columns_pct.", k, v)
         if not isinstance(self.rounding, bool):
             raise ValidationError(f"rounding: found {self.rounding!r}; allowed: true or false")
+        given = frozenset(dict(self.relative_pct) if self.given is None else self.given)
+        bad = sorted(given - set(DEFAULT_RELATIVE_PCT))
+        if bad:
+            raise ValidationError(f"given: unknown kind(s) {bad}; allowed: {', '.join(DEFAULT_RELATIVE_PCT)}")
+        object.__setattr__(self, "given", given)
         object.__setattr__(self, "relative_pct", MappingProxyType(rel))
         object.__setattr__(self, "columns_pct", MappingProxyType(cols))
 
@@ -212,7 +222,8 @@ class ErrorModel:
                     f"--rel-pct: unknown name {k!r}; allowed: a kind ({', '.join(DEFAULT_RELATIVE_PCT)}) "
                     f"or a column ({', '.join(KIND_OF)})"
                 )
-        return replace(self, relative_pct=rel, columns_pct=cols)
+        given = (self.given or frozenset()) | {k for k in overrides if k in DEFAULT_RELATIVE_PCT}
+        return replace(self, relative_pct=rel, columns_pct=cols, given=given)
 
     # -- use ------------------------------------------------------------------------
     def relative(self, column: str) -> float:
@@ -351,8 +362,11 @@ class SizeEstimate:
             else:
                 parts.append(f"{k} {v:g} % (fixed, not identifiable)")
         src = ", ".join(self.periods) if self.periods else "no consistent period"
+        head = f"relative, ML on {src}"
+        if not any(self.status[k].startswith("estimated") for k in KINDS):
+            head = f"relative, none estimated (consistent periods: {src})"
         return (
-            f"relative, ML on {src}"
+            head
             + (f" ({self.level:.0%} profile-likelihood intervals)" if self.interval_pct else "")
             + ": "
             + ", ".join(parts)
@@ -391,7 +405,7 @@ class _Likelihood:
 
     def __init__(self, systems, start: ErrorModel, free: Sequence[str]):
         self.free = tuple(free)
-        self.groups = {}  # rows per period -> lists of (S0, M, r)
+        self.groups: dict[int, list] = {}  # rows per period -> lists of (S0, M, r)
         self.n = 0
         for cols, y, reso, A, r in systems:
             n = len(cols)
@@ -416,15 +430,15 @@ class _Likelihood:
                     rel = start.relative_pct[kind] / 100.0
                 srcs.append((None if fixed else kind, rel, g))
             V0 = np.diag(rnd)
-            for kind, rel, g in srcs:
-                if kind is None:
+            for src_kind, rel, g in srcs:
+                if src_kind is None:
                     V0 = V0 + rel**2 * np.outer(g, g)
             S0 = A @ V0 @ A.T
             M = np.zeros((len(self.free), A.shape[0], A.shape[0]))
-            for kind, _, g in srcs:
-                if kind is not None:
+            for src_kind, _, g in srcs:
+                if src_kind is not None:
                     h = A @ g * 0.01  # theta in %^2
-                    M[self.free.index(kind)] += np.outer(h, h)
+                    M[self.free.index(src_kind)] += np.outer(h, h)
             m = A.shape[0]
             self.groups.setdefault(m, []).append((S0, M, r))
             self.n += m
@@ -665,7 +679,7 @@ def estimate_sizes(
     periods=None,
     *,
     start=None,
-    fixed: Sequence[str] = (),
+    fixed: Sequence[str] | None = None,
     alpha: float = 0.05,
     correction: str = "sidak",
     with_tpd: bool = True,
@@ -704,8 +718,9 @@ def estimate_sizes(
         Sizes kept for kinds that are given or not identifiable, the rounding switch and
         per-column sizes (columns with their own size are not estimated). Default: the
         documented fixed sizes (:data:`DEFAULT_RELATIVE_PCT`).
-    fixed : sequence of str
-        Kinds not to estimate (kept at ``start``'s size).
+    fixed : sequence of str, optional
+        Kinds not to estimate (kept at ``start``'s size); default ``start.given``, the
+        kinds the starting model sets on purpose (none for the documented defaults).
     alpha, correction
         Tests that decide which periods are consistent (see :mod:`kenomill.reconcile`).
     with_tpd : bool
@@ -736,6 +751,7 @@ def estimate_sizes(
 
     start = resolve(start)
     ds = reported_periods() if periods is None else periods
+    fixed = sorted(start.given if fixed is None else fixed)
     for k in fixed:
         if k not in KINDS:
             raise ValidationError(f"fixed: unknown kind {k!r}; allowed: {', '.join(KINDS)}")

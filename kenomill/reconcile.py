@@ -1069,8 +1069,10 @@ def reconcile_dataset(
         Reconcile all periods together, with the additivity constraints.
     error_model : ErrorModel, mapping, path or None
         See :mod:`kenomill.errormodel` (None: the documented defaults). With
-        ``error_sizes="estimated"`` it is the starting point: its rounding switch and
-        per-column sizes are kept, its kind sizes stand where the data cannot identify them.
+        ``error_sizes="estimated"`` it is the starting point: its rounding switch, its
+        per-column sizes and the kinds it sets (``ErrorModel.given``: those named in its
+        ``relative_pct``) are kept; the other kinds are estimated, their sizes standing only
+        where the data cannot identify them.
     alpha, correction
         Significance level and multiple-test correction (see :func:`reconcile_linear`).
     exclude : iterable of str

@@ -98,7 +98,7 @@ def test_unidentifiable_kind_is_said_and_keeps_its_fixed_size():
     ds = _synthetic(12, 3)
     for c in ("rec_ag_pct", "rec_pb_pct", "rec_zn_pct"):
         ds[c + "_resolution"].values[:] = 300.0
-    start = ErrorModel(relative_pct={"recoveries": 1.7})
+    start = ErrorModel(relative_pct={"recoveries": 1.7}, given=())  # a fallback, not given
     e = estimate_sizes(ds, start=start)
     assert e.status["recoveries"] == STATUS_NOT_IDENTIFIABLE
     assert e.model.relative_pct["recoveries"] == 1.7 and np.isnan(e.estimate_pct["recoveries"])
@@ -116,6 +116,15 @@ def test_unidentifiable_kind_is_said_and_keeps_its_fixed_size():
 def test_given_kinds_are_kept():
     e = estimate_sizes(_synthetic(20, 1), fixed=["assays"], start={"relative_pct": {"assays": 2.5}})
     assert e.model.relative_pct["assays"] == 2.5 and e.status["assays"] == "given: fixed"
+    # the kinds an error model sets are the given ones by default: set all, estimate none
+    r = reconciled_periods(error_model=ROUNDING_ONLY)
+    np.testing.assert_array_equal(
+        r.chi2.values, reconciled_periods(error_model=ROUNDING_ONLY, error_sizes="fixed").chi2.values
+    )
+    assert "none estimated" in r.attrs["error_sizes"]
+    assert ErrorModel().given == frozenset() and ErrorModel().with_overrides({"tonnes": 1}).given == {
+        "tonnes"
+    }
     with pytest.raises(ValidationError, match=r"fixed: unknown kind 'assay'; allowed: tonnes"):
         estimate_sizes(fixed=["assay"])
 

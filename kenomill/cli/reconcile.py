@@ -318,7 +318,9 @@ def reconcile(
     model = ErrorModel.from_toml(error_model) if error_model else ErrorModel()
     given_kinds = set(_kinds_in_toml(error_model)) if error_model else set()
     if rounding_only:
-        model = replace(model, relative_pct=dict.fromkeys(DEFAULT_RELATIVE_PCT, 0.0), columns_pct={})
+        model = replace(
+            model, relative_pct=dict.fromkeys(DEFAULT_RELATIVE_PCT, 0.0), columns_pct={}, given=KINDS
+        )
         given_kinds = set(KINDS)
     overrides = _parse_rel(rel_pct)
     model = model.with_overrides(overrides)
