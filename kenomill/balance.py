@@ -32,8 +32,24 @@ QUANTITIES = ("ag_oz", "pb_lb", "zn_lb", "rec_ag_pct", "rec_pb_pct", "rec_zn_pct
 
 
 def _half_rel(ds, col):
-    """Half a unit of the last printed digit, relative to the printed value."""
-    return 0.5 * ds[col + "_resolution"].values / np.abs(ds[col].values)
+    """Half a unit of the last printed digit, relative to the printed value (inf for a printed 0)."""
+    half = 0.5 * ds[col + "_resolution"].values
+    p = np.abs(ds[col].values)
+    return np.divide(half, p, out=np.full(p.shape, np.inf), where=p > 0)
+
+
+def _bounds(ds, col, to=lambda v: v):
+    """(low, high) of what a printed figure can be: value -/+ half its last digit, not below 0."""
+    p = ds[col].values
+    half = 0.5 * ds[col + "_resolution"].values
+    return to(np.maximum(p - half, 0.0)), to(p + half)
+
+
+def _div_bounds(num, den):
+    """Bounds of num / den from the bounds of each (den's low bound may be 0: then unbounded)."""
+    lo = np.divide(num[0], den[1], out=np.zeros_like(num[0]), where=den[1] > 0)
+    hi = np.divide(num[1], den[0], out=np.full_like(num[1], np.inf), where=den[0] > 0)
+    return lo, hi
 
 
 def _worst_case_pct(num, den, sums=()):
@@ -51,15 +67,26 @@ def _worst_case_pct(num, den, sums=()):
     """
     hi = np.ones_like(np.asarray(den[0], dtype=float))
     lo = hi.copy()
+    # a printed 0 (h = inf) or a value below its own half unit (h >= 1) bounds no ratio: the
+    # tolerance is infinite there and balance_table compares such figures by their bounds
+    hs = [np.asarray(h) for h in (*num, *den)] + [np.asarray(h) for _, ha, hb in sums for h in (ha, hb)]
+    unbounded = np.logical_or.reduce([h >= 1 for h in hs])
+
+    def ok(h):
+        return np.where(np.asarray(h) >= 1, 0.0, h)
+
+    num, den = [ok(h) for h in num], [ok(h) for h in den]
+    sums = [(v, ok(ha), ok(hb)) for v, ha, hb in sums]
     for h in num:
         hi, lo = hi / (1 - h), lo / (1 + h)
     for h in den:
         hi, lo = hi * (1 + h), lo * (1 - h)
     if sums:
         total = sum(v for v, _, _ in sums)
-        hi = hi * total / sum(v * (1 - ha) * (1 - hb) for v, ha, hb in sums)
-        lo = lo * total / sum(v * (1 + ha) * (1 + hb) for v, ha, hb in sums)
-    return 100 * np.maximum(hi - 1, 1 - lo)
+        with np.errstate(invalid="ignore", divide="ignore"):  # all terms 0: handled by bounds
+            hi = hi * total / sum(v * (1 - ha) * (1 - hb) for v, ha, hb in sums)
+            lo = lo * total / sum(v * (1 + ha) * (1 + hb) for v, ha, hb in sums)
+    return np.where(unbounded, np.inf, 100 * np.maximum(hi - 1, 1 - lo))
 
 
 def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
@@ -71,8 +98,14 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
         Dimensions (period, quantity) with quantity in ag_oz, pb_lb, zn_lb, rec_ag_pct,
         rec_pb_pct, rec_zn_pct; variables ``reported``, ``via_feed``, ``via_concentrate``,
         ``diff_feed_pct``, ``diff_concentrate_pct`` (recomputed / reported - 1, in %),
-        ``tolerance_feed_pct``, ``tolerance_concentrate_pct`` (per route) and ``closes``
-        (each difference within its route's tolerance).
+        ``tolerance_feed_pct``, ``tolerance_concentrate_pct`` (per route), ``closes``
+        (each difference within its route's tolerance), ``checked`` and ``note``.
+
+        A zero head grade is legal data (no such metal in the feed): that metal's
+        recovery is undefined, ``via_*`` NaN, ``checked`` False and ``note`` says so.
+        Where a printed figure is 0 its relative rounding bounds nothing: the tolerance
+        is inf and the figure closes when the bounds of the printed values (value -/+
+        half its last digit) of the route and of the reported figure overlap.
     """
     ds = reported_periods() if ds is None else ds
     # a period of a user's file may leave figures empty: balance the periods whose feed and
@@ -96,6 +129,9 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
         )
         out["units"] = part["units"]
         out["checked"].attrs = part["checked"].attrs
+        missing = "not checked: the period does not give every figure both routes need"
+        out["note"] = out.note.fillna(missing).astype(str)
+        out["note"].attrs = part["note"].attrs
         return out
     els = list(METALS)
     head = {
@@ -121,6 +157,11 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
 
     names = ("reported", "via_feed", "via_concentrate", "tolerance_feed_pct", "tolerance_concentrate_pct")
     rows: dict[str, dict[str, np.ndarray]] = {q: {} for q in names}
+    # where a printed figure is 0 (a mill without zinc, say) relative rounding bounds nothing:
+    # those figures are compared by the bounds of what each printed value can be
+    bound_ok: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    undefined: dict[str, np.ndarray] = {}
+    ore_b = _bounds(ds, "ore_processed_t")
     for e in els:
         cm, rc, hd, contrib = METALS[e]
         cu = units.contained_unit(e)
@@ -129,8 +170,14 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
         rows["via_concentrate"][cm] = units.tonnes_to_contained(via_con_t[e], cu)
         rep_t = units.contained_to_tonnes(ds[cm].values, cu)
         rows["reported"][rc] = ds[rc].values
-        rows["via_feed"][rc] = 100 * rep_t / feed_metal_t[e]
-        rows["via_concentrate"][rc] = 100 * via_con_t[e] / feed_metal_t[e]
+        # a zero head grade is legal data (no such metal in the feed): its recovery is undefined
+        feed = feed_metal_t[e]
+        nofeed = ~(feed > 0)
+        undefined[rc] = nofeed
+        rows["via_feed"][rc] = np.divide(100 * rep_t, feed, out=np.full(feed.shape, np.nan), where=~nofeed)
+        rows["via_concentrate"][rc] = np.divide(
+            100 * via_con_t[e], feed, out=np.full(feed.shape, np.nan), where=~nofeed
+        )
         h_ore, h_head, h_rec, h_metal = (_half_rel(ds, c) for c in ("ore_processed_t", hd, rc, cm))
         terms = [(ds[t].values * ds[g].values, _half_rel(ds, t), _half_rel(ds, g)) for t, g in contrib]
         tol = rows["tolerance_feed_pct"], rows["tolerance_concentrate_pct"]
@@ -140,16 +187,58 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
         # recovery = metal / (ore x head), metal as reported or from the concentrates
         tol[0][rc] = _worst_case_pct(num=(h_metal,), den=(h_ore, h_head, h_rec))
         tol[1][rc] = _worst_case_pct(num=(), den=(h_ore, h_head, h_rec), sums=terms)
+        # bounds of each route and of the reported figures
+        head_b = _bounds(ds, hd, lambda v, hd=hd: units.to_fraction(v, ds[hd].attrs["units"]))
+        rec_b = _bounds(ds, rc, lambda v: v / 100.0)
+        metal_b = _bounds(ds, cm, lambda v, cu=cu: units.contained_to_tonnes(v, cu))
+        feed_b = (ore_b[0] * head_b[0], ore_b[1] * head_b[1])
+        con_b = [np.zeros(ds.sizes["period"]), np.zeros(ds.sizes["period"])]
+        for t, g in contrib:
+            tb = _bounds(ds, t)
+            gb = _bounds(ds, g, lambda v, g=g: units.to_fraction(v, ds[g].attrs["units"]))
+            con_b[0], con_b[1] = con_b[0] + tb[0] * gb[0], con_b[1] + tb[1] * gb[1]
+
+        def overlap(a, b):
+            return (a[0] <= b[1]) & (a[1] >= b[0])
+
+        bound_ok[cm] = (
+            overlap((feed_b[0] * rec_b[0], feed_b[1] * rec_b[1]), metal_b),
+            overlap(tuple(con_b), metal_b),
+        )
+        bound_ok[rc] = (
+            overlap(_div_bounds(metal_b, feed_b), rec_b),
+            overlap(_div_bounds(con_b, feed_b), rec_b),
+        )
     out = xr.Dataset(coords={"period": ds.period.values, "quantity": list(QUANTITIES)})
     unit_of = {q: ds[q].attrs["units"] for q in QUANTITIES}
     for name, d in rows.items():
         out[name] = (("period", "quantity"), np.stack([d[q] for q in QUANTITIES], axis=1))
-    out["diff_feed_pct"] = 100 * (out.via_feed / out.reported - 1)
-    out["diff_concentrate_pct"] = 100 * (out.via_concentrate / out.reported - 1)
-    out["closes"] = (abs(out.diff_feed_pct) <= out.tolerance_feed_pct) & (
-        abs(out.diff_concentrate_pct) <= out.tolerance_concentrate_pct
-    )
-    out["checked"] = out.reported.notnull() & out.via_feed.notnull() & out.via_concentrate.notnull()
+    stack = lambda d, k: np.stack([d[q][k] for q in QUANTITIES], axis=1)  # noqa: E731
+    undef = np.stack([undefined.get(q, np.zeros(ds.sizes["period"], bool)) for q in QUANTITIES], axis=1)
+    rep = out.reported.values
+    notes = np.full(rep.shape, "", dtype=object)
+    for route, tol_name, k in (
+        ("feed", "tolerance_feed_pct", 0),
+        ("concentrate", "tolerance_concentrate_pct", 1),
+    ):
+        via = out[f"via_{route}"].values
+        # a relative difference to a reported 0 exists only when the recomputed figure is 0 too
+        diff = np.divide(100 * via, rep, out=np.full(rep.shape, np.nan), where=rep != 0) - 100
+        diff = np.where((rep == 0) & (via == 0), 0.0, diff)
+        out[f"diff_{route}_pct"] = (("period", "quantity"), diff)
+        by_bounds = ~np.isfinite(out[tol_name].values)
+        ok = np.where(by_bounds, stack(bound_ok, k), np.abs(diff) <= out[tol_name].values)
+        out[f"_ok_{route}"] = (("period", "quantity"), ok & ~undef)
+        msg = f"{route} route compared by the bounds of its printed figures (a printed 0)"
+        notes = np.where(by_bounds & ~undef & (notes == ""), msg, notes)
+    for j, q in enumerate(QUANTITIES):
+        if q.startswith("rec_"):
+            e = q[4:6].capitalize()
+            notes[undef[:, j], j] = f"recovery undefined: no {e} in the feed (head grade or ore 0)"
+    out["closes"] = out._ok_feed & out._ok_concentrate
+    out = out.drop_vars(["_ok_feed", "_ok_concentrate"])
+    out["checked"] = out.reported.notnull() & ~xr.DataArray(undef, dims=("period", "quantity"))
+    out["note"] = (("period", "quantity"), notes.astype(str))
     out["units"] = ("quantity", [unit_of[q] for q in QUANTITIES])
     attrs = {
         "reported": ("as printed", "reported figure"),
@@ -163,14 +252,17 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
         "diff_concentrate_pct": ("%", "via_concentrate / reported - 1"),
         "tolerance_feed_pct": (
             "%",
-            "largest |diff_feed_pct| that printed rounding alone can cause (exact worst case)",
+            "largest |diff_feed_pct| that printed rounding alone can cause (exact worst case; "
+            "inf where a printed 0 bounds no ratio: compared by bounds, see note)",
         ),
         "tolerance_concentrate_pct": (
             "%",
-            "largest |diff_concentrate_pct| that printed rounding alone can cause (exact worst case)",
+            "largest |diff_concentrate_pct| that printed rounding alone can cause (exact worst case; "
+            "inf where a printed 0 bounds no ratio: compared by bounds, see note)",
         ),
         "closes": ("1", "each route within its rounding tolerance"),
-        "checked": ("1", "the period gives every figure both routes need"),
+        "checked": ("1", "the period gives every figure both routes need, and the figure is defined"),
+        "note": ("", "why a figure is not checked or how it was compared (empty: relative tolerance)"),
         "units": ("", "unit of each quantity"),
     }
     for k, (u, ln) in attrs.items():
@@ -191,6 +283,8 @@ def balance_frame(table: xr.Dataset) -> pd.DataFrame:
         "tolerance_concentrate_pct",
         "closes",
         "units",
+        "checked",
+        "note",
     ]
     df = table[cols].to_dataframe().reset_index()
     return df[["period", "quantity", *cols]]

@@ -181,3 +181,58 @@ def test_table_units_and_frame(table):
         assert "units" in table[name].attrs and "long_name" in table[name].attrs, name
     df = balance_frame(table)
     assert len(df) == 54 and list(df.columns[:2]) == ["period", "quantity"]
+
+
+def _no_zinc_2012q2(ds, **figures):
+    """2012Q2 (16 Jul 2012 release) with figures replaced, e.g. a mill without zinc."""
+    one = ds.sel(period=["2012Q2"]).copy(deep=True)
+    for col, v in figures.items():
+        one[col].values[:] = v
+    return balance_table(one).sel(period="2012Q2")
+
+
+def test_zero_head_grade_is_legal_and_its_recovery_undefined(ds):
+    """A zero head grade: recovery undefined (said in ``note``), no warning, no inf, no crash.
+
+    A mill with no zinc: head 0 %, no zinc concentrate, zinc recovery and contained zinc 0.
+    Silver then comes from the lead concentrate alone: 2,954 t x 4,604 g/t = 13,600,216 g =
+    437,257 oz against the printed 458,472 (-4.63 %): it does not close, rightly.
+    """
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a division by zero would warn
+        t = _no_zinc_2012q2(ds, head_zn_pct=0.0, rec_zn_pct=0.0, zn_lb=0.0, zncon_t=0.0, zncon_ag_gpt=0.0,
+                            zncon_zn_pct=0.0)  # fmt: skip
+    rz = t.sel(quantity="rec_zn_pct")
+    assert np.isnan(float(rz.via_feed)) and np.isnan(float(rz.via_concentrate))
+    assert not bool(rz.checked) and not bool(rz.closes)
+    assert "recovery undefined" in str(rz.note.values) and "Zn" in str(rz.note.values)
+    # contained zinc: 0 reported, 0 by both routes: closes, compared by bounds (a printed 0)
+    zn = t.sel(quantity="zn_lb")
+    assert float(zn.via_feed) == 0.0 and float(zn.diff_feed_pct) == 0.0 and bool(zn.closes)
+    assert bool(zn.checked) and "bounds" in str(zn.note.values)
+    ag = t.sel(quantity="ag_oz")
+    assert float(ag.via_concentrate) == pytest.approx(2_954 * 4_604 / OZ, rel=1e-12)
+    assert not bool(ag.closes)
+    # lead is untouched by the zinc: as in the packaged table
+    pb = balance_table(ds).sel(period="2012Q2", quantity="pb_lb")
+    assert float(t.sel(quantity="pb_lb").via_feed) == float(pb.via_feed)
+    assert bool(t.sel(quantity="pb_lb").closes) == bool(pb.closes)
+
+
+def test_zero_head_grade_with_reported_zinc_does_not_close(ds):
+    """Head printed 0 % but 1,340,557 lb of zinc reported: rounding cannot explain it.
+
+    The printed 0 stands for at most 0.5 % (resolution 1): the feed route gives at most
+    22,209.5 t x 0.005 x 0.555 x 2,204.62 lb/t = 135,874 lb, far below the reported figure
+    less its rounding (1,340,556.5 lb). The concentrate route still closes (+0.72 %).
+    """
+    t = _no_zinc_2012q2(ds, head_zn_pct=0.0, head_zn_pct_resolution=1.0)
+    zn = t.sel(quantity="zn_lb")
+    assert float(zn.via_feed) == 0.0 and float(zn.diff_feed_pct) == -100.0
+    assert np.isinf(float(zn.tolerance_feed_pct)) and not bool(zn.closes)
+    hi = 22_209.5 * 0.005 * (55.5 / 100) * LB
+    assert hi == pytest.approx(135_874, abs=1) and hi < 1_340_556.5
+    rz = t.sel(quantity="rec_zn_pct")
+    assert not bool(rz.checked) and "undefined" in str(rz.note.values)

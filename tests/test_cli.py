@@ -32,6 +32,8 @@ CSV_COLUMNS = [
     "tolerance_concentrate_pct",
     "closes",
     "units",
+    "checked",
+    "note",
 ]
 
 

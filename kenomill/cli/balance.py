@@ -16,6 +16,14 @@ def _fmt(q: str, v: float) -> str:
     return f"{v:,.1f}" if q.startswith("rec_") else f"{v:,.0f}"
 
 
+def _pct(v: float, fmt: str) -> str:
+    if v != v:  # NaN: a recovery without feed metal, or a difference to a reported 0
+        return "-"
+    if v == float("inf"):  # a printed 0 bounds no ratio: compared by bounds (see the notes)
+        return "bounds"
+    return format(v, fmt)
+
+
 def print_balance(table, console: Console | None = None, source: str | None = None) -> None:
     console = console or Console(width=140)
     t = Table(
@@ -42,21 +50,30 @@ def print_balance(table, console: Console | None = None, source: str | None = No
         for q in table.quantity.values:
             r = table.sel(period=p, quantity=q)
             ok = bool(r.closes)
+            defined = bool(r.checked) or not str(r.note.values)
             t.add_row(
                 str(p),
                 str(q),
                 str(r.units.values),
                 _fmt(q, float(r.reported)),
                 _fmt(q, float(r.via_feed)),
-                f"{float(r.diff_feed_pct):+.2f}",
-                f"{float(r.tolerance_feed_pct):.2f}",
+                _pct(float(r.diff_feed_pct), "+.2f"),
+                _pct(float(r.tolerance_feed_pct), ".2f"),
                 _fmt(q, float(r.via_concentrate)),
-                f"{float(r.diff_concentrate_pct):+.2f}",
-                f"{float(r.tolerance_concentrate_pct):.2f}",
-                "yes" if ok else "[bold red]NO[/]",
+                _pct(float(r.diff_concentrate_pct), "+.2f"),
+                _pct(float(r.tolerance_concentrate_pct), ".2f"),
+                ("yes" if ok else "[bold red]NO[/]") if defined else "undefined",
                 end_section=(q == table.quantity.values[-1]),
             )
     console.print(t)
+    notes = [
+        f"{p} {q}: {table.note.sel(period=p, quantity=q).item()}"
+        for p in table.period.values
+        for q in table.quantity.values
+        if "note" in table and table.note.sel(period=p, quantity=q).item()
+    ]
+    for line in notes:
+        console.print("note: " + line, highlight=False, soft_wrap=True)
 
 
 @click.command()
@@ -86,7 +103,7 @@ def balance(out, periods):
     click.echo(
         f"{int(table.closes.sum())} of {n_checked} figures close within rounding; {n_bad} do not."
         + (
-            f" {table.closes.size - n_checked} not checked (figures not reported)."
+            f" {table.closes.size - n_checked} not checked (not reported, or undefined: see the notes)."
             if n_checked < table.closes.size
             else ""
         )
