@@ -137,3 +137,50 @@ def simulate_estimate(plan, draws: int, *, daily: bool = False, reruns: int = 1)
     per_draw_bytes = SIMULATE_COPIES * 8.0 * values
     per_draw_s = SIMULATE_SECONDS_PER_STEP * plan.n_steps * max(len(plan.sources), 1) * reruns
     return per_draw_bytes, per_draw_s
+
+
+#: draws per chunk of a chunked run unless memory asks for fewer (what-if, simulate summaries)
+CHUNK_DRAWS = 1024
+
+
+def _chunk_bytes_per_draw(plan) -> float:
+    """Working memory of one draw inside a chunk: the kernel's records, copied about
+    :data:`SIMULATE_COPIES` times, plus the settlement's lines (about 20 per quarter)."""
+    values = len(plan.quarters) * plan.n_fields + plan.n_draw_fields
+    return SIMULATE_COPIES * 8.0 * values + 2 * 20 * 8.0 * len(plan.quarters)
+
+
+def whatif_chunk(
+    plan, draws: int, points: int, chunk_size: int | None = None, *, what: str = "whatif"
+) -> int:
+    """Size a what-if before work and choose its chunk: the draws it can hold at once.
+
+    The what-if keeps, per draw, the year's production figures of one grid point (11
+    values) and the NSR per day and per tonne of every grid point (2 per point), about
+    twice over while taking percentiles; the kernel's records live only for one chunk.
+    So a run refuses (one line, exit 2) only when those per-draw figures cannot fit; the
+    chunk is :data:`CHUNK_DRAWS` draws, fewer if memory is short, or ``chunk_size``.
+
+    Returns
+    -------
+    int
+        Draws per chunk.
+    """
+    from kenomill.simulate import WHATIF_VARIABLES
+
+    kept = 2 * 8.0 * (len(WHATIF_VARIABLES) + 2 * points)
+    per_chunk_draw = _chunk_bytes_per_draw(plan)
+    _, per_s = simulate_estimate(plan, 1)
+    chunk = min(int(chunk_size or CHUNK_DRAWS), draws)
+    avail = MEMORY_SHARE * available_memory() - BASE_BYTES - draws * kept
+    if chunk_size is None and chunk * per_chunk_draw > avail / 2:
+        chunk = max(int(avail / 2 / per_chunk_draw), 1)
+    check(
+        what,
+        draws,
+        kept,
+        per_s * points,
+        fixed_bytes=chunk * per_chunk_draw,
+        unit="draws",
+    )
+    return chunk

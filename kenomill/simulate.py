@@ -1031,6 +1031,8 @@ def whatif(
     calibration: Calibration | None = None,
     base_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    on_chunk: Callable[[int, int, int, np.ndarray], None] | None = None,
+    chunk_size: int | None = None,
 ) -> xr.Dataset:
     """Throughput x availability surface of production and recoveries, with uncertainty.
 
@@ -1046,6 +1048,13 @@ def whatif(
         Dims (tpd, availability, stat): ag_oz, pb_lb, zn_lb, ore_processed_t, rec_*_pct,
         head grades and the operating rate, for the year ``year`` (default: the first
         complete year of the horizon, else the horizon total).
+
+    Each grid point runs its draws in chunks of ``chunk_size`` (default 1024) and keeps
+    only the year's figures per draw, so memory grows by ~100 B per draw, not by the
+    kernel's records; results do not depend on ``chunk_size`` (draw i depends only on
+    the seed and i). ``on_chunk(i, j, draw0, records)``, when given, sees each chunk's
+    records of the year's quarters (draw, quarter, field) at grid point (tpd[i],
+    availability[j]): :func:`kenomill.value.whatif_nsr` settles concentrates there.
     """
     import xarray as xr
 
@@ -1077,10 +1086,14 @@ def whatif(
                 capacity_tpd=np.inf,
                 feed_unlimited=True,
             )
-            out_q = np.concatenate(
-                [run_chunk(plan, seed, d0, n)[0] for d0, n in _chunks(draws, 4 * DEFAULT_CHUNK)]
-            )
-            for v, x in _period_values(out_q[:, qsel].sum(axis=1)).items():
+            per_draw = {v: np.empty(draws) for v in WHATIF_VARIABLES}
+            for d0, n in _chunks(draws, chunk_size or 4 * DEFAULT_CHUNK):
+                out_q = run_chunk(plan, seed, d0, n)[0][:, qsel]
+                for v, x in _period_values(out_q.sum(axis=1)).items():
+                    per_draw[v][d0 : d0 + n] = x
+                if on_chunk is not None:
+                    on_chunk(i, j, d0, out_q)
+            for v, x in per_draw.items():
                 values[v][i, j] = [np.nanmean(x), *np.nanpercentile(x, [10, 50, 90])]
             if progress:
                 progress(1)

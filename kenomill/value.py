@@ -555,7 +555,7 @@ def sensitivity(periods=None, terms=None, prices=None, *, rel: float = 0.10, cal
 def whatif_nsr(
     scenario,
     tpd,
-    availability: float = 0.92,
+    availability=0.92,
     *,
     draws: int = 200,
     seed: int = 0,
@@ -565,107 +565,154 @@ def whatif_nsr(
     base_dir=None,
     move: tuple[float, float] | None = (250.0, 300.0),
     capacity_tpd: float = np.inf,
+    max_operating_tpd: float = np.inf,
+    calibration=None,
+    progress=None,
+    chunk_size: int | None = None,
+    keep_draws: bool = False,
 ):
-    """NSR per calendar day across throughput, per draw, on the what-if's grid.
+    """NSR per calendar day and per tonne across throughput (and availability), per draw.
 
-    Runs the what-if points as :func:`kenomill.simulate.whatif` does (feed unlimited,
-    capacity cap lifted, the same draws at every point) and settles each quarter's
-    concentrates of each draw (:func:`settle`; Zn in the lead concentrate and Pb in the
-    zinc concentrate come from the simulated streams), then sums the year's quarters.
+    Runs the what-if grid of :func:`kenomill.simulate.whatif` (feed unlimited, capacity
+    cap lifted, the same draws at every point) and settles each quarter's concentrates of
+    each draw (:func:`settle`; Zn in the lead concentrate and Pb in the zinc concentrate
+    from the simulated streams), then sums the year's quarters: NSR per calendar day =
+    the year's NSR / its calendar days; per tonne = the year's NSR / its ore milled.
+
+    Parameters
+    ----------
+    availability : float or sequence of float
+        Mill availabilities [-]. A single number gives dims (tpd, stat) as before.
+    capacity_tpd, max_operating_tpd : float
+        Stated capacity limits: the best throughput is chosen among the grid's calendar
+        rates at or below ``capacity_tpd`` [t/d] whose operating rate (calendar rate /
+        availability) is at or below ``max_operating_tpd`` [t/d].
+    move : (float, float) or None
+        Two calendar rates of the grid: ``p_gain`` = P(NSR per day at move[1] > at
+        move[0]), a count over the common draws.
+    keep_draws : bool
+        Also return the per-draw NSR (dims tpd, availability, draw).
 
     Returns
     -------
     xarray.Dataset
-        Dims (tpd, stat): ``nsr_usd_per_day`` [US$/d], ``nsr_usd_per_t_ore`` [US$/t] with
-        stats mean, p10, p50, p90. Attributes: ``best_tpd`` (maximum of the mean NSR per
-        day on the grid points at or below ``capacity_tpd``) and, when both rates of ``move`` are on the grid,
-        ``p_gain`` = P(NSR per day at move[1] > at move[0]) over the common draws.
+        The production surface of :func:`kenomill.simulate.whatif` plus dims (tpd,
+        availability, stat): ``nsr_usd_per_day`` [US$/d], ``nsr_usd_per_t_ore`` [US$/t]
+        with stats mean, p10, p50, p90; ``extrapolated`` (tpd): the rate lies outside the
+        calibration's feed range (:func:`kenomill.calibrate.calibrated_feed_range`);
+        per availability: ``allowed`` (tpd, availability), ``best_tpd`` (maximum of the
+        mean NSR per day over the allowed rates), ``best_nsr_usd_per_day`` (stat),
+        ``best_share`` (share of draws whose own maximum is at ``best_tpd``), ``p_gain``.
+        Attributes ``best_tpd`` and ``p_gain`` are those of the first availability.
     """
-    import xarray as xr
-
     from kenomill import _mc_kernels as K
     from kenomill import simulate as sim
     from kenomill import terms as _terms
+    from kenomill.calibrate import calibrated_feed_range
 
     t = _terms.packaged_terms() if terms is None else terms
     pr = _terms.prices_for(_terms.read_prices(), "2012") if prices is None else prices
     tpd = np.asarray(tpd, dtype=float)
-    plan0 = sim.compile_plan(scenario, None, base_dir=base_dir)
-    years = np.array([int(q[:4]) for q in plan0.quarters])
-    full = [int(y) for y in np.unique(years) if (years == y).sum() == 4]
-    y = year if year is not None else (full[0] if full else None)
-    qsel = years == y if y is not None else np.ones(years.size, dtype=bool)
-    per_day = np.empty((tpd.size, draws))
-    per_t = np.empty((tpd.size, draws))
-    for i, rate in enumerate(tpd):
-        plan = sim.compile_plan(
-            scenario,
-            plan0.calibration,
-            base_dir=base_dir,
-            target_tpd=float(rate),
-            availability=float(availability),
-            capacity_tpd=np.inf,
-            feed_unlimited=True,
-        )
-        o = np.concatenate([sim.run_chunk(plan, seed, d0, n)[0] for d0, n in sim._chunks(draws, 1024)])
-        o = o[:, qsel]  # (draw, quarter, field)
+    scalar = np.ndim(availability) == 0
+    avs = np.atleast_1d(np.asarray(availability, dtype=float))
+    per_day = np.empty((tpd.size, avs.size, draws))
+    per_t = np.empty((tpd.size, avs.size, draws))
 
-        def con(stream, o=o):
-            dmt = o[..., K.F_STREAM_T + stream]
-            safe = np.where(dmt > 0, dmt, 1.0)
-            m = {e: o[..., K.F_STREAM_M + 3 * stream + k] / safe for k, e in enumerate(METALS)}
-            return {"dmt": dmt, **m}
+    def con(o, stream):
+        dmt = o[..., K.F_STREAM_T + stream]
+        safe = np.where(dmt > 0, dmt, 1.0)
+        return {"dmt": dmt, **{e: o[..., K.F_STREAM_M + 3 * stream + k] / safe for k, e in enumerate(METALS)}}
 
-        lead = settle(con(0)["dmt"], con(0), pr, t.lead_concentrate, t.stream)["nsr_usd"]
-        zinc = settle(con(1)["dmt"], con(1), pr, t.zinc_concentrate, t.stream)["nsr_usd"]
-        total = (lead + zinc).sum(axis=1)
-        per_day[i] = total / (o[..., K.F_CAL_H].sum(axis=1) / 24.0)
-        per_t[i] = total / o[..., K.F_FEED_T].sum(axis=1)
+    def on_chunk(i, j, d0, o):  # o: (draw, quarter, field) of the year's quarters
+        lead, zinc = con(o, 0), con(o, 1)
+        total = settle(lead["dmt"], lead, pr, t.lead_concentrate, t.stream)["nsr_usd"]
+        total = total + settle(zinc["dmt"], zinc, pr, t.zinc_concentrate, t.stream)["nsr_usd"]
+        total = total.sum(axis=1)
+        per_day[i, j, d0 : d0 + o.shape[0]] = total / (o[..., K.F_CAL_H].sum(axis=1) / 24.0)
+        per_t[i, j, d0 : d0 + o.shape[0]] = total / o[..., K.F_FEED_T].sum(axis=1)
 
-    from kenomill.feed import feed_range
-
-    lo, hi = feed_range(plan0.calibration)["tpd"]
+    ds = sim.whatif(
+        scenario,
+        tpd,
+        avs,
+        draws=draws,
+        seed=seed,
+        year=year,
+        calibration=calibration,
+        base_dir=base_dir,
+        progress=progress,
+        on_chunk=on_chunk,
+        chunk_size=chunk_size,
+    )
+    cal = (
+        calibration
+        if calibration is not None
+        else sim.compile_plan(scenario, None, base_dir=base_dir).calibration
+    )
+    lo, hi = calibrated_feed_range(cal)["tpd"]
 
     def stats(x):
-        return np.stack([x.mean(axis=1), *np.percentile(x, [10, 50, 90], axis=1)], axis=1)
+        return np.stack([x.mean(axis=-1), *np.percentile(x, [10, 50, 90], axis=-1)], axis=-1)
 
-    ds = xr.Dataset(
-        {
-            "nsr_usd_per_day": (
-                ("tpd", "stat"),
-                stats(per_day),
-                {"units": "USD/d", "long_name": "NSR per calendar day"},
-            ),
-            "nsr_usd_per_t_ore": (
-                ("tpd", "stat"),
-                stats(per_t),
-                {"units": "USD/t", "long_name": "NSR per tonne of ore"},
-            ),
-        },
-        coords={"tpd": tpd, "stat": ["mean", "p10", "p50", "p90"]},
+    dims = ("tpd", "availability", "stat")
+    ds["nsr_usd_per_day"] = (dims, stats(per_day), {"units": "USD/d", "long_name": "NSR per calendar day"})
+    ds["nsr_usd_per_t_ore"] = (dims, stats(per_t), {"units": "USD/t", "long_name": "NSR per tonne of ore"})
+    ds["extrapolated"] = (
+        "tpd",
+        (tpd < lo) | (tpd > hi),
+        {"long_name": f"calendar rate outside the calibration's {lo:g}-{hi:g} t/d (extrapolation)"},
     )
-    ds["tpd"].attrs = {"units": "t/d", "long_name": "calendar throughput target"}
+    allowed = (tpd[:, None] <= capacity_tpd) & (tpd[:, None] / avs[None, :] <= max_operating_tpd)
+    ds["allowed"] = (("tpd", "availability"), allowed, {"long_name": "within the stated capacity limits"})
+    mean = np.where(allowed, per_day.mean(axis=-1), -np.inf)
+    best = np.argmax(mean, axis=0)  # per availability
+    has = allowed.any(axis=0)
+    ds["best_tpd"] = (
+        "availability",
+        np.where(has, tpd[best], np.nan),
+        {"units": "t/d", "long_name": "rate of the largest mean NSR per day within the capacity limits"},
+    )
+    cols = np.arange(avs.size)
+    ds["best_nsr_usd_per_day"] = (
+        ("availability", "stat"),
+        np.where(has[:, None], ds.nsr_usd_per_day.values[best, cols], np.nan),
+        {"units": "USD/d", "long_name": "NSR per calendar day at best_tpd"},
+    )
+    # how sure: the share of draws whose own best allowed rate is the best of the means
+    own = np.argmax(np.where(allowed[..., None], per_day, -np.inf), axis=0)  # (availability, draw)
+    ds["best_share"] = (
+        "availability",
+        np.where(has, (own == best[:, None]).mean(axis=1), np.nan),
+        {"long_name": "share of draws whose own best allowed rate is best_tpd"},
+    )
     ds.attrs.update(
         {
-            "scenario": scenario.name,
-            "availability": float(availability),
-            "draws": int(draws),
-            "seed": int(seed),
-            "year": "horizon total" if y is None else int(y),
             "terms": t.name,
             "prices": str(pr.get("source", "")),
-            "best_tpd": float(
-                tpd[int(np.argmax(np.where(tpd <= capacity_tpd, per_day.mean(axis=1), -np.inf)))]
-            ),
             "capacity_tpd": float(capacity_tpd),
-            "note": "feed unlimited, capacity cap lifted (as kenomill whatif); rates outside the calibration"
-            f"'s {lo:g}-{hi:g} t/d are extrapolation of the calibrated curves",
+            "max_operating_tpd": float(max_operating_tpd),
+            "calibrated_tpd": [float(lo), float(hi)],
+            "best_tpd": float(ds.best_tpd.values[0]),
+            "note": "feed unlimited, capacity cap lifted (as kenomill whatif); NSR before mining and milling "
+            f"costs; rates outside the calibration's {lo:g}-{hi:g} t/d are extrapolation of the calibrated "
+            "curves (the prior decides there)",
         }
     )
     if move is not None and move[0] in tpd and move[1] in tpd:
         a, b = (int(np.flatnonzero(tpd == m)[0]) for m in move)
-        ds.attrs["p_gain"] = float(np.mean(per_day[b] > per_day[a]))
+        gain = (per_day[b] > per_day[a]).mean(axis=-1)
+        ds["p_gain"] = (
+            "availability",
+            gain,
+            {"long_name": f"P(NSR per day gains, {move[0]:g} -> {move[1]:g} t/d)"},
+        )
+        ds.attrs["p_gain"] = float(gain[0])
         ds.attrs["move"] = f"{move[0]:g} -> {move[1]:g} t/d"
+    if keep_draws:
+        ds["nsr_usd_per_day_draws"] = (("tpd", "availability", "draw"), per_day, {"units": "USD/d"})
+        ds["nsr_usd_per_t_ore_draws"] = (("tpd", "availability", "draw"), per_t, {"units": "USD/t"})
+    if scalar:
+        ds = ds.isel(availability=0)
     return ds
 
 

@@ -230,7 +230,20 @@ OPTION_VALUE = st.one_of(
             ["predict", "FEED"],
         ]
     ),
-    option=st.sampled_from(["--draws", "--seed", "--chunk-size", "--tpd", "--availability", "--year"]),
+    option=st.sampled_from(
+        [
+            "--draws",
+            "--seed",
+            "--chunk-size",
+            "--tpd",
+            "--availability",
+            "--year",
+            "--capacity",
+            "--max-operating-tpd",
+            "--move",
+            "--price-year",
+        ]
+    ),
     value=OPTION_VALUE,
 )
 def test_option_values(tmp_path_factory, command, option, value):
@@ -239,10 +252,23 @@ def test_option_values(tmp_path_factory, command, option, value):
     f.write_text(FEED)
     args = [str(f) if a == "FEED" else a for a in command]
     out = d / ("o.nc" if command[0] == "simulate" else "o.csv")
-    if option in ("--chunk-size",) and command[0] != "simulate":
+    whatif_only = (
+        "--tpd",
+        "--availability",
+        "--year",
+        "--capacity",
+        "--max-operating-tpd",
+        "--move",
+        "--price-year",
+    )
+    if option in ("--chunk-size",) and command[0] == "predict":
         option = "--draws"
-    if option in ("--tpd", "--availability", "--year") and command[0] != "whatif":
+    if option in whatif_only and command[0] != "whatif":
         option = "--seed"
+    if option == "--move" and command[0] == "whatif":
+        # a move needs two rates of the grid: one of them fuzzed
+        args = [a if a != "230" else "230,250" for a in args]
+        value = f"230:{value}"
     extra = [] if option == "--draws" else ["--draws", "2"]
     if option == "--draws" and value.lstrip("-").isdigit() and int(value) > 50:
         # a large valid count is the size check's business: keep it within what refuses quickly
@@ -298,3 +324,14 @@ def test_nsr_option_values(tmp_path_factory, option, value):
         value = str(max(int(value), 10**12))
         args = [option, value]
     _run(["nsr", *args, "--out", str(out)], out)
+
+
+@FUZZ
+@given(which=st.sampled_from(["--terms", "--prices"]), data=st.data())
+def test_whatif_with_broken_terms_and_prices(tmp_path_factory, which, data):
+    d = _fresh(tmp_path_factory, "witerms")
+    f = d / ("terms.toml" if which == "--terms" else "prices.csv")
+    f.write_bytes(data.draw(mutated(TERMS if which == "--terms" else PRICES)))
+    out = d / "w.csv"
+    args = ["whatif", "--tpd", "230", "--availability", "0.9", "--draws", "2", which, str(f)]
+    _run([*args, "--out", str(out)], out)

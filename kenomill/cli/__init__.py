@@ -108,7 +108,7 @@ def main():
 
 
 def _register():
-    from kenomill.cli import balance, calibrate, nsr, periods, reconcile, report, simulate
+    from kenomill.cli import balance, calibrate, nsr, periods, reconcile, report, simulate, whatif
 
     for command in (
         balance.balance,
@@ -116,7 +116,7 @@ def _register():
         calibrate.calibrate,
         calibrate.predict,
         simulate.simulate,
-        simulate.whatif,
+        whatif.whatif,
         report.report,
         periods.periods,
         nsr.nsr,

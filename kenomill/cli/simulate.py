@@ -1,4 +1,4 @@
-"""``kenomill simulate`` (Monte Carlo of a scenario) and ``kenomill whatif`` (throughput x availability)."""
+"""``kenomill simulate``: Monte Carlo of a scenario (``kenomill whatif`` is in :mod:`kenomill.cli.whatif`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from rich.table import Table
 
 from kenomill import variables
 from kenomill.cli import DRAWS, SEED, guarded
-from kenomill.errors import ValidationError
 
 _NC = {".nc": "netCDF"}
 _TABLE = {".nc": "netCDF", ".csv": "CSV"}
@@ -266,114 +265,3 @@ def simulate(
             plots_simulate.histograms(yr, f"{base}_hist.png", sc.targets),
         ):
             click.echo(f"wrote {p}")
-
-
-@click.command()
-@click.option(
-    "--scenario",
-    "scenario_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help=f"Base scenario (default: {DEFAULT_WHATIF_SCENARIO.name} of the repository).",
-)
-@click.option("--tpd", default="200:400:25", show_default=True, help="Calendar targets [t/d], A:B:STEP.")
-@click.option(
-    "--availability", default="0.85:0.98:0.01", show_default=True, help="Mill availabilities [-], A:B:STEP."
-)
-@click.option("--draws", type=DRAWS, default=100, show_default=True, help="Draws per grid point.")
-@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (the same draws at every point).")
-@click.option("--year", type=int, default=None, help="Year reported (default: first complete year).")
-@click.option(
-    "--calibration",
-    "calibration_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="calibration.json from `kenomill calibrate` (default: the scenario's uncertainty.calibration).",
-)
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE.nc or .csv.")
-@click.option("--plot", is_flag=True, help="Write the surface as PNG beside --out or here.")
-@guarded
-def whatif(scenario_file, tpd, availability, draws, seed, year, calibration_file, out, plot):
-    """Production and recoveries over throughput x availability, with uncertainty."""
-    sim = _import_simulate()
-    from kenomill import io, scenario
-    from kenomill.calibration_file import Calibration
-
-    if out:
-        io.check_output_path(out, _TABLE)
-    tpds = sim.parse_range(tpd, "--tpd")
-    avs = sim.parse_range(availability, "--availability")
-    # the same checks as simulate.whatif, before any work or progress line
-    if tpds.size == 0 or (tpds <= 0).any():
-        raise ValidationError(f"--tpd: found {tpds.tolist()}; allowed: positive numbers")
-    if avs.size == 0 or (avs <= 0).any() or (avs > 1).any():
-        raise ValidationError(f"--availability: found {avs.tolist()}; allowed: fractions in (0, 1]")
-    path = Path(scenario_file) if scenario_file else DEFAULT_WHATIF_SCENARIO
-    if not scenario_file and not path.is_file():
-        raise ValidationError(
-            f"--scenario: none given and the default {path} is not here (kenomill installed without its "
-            "repository); give --scenario FILE"
-        )
-    sc = scenario.load(path)
-    # a calibration of the user's periods (`kenomill calibrate --periods ...`) overrides the
-    # scenario's; it is read (and refused with one line) before any work
-    cal = Calibration.load(calibration_file) if calibration_file else None
-    from kenomill import budget
-
-    plan = sim.compile_plan(sc, cal, base_dir=path.parent)
-    years = sorted({int(q[:4]) for q in plan.quarters})
-    if year is not None and year not in years:
-        raise ValidationError(f"--year: found {year}; the horizon covers {', '.join(map(str, years))}")
-    per_b, per_s = budget.simulate_estimate(plan, draws)
-    # the draws of one grid point are in memory at a time; the time adds over the grid
-    budget.check(f"whatif {sc.name}", draws, per_b, per_s * tpds.size * avs.size)
-    from kenomill.progress import progress
-
-    with progress(tpds.size * avs.size, "what-if grid", unit="grid points") as bar:
-        wi = sim.whatif(
-            sc,
-            tpds,
-            avs,
-            draws=draws,
-            seed=seed,
-            year=year,
-            calibration=plan.calibration,
-            base_dir=path.parent,
-            progress=bar.advance,
-        )
-    console = Console(width=150)
-    cols = sorted({avs[0], avs[len(avs) // 2], avs[-1]})
-    t = Table(
-        title=f"What-if on {sc.name}, year {wi.attrs['year']}: "
-        "Ag Moz P50 [P10-P90] | Ag / Pb / Zn recovery P50 %",
-        caption=wi.attrs["note"]
-        + f"; calibration: {calibration_file or plan.calibration_note}"
-        + (
-            f" (periods: {plan.calibration.meta['periods_files']})"
-            if plan.calibration.meta.get("periods_files")
-            else ""
-        ),
-    )
-    t.add_column("tpd", justify="right")
-    for a in cols:
-        t.add_column(f"availability {a:.2f}", justify="right")
-    for tp in tpds:
-        cells = []
-        for a in cols:
-            s = wi.sel(tpd=tp, availability=a)
-            ag = {k: float(s.ag_oz.sel(stat=k)) / 1e6 for k in ("p10", "p50", "p90")}
-            cells.append(
-                f"{ag['p50']:.2f} [{ag['p10']:.2f}-{ag['p90']:.2f}]"
-                f" | {float(s.rec_ag_pct.sel(stat='p50')):.1f} / {float(s.rec_pb_pct.sel(stat='p50')):.1f}"
-                f" / {float(s.rec_zn_pct.sel(stat='p50')):.1f}"
-            )
-        t.add_row(f"{tp:g}", *cells)
-    console.print(t)
-    if out:
-        io.write_table(wi, out)
-        click.echo(f"wrote {out}")
-    if plot:
-        from kenomill import plots_simulate
-
-        base = Path(out).with_suffix("") if out else Path(f"whatif_{sc.name}")
-        click.echo(f"wrote {plots_simulate.whatif_surface(wi, f'{base}_surface.png')}")
