@@ -304,3 +304,32 @@ def test_cli_lists_report():
     assert "report" in res.output
     res = CliRunner().invoke(main, ["report", "--help"])
     assert "--draws" in res.output and "--out" in res.output
+
+
+def test_nsr_against_throughput_with_bands_and_extrapolation_in_words(built):
+    """The what-if section shows NSR against throughput and names the extrapolated rates.
+
+    The packaged calibration was fitted on 201-245 t/d (its meta feed_range, the six quarters
+    of the 2011-2012 releases): of the test grid 200, 250, 400 t/d every rate lies outside.
+    """
+    import json
+
+    r, _path, text = built
+    cal = json.loads(
+        (Path(report.__file__).parent / "data" / "default_calibration.json").read_text(encoding="utf-8")
+    )
+    lo, hi = cal["meta"]["feed_range"]["tpd"]
+    outside = [t for t in SMALL["whatif_tpd"] if t < lo or t > hi]
+    body = text[text.index('id="whatif"') :]
+    body = body[: body.find("<h2", 10)]
+    assert "Net smelter return against throughput" in body and 'alt="NSR against throughput"' in body
+    words = html.unescape(re.sub(r"<[^>]+>", "", body))
+    assert (
+        f"the calibration saw {lo:g}-{hi:g} t/d only; {', '.join(f'{t:g}' for t in outside)} t/d lie" in words
+    )
+    assert "ktau_pb" in words  # the prior that decides beyond the calibrated range, as the calibration says
+    assert words.count("extrapolation") >= len(outside)
+    # the move of the grid (250 -> 400 here) and its probability of gain, a share of the draws
+    m = re.search(r"the move 250 -> 400 t/d gains NSR per day in (\d+) % of 20 common draws", words)
+    assert m and 0 <= int(m.group(1)) <= 100
+    assert r.whatif.extrapolated.values.tolist() == [t in outside for t in SMALL["whatif_tpd"]]
