@@ -11,6 +11,8 @@ would only buy a few percent here.
 
 from __future__ import annotations
 
+import math
+
 import numba as nb
 import numpy as np
 
@@ -97,3 +99,94 @@ def three_product(f, c1, c2, t, out_yield, out_rec):
         for j in range(m):
             out_rec[i, 0, j] = y1 * c1[i, j] / f[i, j]
             out_rec[i, 1, j] = y2 * c2[i, j] / f[i, j]
+
+
+@nb.njit(cache=True, inline="always")
+def _quarter_cov(jac, sl, var, w, i, idx, p, b, c):
+    """``c[:p, :p]`` = B B' + diag(var) of the ``p`` observed figures ``idx`` (lower triangle)."""
+    r = sl.shape[1]
+    for a in range(p):
+        fa = idx[a]
+        for k in range(r):
+            s = 0.0
+            for o in range(r):
+                s += jac[w, i, o, fa] * sl[w, o, k]
+            b[a, k] = s
+    for a in range(p):
+        for e in range(a + 1):
+            s = 0.0
+            for k in range(r):
+                s += b[a, k] * b[e, k]
+            c[a, e] = s
+        c[a, a] += var[i, idx[a]]
+
+
+@nb.njit(cache=True, inline="always")
+def _cholesky_logdet(c, p):
+    """Lower Cholesky factor of ``c[:p, :p]`` in place; its log determinant, or NaN if not
+    positive definite."""
+    logdet = 0.0
+    for a in range(p):
+        for e in range(a + 1):
+            s = c[a, e]
+            for k in range(e):
+                s -= c[a, k] * c[e, k]
+            if a == e:
+                if not s > 0.0:
+                    return np.nan
+                c[a, a] = np.sqrt(s)
+                logdet += 2.0 * np.log(c[a, a])
+            else:
+                c[a, e] = s / c[e, e]
+    return logdet
+
+
+@nb.njit(
+    "void(f8[:, :], f8[:, :, :], f8[:, :, :, :], f8[:, :, :], f8[:, :], b1[:, :], f8, f8[:, :])",
+    cache=True,
+)
+def quarter_logpdf(y, f0, jac, sl, var, obs, df, out):
+    """Log density of each quarter's figures per walker, offsets integrated (linearised).
+
+    ``y`` (n, F) figures, ``f0`` (W, n, F) model at the offsets' mean, ``jac`` (W, n, r, F) their
+    derivatives in the ``r`` offsets, ``sl`` (W, r, r) the offsets' covariance factor (scales x
+    Cholesky factor of the correlation), ``var`` (n, F) measurement variances, ``obs`` (n, F)
+    which figures are reported. Covariance ``B B' + diag(var)`` with ``B = jac' sl`` over the
+    observed figures; ``df`` > 0: multivariate Student-t with ``df`` degrees of freedom, else
+    Gaussian. ``out`` (W, n) [nats]; ``-inf`` where the covariance is not positive definite.
+    The NumPy twin is :func:`kenomill.bayes.gaussian_log_density`.
+    """
+    n_w, n, r, n_f = jac.shape
+    idx = np.empty(n_f, dtype=np.int64)
+    b = np.empty((n_f, r))
+    c = np.empty((n_f, n_f))
+    z = np.empty(n_f)
+    for i in range(n):
+        p = 0
+        for f in range(n_f):
+            if obs[i, f]:
+                idx[p] = f
+                p += 1
+        for w in range(n_w):
+            _quarter_cov(jac, sl, var, w, i, idx, p, b, c)
+            logdet = _cholesky_logdet(c, p)
+            if np.isnan(logdet):
+                out[w, i] = -np.inf
+                continue
+            q = 0.0  # squared Mahalanobis distance by forward substitution
+            for a in range(p):
+                s = y[i, idx[a]] - f0[w, i, idx[a]]
+                for k in range(a):
+                    s -= c[a, k] * z[k]
+                z[a] = s / c[a, a]
+                q += z[a] * z[a]
+            if df > 0.0:
+                out[w, i] = (
+                    math.lgamma(0.5 * (df + p))
+                    - math.lgamma(0.5 * df)
+                    - 0.5 * p * np.log(df * np.pi)
+                    - 0.5 * logdet
+                    - 0.5 * (df + p) * np.log1p(q / df)
+                )
+            else:
+                out[w, i] = -0.5 * (q + logdet + p * np.log(2.0 * np.pi))

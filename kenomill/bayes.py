@@ -115,6 +115,10 @@ PRIORS_DOC = (
     ),
 )
 
+#: degrees of freedom of the robust likelihood (``kenomill calibrate --gross-errors robust``):
+#: 4 is the usual robust choice (Lange, Little & Taylor 1989): tails heavy enough that a quarter
+#: with a gross error pulls the parameters far less than under a Gaussian, a finite variance.
+ROBUST_DF = 4.0
 #: offset step of the forward-difference Jacobian [logit / log units]
 _H = 1e-4
 #: index of the correlated pair in OFFSET_NAMES (logit_rec_pb, logit_rec_ag_pbcon)
@@ -180,7 +184,9 @@ class LogPosterior:
     returns (W,) log posterior (``-inf`` outside the support).
     """
 
-    def __init__(self, model, data, *, base=None, exclude=None, theta_priors=None, trend_time=None):
+    def __init__(
+        self, model, data, *, base=None, exclude=None, theta_priors=None, trend_time=None, robust_df=None
+    ):
         from kenomill.calibrate import _FIT_INDEX
 
         self.spec = recovery.get_model(model)
@@ -194,6 +200,9 @@ class LogPosterior:
         #: offsets (:data:`TREND_OFFSETS`); None = no trend (offsets centred on 0)
         self.trend_time = None if trend_time is None else np.asarray(trend_time, dtype=float)
         self.n_trend = 0 if trend_time is None else len(TREND_OFFSETS)
+        #: robust likelihood: a quarter's figures multivariate Student-t with these degrees of
+        #: freedom instead of Gaussian (None: Gaussian), so that a gross error weighs less
+        self.robust_df = None if robust_df is None else float(robust_df)
         self.d = self.k + recovery.N_OFFSETS + 1 + self.m + self.n_trend
         mu = [AVAILABILITY_PRIOR_BY_PERIOD.get(data.periods[i], AVAILABILITY_PRIOR) for i in self.unknown]
         self.a_mu = np.array([v[0] for v in mu])
@@ -262,9 +271,9 @@ class LogPosterior:
             lp += np.sum(-0.5 * (x[:, self.d - self.n_trend :] / TREND_PRIOR_SD) ** 2, axis=1)
         return np.where(ok, lp, -np.inf)
 
-    def moments(self, x) -> tuple[np.ndarray, np.ndarray]:
-        """Mean (W, n, 9) of the nine figures per walker and quarter, and the factor ``B``
-        (W, n, 9, 5) of their offset covariance ``B B'`` (measurement error not included)."""
+    def _linearised(self, x):
+        """Figures at the offsets' mean (W, n, 9), their offset Jacobian (W, n, 5, 9) and the
+        offsets' covariance factor (W, 5, 5)."""
         from kenomill.calibrate import mill_outputs, operating_q_ratio
 
         theta, scale, rho, a = self.unpack(x)
@@ -284,14 +293,34 @@ class LogPosterior:
         f0 = out[:, :, 0, :]  # (w, n, 9)
         jac = (out[:, :, 1:, :] - f0[:, :, None, :]) / _H  # (w, n, 5, 9)
         chol = correlation_chol(rho)  # (w, 5, 5)
+        # S L: the offsets' covariance factor
+        return f0, jac, scale[:, :, None] * chol
+
+    def moments(self, x) -> tuple[np.ndarray, np.ndarray]:
+        """Mean (W, n, 9) of the nine figures per walker and quarter, and the factor ``B``
+        (W, n, 9, 5) of their offset covariance ``B B'`` (measurement error not included)."""
+        f0, jac, sl = self._linearised(x)
         # J S L: columns of the offsets' covariance factor mapped to the figures
-        sl = scale[:, :, None] * chol  # (w, 5, 5)
         return f0, np.einsum("wnoj,wop->wnjp", jac, sl)
 
     def log_like_quarters(self, x) -> np.ndarray:
-        """Log likelihood per walker and quarter (W, n), offsets integrated out."""
-        f0, b = self.moments(x)
-        return gaussian_log_density(self.y, f0, b, self.var, self.obs)
+        """Log likelihood per walker and quarter (W, n), offsets integrated out (numba kernel
+        :func:`kenomill._kernels.quarter_logpdf`; NumPy twin :func:`gaussian_log_density`)."""
+        from kenomill._kernels import quarter_logpdf
+
+        f0, jac, sl = self._linearised(x)
+        out = np.empty(f0.shape[:2])
+        quarter_logpdf(
+            self.y,
+            np.ascontiguousarray(f0),
+            np.ascontiguousarray(jac),
+            np.ascontiguousarray(sl),
+            self.var,
+            self.obs,
+            0.0 if self.robust_df is None else self.robust_df,
+            out,
+        )
+        return np.where(np.isfinite(out), out, -np.inf)
 
     def __call__(self, x) -> np.ndarray:
         x = np.atleast_2d(x)
@@ -311,11 +340,12 @@ class LogPosterior:
         )
 
 
-def gaussian_log_density(y, f0, b, var, obs) -> np.ndarray:
-    """``log N(y | f0, B B' + diag(var))`` over the figures where ``obs`` (..., n) per row.
+def gaussian_log_density(y, f0, b, var, obs, df=None) -> np.ndarray:
+    """``log N(y | f0, B B' + diag(var))`` over the figures where ``obs`` (W, n) per row.
 
     ``y``, ``var``, ``obs``: (n, 9); ``f0`` (W, n, 9); ``b`` (W, n, 9, r). Figures not observed
     are left out (their rows and columns masked), so a quarter with no figures scores 0.
+    With ``df``, the multivariate Student-t of that scale matrix and ``df`` degrees of freedom.
     """
     b = b * obs[None, :, :, None]
     cov = b @ np.swapaxes(b, -1, -2)
@@ -329,7 +359,19 @@ def gaussian_log_density(y, f0, b, var, obs) -> np.ndarray:
     z = np.linalg.solve(lc, r[..., None])[..., 0]
     logdet = 2.0 * np.sum(np.log(np.diagonal(lc, axis1=-2, axis2=-1)) * obs[None], axis=-1)
     nobs = obs.sum(1)
-    ll = -0.5 * (np.sum(z**2, axis=-1) + logdet + nobs * math.log(2 * math.pi))
+    q = np.sum(z**2, axis=-1)
+    if df is None:
+        ll = -0.5 * (q + logdet + nobs * math.log(2 * math.pi))
+    else:
+        from scipy.special import gammaln
+
+        ll = (
+            gammaln(0.5 * (df + nobs))
+            - gammaln(0.5 * df)
+            - 0.5 * nobs * math.log(df * math.pi)
+            - 0.5 * logdet
+            - 0.5 * (df + nobs) * np.log1p(q / df)
+        )
     return np.where(np.isfinite(ll), ll, -np.inf)
 
 
@@ -337,15 +379,63 @@ def _sigmoid(u):
     return 0.5 * (1.0 + np.tanh(0.5 * u))
 
 
-def _optimise(lp: LogPosterior, x0: np.ndarray) -> np.ndarray:
+def find_mode(lp: LogPosterior, x0: np.ndarray) -> np.ndarray:
+    """Mode of ``lp`` by L-BFGS-B with central-difference gradients (one vectorised call each)."""
     from scipy import optimize
 
-    def nlp(x):
-        v = lp(x[None])[0]
-        return 1e30 if not np.isfinite(v) else -v
+    d = lp.d
+    h = 1e-5
+    eye = np.eye(d) * h
+    lo = np.full(d, -np.inf)
+    hi = np.full(d, np.inf)
+    k = lp.k
+    lo[k + 5], hi[k + 5] = -3.0, 3.0  # atanh rho: |rho| < 0.995
+    lo[k + 6 : k + 6 + lp.m] = AVAILABILITY_RANGE[0] + 1e-3
+    hi[k + 6 : k + 6 + lp.m] = AVAILABILITY_RANGE[1] - 1e-3
+    x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
 
-    res = optimize.minimize(nlp, x0, method="Powell", options={"maxfev": 4000, "xtol": 1e-4, "ftol": 1e-8})
-    return res.x if np.isfinite(-res.fun) and res.fun < nlp(x0) else x0
+    def fg(x):
+        v = lp(np.vstack([x[None], x + eye, x - eye]))
+        if not np.all(np.isfinite(v)):
+            return 1e30, np.zeros(d)
+        return -v[0], -(v[1 : d + 1] - v[d + 1 :]) / (2 * h)
+
+    res = optimize.minimize(
+        fg, x0, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi, strict=True)), options={"maxiter": 500}
+    )
+    return res.x
+
+
+def hessian(lp: LogPosterior, x: np.ndarray, h: float = 1e-3) -> np.ndarray:
+    """Hessian of ``lp`` at ``x`` by central differences, all points in one vectorised call."""
+    d = x.size
+    pts = [x]
+    pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
+    e = np.eye(d) * h
+    for i in range(d):
+        pts += [x + e[i], x - e[i]]
+    for i, j in pairs:
+        pts += [x + e[i] + e[j], x + e[i] - e[j], x - e[i] + e[j], x - e[i] - e[j]]
+    v = lp(np.array(pts))
+    f0 = v[0]
+    hess = np.empty((d, d))
+    for i in range(d):
+        hess[i, i] = (v[1 + 2 * i] - 2 * f0 + v[2 + 2 * i]) / h**2
+    base = 1 + 2 * d
+    for m, (i, j) in enumerate(pairs):
+        a, b, c, dd = v[base + 4 * m : base + 4 * m + 4]
+        hess[i, j] = hess[j, i] = (a - b - c + dd) / (4 * h * h)
+    return hess
+
+
+def laplace_cov(hess: np.ndarray) -> np.ndarray:
+    """Covariance of the Laplace approximation, ``(-H)^-1`` with its eigenvalues kept positive."""
+    a = -0.5 * (hess + hess.T)
+    if not np.all(np.isfinite(a)):
+        return np.eye(a.shape[0]) * 0.1
+    vals, vecs = np.linalg.eigh(a)
+    vals = np.where(vals > 1e-8, vals, 1.0)  # flat or wrong-signed directions: unit variance
+    return (vecs / vals) @ vecs.T
 
 
 def sample(
@@ -360,6 +450,7 @@ def sample(
     theta0=None,
     exclude=None,
     theta_priors=None,
+    robust_df=None,
     check: bool = True,
     rhat_max: float = 1.1,
     ess_min: float = 100.0,
@@ -372,7 +463,8 @@ def sample(
     n_walkers : int, optional
         emcee walkers (default ``2 d + 2``, ``d`` the number of unknowns).
     n_steps, burn : int
-        Steps per walker and how many are discarded (default half).
+        Steps per walker and how many are discarded (default a quarter: the walkers start
+        from the Laplace approximation at the mode, already spread like the posterior).
     n_keep : int
         Thinned draws returned (evenly spaced over the kept chain).
     seed : int
@@ -380,6 +472,9 @@ def sample(
         deterministic start).
     exclude : bool[n, 9], optional
         Figures left out of the likelihood (e.g. those the reconciliation flags).
+    robust_df : float, optional
+        Robust likelihood: each quarter's figures multivariate Student-t with ``robust_df``
+        degrees of freedom (:data:`ROBUST_DF` is the calibration's choice) instead of Gaussian.
     check : bool
         Raise :class:`ConvergenceError` when R-hat > ``rhat_max`` or bulk ESS < ``ess_min``
         for any parameter.
@@ -388,18 +483,20 @@ def sample(
     """
     import emcee
 
-    lp = LogPosterior(model, data, exclude=exclude, theta_priors=theta_priors)
+    lp = LogPosterior(model, data, exclude=exclude, theta_priors=theta_priors, robust_df=robust_df)
     d = lp.d
     w = n_walkers or 2 * d + 2
-    burn = n_steps // 2 if burn is None else burn
+    burn = n_steps // 4 if burn is None else burn
     if burn >= n_steps:
         raise ValidationError(f"burn: found {burn}; allowed: below n_steps = {n_steps}")
-    x0 = _optimise(lp, lp.start(theta0))
+    # walkers start from the Laplace approximation at the mode: already spread like the
+    # posterior, so the burn-in is short
+    x0 = find_mode(lp, lp.start(theta0))
     rng = np.random.default_rng(seed)
-    span = np.concatenate([np.full(lp.k + 6, 0.1), np.full(lp.m, 0.01), np.full(lp.n_trend, 0.05)])
-    p0 = x0 + span * rng.standard_normal((w, d))
+    cov = laplace_cov(hessian(lp, x0))
+    p0 = x0 + rng.standard_normal((w, d)) @ np.linalg.cholesky(cov + 1e-12 * np.eye(d)).T
     bad = ~np.isfinite(lp(p0))
-    p0[bad] = x0
+    p0[bad] = x0 + 1e-3 * rng.standard_normal((int(bad.sum()), d))
     # differential-evolution moves mix faster than the stretch move in ~18 dimensions here
     moves = [(emcee.moves.DEMove(), 0.8), (emcee.moves.DESnookerMove(), 0.2)]
     sampler = emcee.EnsembleSampler(w, d, lp, vectorize=True, moves=moves)

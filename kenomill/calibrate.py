@@ -168,6 +168,8 @@ class FitData:
     sigma: np.ndarray
     source: str = "raw"
     error_model: str = ""
+    #: figures left out as gross errors ("period.figure"), see :func:`exclude_figures`
+    excluded: tuple[str, ...] = ()
 
     @property
     def n(self) -> int:
@@ -269,6 +271,24 @@ def fit_data(data: str = "raw", error_model=None, periods=None) -> FitData:
         source=data,
         error_model=em.describe() if data == "raw" else "reconciled <col>_sd",
     )
+
+
+def exclude_figures(data: FitData, flags) -> FitData:
+    """``data`` without the figures ``flags`` marks (bool (n, 9), or the DataArray of
+    :func:`kenomill.reconcile.flagged_figures`): they become "not reported" (NaN), so that
+    gross errors the reconciliation finds drive neither the fit nor the posterior."""
+    import xarray as xr
+
+    if isinstance(flags, xr.DataArray):
+        f = flags.sel(period=list(data.periods), figure=list(FIT_FIGURES)).values.astype(bool)
+    else:
+        f = np.asarray(flags, dtype=bool)
+    if f.shape != data.y.shape:
+        raise ValidationError(f"flags: found shape {f.shape}; allowed: {data.y.shape} (periods x figures)")
+    names = tuple(
+        f"{p}.{c}" for i, p in enumerate(data.periods) for j, c in enumerate(FIT_FIGURES) if f[i, j]
+    )
+    return replace(data, y=np.where(f, np.nan, data.y), excluded=data.excluded + names)
 
 
 def _resolution_or_one(ds, col):

@@ -102,6 +102,8 @@ class Candidate:
     trend: bool = False
     #: priors on rate parameters; None = :data:`kenomill.bayes.THETA_PRIORS`, {} = uniform
     theta_priors: dict | None = None
+    #: robust likelihood (degrees of freedom of the quarters' multivariate Student-t); None = Gaussian
+    robust_df: float | None = None
 
     def spec(self) -> recovery.ModelSpec:
         base = recovery.get_model(self.model)
@@ -141,6 +143,12 @@ CANDIDATES: tuple[Candidate, ...] = (
         "cells_pb_tail_zn",
         "as cells_pb_tail_zn, zn_pb and pb_zn free with priors instead of constants",
         free_extra=("zn_pb", "pb_zn"),
+    ),
+    Candidate(
+        "cells_pb_tail_zn_robust",
+        "cells_pb_tail_zn",
+        "as cells_pb_tail_zn, robust likelihood (quarters' figures Student-t, 4 degrees of freedom)",
+        robust_df=bayes.ROBUST_DF,
     ),
     Candidate("plug_pb_tail_zn", "plug_pb_tail_zn", "lead: plug flow (throughput); zinc: fixed tail"),
     Candidate("mixed_cells", "mixed_cells", "8 mixed cells (throughput) in both circuits"),
@@ -215,65 +223,6 @@ class WeightedDraws:
         return float(1.0 / np.sum(w**2))
 
 
-def _mode(lp: bayes.LogPosterior, x0: np.ndarray) -> np.ndarray:
-    """Mode of ``lp`` by L-BFGS-B with central-difference gradients (one vectorised call each)."""
-    from scipy import optimize
-
-    d = lp.d
-    h = 1e-5
-    eye = np.eye(d) * h
-    lo = np.full(d, -np.inf)
-    hi = np.full(d, np.inf)
-    k = lp.k
-    lo[k + 5], hi[k + 5] = -3.0, 3.0  # atanh rho: |rho| < 0.995
-    lo[k + 6 : k + 6 + lp.m] = bayes.AVAILABILITY_RANGE[0] + 1e-3
-    hi[k + 6 : k + 6 + lp.m] = bayes.AVAILABILITY_RANGE[1] - 1e-3
-    x0 = np.clip(x0, lo + 1e-9, hi - 1e-9)
-
-    def fg(x):
-        v = lp(np.vstack([x[None], x + eye, x - eye]))
-        if not np.all(np.isfinite(v)):
-            return 1e30, np.zeros(d)
-        return -v[0], -(v[1 : d + 1] - v[d + 1 :]) / (2 * h)
-
-    res = optimize.minimize(
-        fg, x0, jac=True, method="L-BFGS-B", bounds=list(zip(lo, hi, strict=True)), options={"maxiter": 500}
-    )
-    return res.x
-
-
-def _hessian(lp: bayes.LogPosterior, x: np.ndarray, h: float = 1e-3) -> np.ndarray:
-    """Hessian of ``lp`` at ``x`` by central differences, all points in one vectorised call."""
-    d = x.size
-    pts = [x]
-    pairs = [(i, j) for i in range(d) for j in range(i + 1, d)]
-    e = np.eye(d) * h
-    for i in range(d):
-        pts += [x + e[i], x - e[i]]
-    for i, j in pairs:
-        pts += [x + e[i] + e[j], x + e[i] - e[j], x - e[i] + e[j], x - e[i] - e[j]]
-    v = lp(np.array(pts))
-    f0 = v[0]
-    hess = np.empty((d, d))
-    for i in range(d):
-        hess[i, i] = (v[1 + 2 * i] - 2 * f0 + v[2 + 2 * i]) / h**2
-    base = 1 + 2 * d
-    for m, (i, j) in enumerate(pairs):
-        a, b, c, dd = v[base + 4 * m : base + 4 * m + 4]
-        hess[i, j] = hess[j, i] = (a - b - c + dd) / (4 * h * h)
-    return hess
-
-
-def _proposal_cov(hess: np.ndarray) -> np.ndarray:
-    """Covariance of the Laplace approximation, ``(-H)^-1`` with its eigenvalues kept positive."""
-    a = -0.5 * (hess + hess.T)
-    if not np.all(np.isfinite(a)):
-        return np.eye(a.shape[0]) * 0.1
-    vals, vecs = np.linalg.eigh(a)
-    vals = np.where(vals > 1e-8, vals, 1.0)  # flat or wrong-signed directions: unit variance
-    return (vecs / vals) @ vecs.T
-
-
 def _psis(log_w: np.ndarray) -> tuple[np.ndarray, float]:
     import warnings
 
@@ -314,11 +263,15 @@ def fold_posterior(cand: Candidate, data, train, *, seed: int = 0, x0=None) -> W
     t_tr = t_all[np.asarray(train)]
     t_ref = float(t_tr.mean())
     lp = bayes.LogPosterior(
-        cand.spec(), sub, theta_priors=cand.priors(), trend_time=(t_tr - t_ref) if cand.trend else None
+        cand.spec(),
+        sub,
+        theta_priors=cand.priors(),
+        trend_time=(t_tr - t_ref) if cand.trend else None,
+        robust_df=cand.robust_df,
     )
     start = lp.start() if x0 is None or len(x0) != lp.d else np.asarray(x0, dtype=float)
-    mode = _mode(lp, start)
-    cov = _proposal_cov(_hessian(lp, mode))
+    mode = bayes.find_mode(lp, start)
+    cov = bayes.laplace_cov(bayes.hessian(lp, mode))
     rng = np.random.default_rng([seed, len(train), int(np.sum(2 ** np.asarray(train)))])
     best = None
     mean = mode
@@ -426,7 +379,7 @@ def predict_quarter(post: WeightedDraws, cand: Candidate, data, j: int, *, seed:
     rec = list(REC_INDEX)
     obs = np.zeros_like(lp_t.obs)
     obs[:, rec] = lp_t.obs[:, rec]
-    ll = bayes.gaussian_log_density(lp_t.y, f0, b, lp_t.var, obs)[:, 0]
+    ll = bayes.gaussian_log_density(lp_t.y, f0, b, lp_t.var, obs, df=cand.robust_df)[:, 0]
     lpd = float(np.logaddexp.reduce(post.log_w + ll))
     # predictive samples: draws resampled by weight, offsets and measurement error on top
     w = np.exp(post.log_w)
@@ -435,7 +388,10 @@ def predict_quarter(post: WeightedDraws, cand: Candidate, data, j: int, *, seed:
     eps = rng.standard_normal((N_PRED, len(rec)))
     sd = np.sqrt(np.asarray(test.sigma, dtype=float)[0, rec])
     sd = np.where(np.isfinite(sd), sd, 0.0)
-    sim = f0[idx, 0][:, rec] + np.einsum("njp,np->nj", b[idx, 0][:, rec, :], z) + sd * eps
+    dev = np.einsum("njp,np->nj", b[idx, 0][:, rec, :], z) + sd * eps
+    if cand.robust_df is not None:  # the Student-t predictive: a Gaussian over a chi2 scale
+        dev /= np.sqrt(rng.chisquare(cand.robust_df, size=N_PRED) / cand.robust_df)[:, None]
+    sim = f0[idx, 0][:, rec] + dev
     return sim, lpd
 
 

@@ -221,6 +221,36 @@ def print_predictive(cmp, console: Console) -> None:
     console.print(escape(cmp.describe_choice()))
 
 
+def _robust_df(choice):
+    from kenomill import bayes
+
+    return bayes.ROBUST_DF if choice == "robust" else None
+
+
+def _gross_errors(fd, choice, given, error_model, console):
+    """Apply ``--gross-errors``: leave out what the reconciliation flags (exclude), or keep it."""
+    from kenomill import bayes
+
+    if choice != "exclude":
+        console.print(
+            "gross errors: robust likelihood in the posterior (quarters' figures Student-t, "
+            f"{bayes.ROBUST_DF:g} degrees of freedom)"
+            if choice == "robust"
+            else "gross errors: all figures kept (--gross-errors keep)"
+        )
+        return fd
+    from kenomill import calibrate as cal_mod
+    from kenomill import reconcile
+
+    flags = reconcile.flagged_figures(given, error_model=error_model)
+    out = cal_mod.exclude_figures(fd, flags)
+    console.print(
+        "gross errors flagged by the reconciliation and left out of the fit: "
+        + (", ".join(out.excluded) if out.excluded else "none")
+    )
+    return out
+
+
 def _parse_priors(items) -> dict[str, tuple[float, float]]:
     from kenomill.errors import ValidationError
 
@@ -377,10 +407,19 @@ def _comparisons(
 @click.option(
     "--posterior-steps",
     type=click.IntRange(0, 1_000_000),
-    default=10000,
+    default=4000,
     show_default=True,
-    help="emcee steps per walker of the quarter-level posterior (half burn-in); 0: no posterior "
+    help="emcee steps per walker of the quarter-level posterior (a quarter burn-in); 0: no posterior "
     "draws (predictions then use the Gaussian approximation).",
+)
+@click.option(
+    "--gross-errors",
+    "gross_errors",
+    type=click.Choice(["exclude", "robust", "keep"]),
+    default="exclude",
+    show_default=True,
+    help="Figures the reconciliation flags as gross errors: left out of the fit (exclude), a robust "
+    "Student-t likelihood in the posterior (robust), or fitted as they are (keep).",
 )
 @click.option("--list-models", is_flag=True, help="List the models and exit.")
 @periods_option
@@ -401,6 +440,7 @@ def calibrate(
     periods,
     compare_fit=False,
     workers=None,
+    gross_errors="exclude",
 ):
     """Fit a recovery model to the six reported quarters; compare models; save the calibration.
 
@@ -436,6 +476,7 @@ def calibrate(
     if given is not None:
         console.print(escape(periods_label(given)))
     fd = cal_mod.fit_data(data, error_model, periods=given)
+    fd = _gross_errors(fd, gross_errors, given, error_model, console)
     from kenomill.progress import phase
 
     with phase(f"fitting {name} ({starts} starting points)"):
@@ -443,13 +484,19 @@ def calibrate(
     calibration = fit.to_calibration()
     # which periods the calibration saw: predict, whatif, simulate and the report say so
     calibration.meta["periods_files"] = "packaged" if given is None else given.attrs["periods_files"]
+    calibration.meta["gross_errors"] = {"choice": gross_errors, "excluded": list(fd.excluded)}
     print_fit(fit, console)
     if posterior_steps:
         from kenomill.progress import progress
 
         with progress(posterior_steps, f"posterior of {name} (emcee)") as bar:
             post = cal_mod.attach_posterior(
-                calibration, fd, seed=seed, n_steps=posterior_steps, progress=bar.advance
+                calibration,
+                fd,
+                seed=seed,
+                n_steps=posterior_steps,
+                progress=bar.advance,
+                robust_df=_robust_df(gross_errors),
             )
         print_posterior(post, calibration, console)
     profiles = {}
