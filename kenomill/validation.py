@@ -575,6 +575,20 @@ class Comparison:
     beats_baselines: dict
     n_periods: int
 
+    def to_meta(self) -> dict:
+        """What a calibration file records of the comparison that chose its model."""
+        return {
+            "method": "exact leave-one-quarter-out and rolling origin (kenomill.validation.compare)",
+            "n_periods": self.n_periods,
+            "chosen": self.chosen,
+            "beats_baselines": self.beats_baselines,
+            "stacking": self.stacking,
+            "table": [
+                {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                for row in self.table.to_dict(orient="records")
+            ],
+        }
+
     def describe_choice(self) -> str:
         b = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in self.beats_baselines.items())
         return f"default by prediction: {self.chosen} (beats both naive baselines on {b})"

@@ -278,3 +278,35 @@ def test_calibrate_not_converged_is_one_line(tmp_path):
     assert "did not converge in 40 steps" in res.output
     assert "Traceback" not in res.output
     assert not (tmp_path / "n").exists()
+
+
+def test_gross_errors_choice_is_recorded_and_robust_prints_it(tmp_path):
+    out = tmp_path / "r"
+    res = invoke(
+        "calibrate",
+        "--model",
+        "constant",
+        "--no-compare",
+        "--gross-errors",
+        "robust",
+        "--posterior-steps",
+        "3000",
+        "--out",
+        str(out),
+    )
+    assert res.exit_code == 0, res.output + res.stderr
+    assert "robust likelihood" in res.stdout
+    cal = Calibration.load(out / "calibration.json")
+    assert cal.meta["gross_errors"] == {"choice": "robust", "excluded": []}
+    res = invoke("calibrate", "--gross-errors", "maybe", "--out", str(tmp_path / "z"))
+    assert res.exit_code == 2 and "maybe" in res.stderr
+
+
+def test_exclude_flags_figures_as_not_reported():
+    data = calibrate.fit_data()
+    flags = np.zeros_like(data.y, dtype=bool)
+    flags[3, 2] = flags[5, 0] = True  # 2011Q4 rec_zn_pct, 2012Q2 rec_ag_pct
+    out = calibrate.exclude_figures(data, flags)
+    assert out.excluded == ("2011Q4.rec_zn_pct", "2012Q2.rec_ag_pct")
+    assert np.isnan(out.y[3, 2]) and np.isnan(out.y[5, 0])
+    assert np.isfinite(out.y).sum() == np.isfinite(data.y).sum() - 2

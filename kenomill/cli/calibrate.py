@@ -515,6 +515,8 @@ def calibrate(
     predictive, comparison = _comparisons(
         compare, compare_fit, compare_names, name, fd, given, starts, seed, priors, workers, console
     )
+    if predictive is not None:
+        calibration.meta["comparison_by_prediction"] = predictive.to_meta()
     # everything is computed before anything is written: no half-written output directory
     figs = []
     if plot:
