@@ -1359,11 +1359,12 @@ def default_fit() -> FitResult:
     )
 
 
-def write_default_calibration(path=None, *, posterior: bool = True):
+def write_default_calibration(path=None, *, posterior: bool = True, compare: bool = False):
     """Refit :func:`default_fit` and write it as the packaged calibration.
 
     Run ``python -m kenomill.calibrate`` after changing the data, the models or
-    :data:`DEFAULT_MODEL`.
+    :data:`DEFAULT_MODEL`; with ``compare`` (``python -m kenomill.calibrate --compare``) the
+    comparison by prediction that chose the model is recorded in its meta too.
     """
     from importlib import resources
 
@@ -1375,9 +1376,15 @@ def write_default_calibration(path=None, *, posterior: bool = True):
         attach_posterior(
             cal, fit_data(DEFAULT_FIT["data"]), seed=DEFAULT_FIT["seed"], n_steps=DEFAULT_FIT["steps"]
         )
+    if compare:
+        from kenomill import validation
+
+        cal.meta["comparison_by_prediction"] = validation.compare(seed=DEFAULT_FIT["seed"]).to_meta()
     cal.meta["made_by"] = "kenomill.calibrate.write_default_calibration()"
     return cal.save(target)
 
 
 if __name__ == "__main__":
-    print(f"wrote {write_default_calibration()}")
+    import sys
+
+    print(f"wrote {write_default_calibration(compare='--compare' in sys.argv)}")

@@ -129,6 +129,47 @@ def profile_plot(profile_df: pd.DataFrame, name: str):
     return fig
 
 
+def predictive_comparison(table: pd.DataFrame, chosen: str | None = None):
+    """Candidates' scores on held-out quarters (``Comparison.table`` of
+    :func:`kenomill.validation.compare`, or the ``table`` a calibration file records): log
+    predictive density and CRPS in both schemes, the naive baselines in grey, the chosen
+    model in red."""
+    from kenomill import validation
+
+    df = pd.DataFrame(table).sort_values("lpd_loqo")
+    names = list(df["candidate"])
+    col = ["0.6" if n in validation.BASELINES else ("C3" if n == chosen else "C0") for n in names]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.35 * len(names) + 1.6), layout="constrained", sharey=True)
+    y = np.arange(len(names))
+    panels = (
+        (axes[0], "lpd", "log predictive density [nats per quarter], higher is better"),
+        (axes[1], "crps", "CRPS [percentage points], lower is better"),
+    )
+    for ax, score, label in panels:
+        ax.hlines(y, df[f"{score}_loqo"], df[f"{score}_rolling"], color="0.8", lw=1, zorder=1)
+        ax.scatter(df[f"{score}_loqo"], y, c=col, marker="o", s=40, zorder=2, label="leave one quarter out")
+        ax.scatter(
+            df[f"{score}_rolling"],
+            y,
+            facecolors="none",
+            edgecolors=col,
+            marker="s",
+            s=40,
+            zorder=2,
+            label="rolling origin",
+        )
+        ax.set_xlabel(label)
+        ax.grid(axis="x", lw=0.3)
+    axes[0].set_yticks(y, names)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(
+        "Prediction of held-out quarters' recoveries (grey: naive baselines"
+        + (f"; red: {chosen}" if chosen else "")
+        + ")"
+    )
+    return fig
+
+
 def save_figure(fig, path) -> Path:
     """Write ``fig`` as PNG, atomically, and close it."""
     p = Path(path)

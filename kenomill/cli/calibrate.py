@@ -221,6 +221,22 @@ def print_predictive(cmp, console: Console) -> None:
     console.print(escape(cmp.describe_choice()))
 
 
+def _figures(fit, calibration, profiles, predictive) -> list:
+    """(file name, figure) of --plot."""
+    from kenomill import plots
+
+    figs = [
+        ("reported_vs_fitted.png", plots.reported_vs_fitted(fit)),
+        ("recovery_curves.png", plots.recovery_curves(fit, calibration)),
+    ]
+    figs += [(f"profile_{k}.png", plots.profile_plot(v, k)) for k, v in profiles.items()]
+    if predictive is not None:
+        figs.append(
+            ("comparison_by_prediction.png", plots.predictive_comparison(predictive.table, predictive.chosen))
+        )
+    return figs
+
+
 def _robust_df(choice):
     from kenomill import bayes
 
@@ -518,15 +534,7 @@ def calibrate(
     if predictive is not None:
         calibration.meta["comparison_by_prediction"] = predictive.to_meta()
     # everything is computed before anything is written: no half-written output directory
-    figs = []
-    if plot:
-        from kenomill import plots
-
-        figs = [
-            ("reported_vs_fitted.png", plots.reported_vs_fitted(fit)),
-            ("recovery_curves.png", plots.recovery_curves(fit, calibration)),
-        ]
-        figs += [(f"profile_{k}.png", plots.profile_plot(v, k)) for k, v in profiles.items()]
+    figs = _figures(fit, calibration, profiles, predictive) if plot else []
     out_dir.mkdir(exist_ok=True)
     from kenomill import io
 
