@@ -1000,6 +1000,9 @@ def _key_answers(r: ReportResults) -> str:
     for p in gross:
         items.append(_why_sentence(r, p))
     # 2. calibration
+    pred = _predictive_sentence(r)
+    if pred:
+        items.append(pred)
     cmp_ = r.comparison.sort_values("aicc").reset_index(drop=True)
     chosen = r.fit.spec.name
     rank = int(np.flatnonzero(cmp_.model.values == chosen)[0]) + 1
@@ -1411,6 +1414,90 @@ def _section_reconcile(r: ReportResults) -> str:
     )
 
 
+def _recorded_comparison(r: ReportResults) -> dict | None:
+    """The comparison by prediction that chose the calibration's model, as its file records it."""
+    rec = getattr(r.calibration, "meta", {}).get("comparison_by_prediction")
+    return rec if isinstance(rec, dict) and rec.get("table") else None
+
+
+def _predictive_sentence(r: ReportResults) -> str:
+    rec = _recorded_comparison(r)
+    if rec is None:
+        return ""
+    t = pd.DataFrame(rec["table"]).set_index("candidate")
+    chosen = rec["chosen"]
+    if chosen not in t.index:
+        return ""
+    c = t.loc[chosen]
+    base = t.loc[[b for b in ("naive_mean", "naive_last") if b in t.index]]
+    n_c = len(t) - len(base)
+    return (
+        f"<b>Does it predict?</b> Of {n_c} candidate models, <i>{_e(chosen)}</i> predicts quarters it was "
+        f"not fitted on best (log predictive density {c.lpd_loqo:.2f} leaving one quarter out, "
+        f"{c.lpd_rolling:.2f} forecasting each quarter from the earlier ones, against "
+        f"{base.lpd_loqo.max():.2f} and {base.lpd_rolling.max():.2f} for the better naive baseline). "
+        f"Its contained metal is off by {c.mape_metal_loqo:.1f} % on a held-out quarter "
+        f"({base.mape_metal_loqo.min():.1f} % for a naive average) and its 90 % bands held "
+        f"{c.cover90_loqo:.0f} % of the held-out recoveries."
+    )
+
+
+def _predictive_part(r: ReportResults) -> str:
+    """Section 4's comparison by prediction: the recorded table and its figure."""
+    from kenomill import plots
+
+    rec = _recorded_comparison(r)
+    if rec is None:
+        return (
+            "<p>The calibration in use records no comparison by prediction (run <code>kenomill calibrate"
+            "</code> on these periods to make one).</p>"
+        )
+    t = pd.DataFrame(rec["table"])
+    rows = []
+    for c in t.itertuples():
+        k = c.pareto_k_max
+        w = c.stacking_weight
+        rows.append(
+            [_e(c.candidate)]
+            + [
+                f"{getattr(c, f'{s}_{sch}'):.{d}f}"
+                for sch in ("loqo", "rolling")
+                for s, d in (("lpd", 2), ("crps", 2), ("mape_metal", 1), ("cover50", 0), ("cover90", 0))
+            ]
+            + ["" if w != w else f"{w:.2f}", "" if k != k else f"{k:.2f}"]
+        )
+    heads = ["candidate"] + [
+        f"{sch} {h}"
+        for sch in ("LOQO", "rolling")
+        for h in ("lpd [nats]", "CRPS [pts]", "metal error [%]", "50 % band [%]", "90 % band [%]")
+    ]
+    table = table_html(
+        rows, heads + ["stacking weight", "Pareto k"], highlight=[m == rec["chosen"] for m in t.candidate]
+    )
+    uri = fig_to_data_uri(plots.predictive_comparison(t, rec["chosen"]))
+    return (
+        "<h3>Which model predicts quarters it has not seen</h3>"
+        "<p>Six quarters are six observations of the mill, so the candidates are compared by prediction: "
+        "each quarter predicted from the other five (LOQO), and each of the last three from the quarters "
+        "before it only (rolling origin), next to two naive baselines: the training quarters' mean "
+        "recovery (naive_mean) and the latest quarter's recovery (naive_last).</p>"
+        '<p class="read"><b>How to read:</b> lpd, the log predictive density of the held-out quarter\'s '
+        "silver, lead and zinc recoveries, higher is better; CRPS in percentage points of recovery and the "
+        "contained-metal error, lower is better; the bands should hold about 50 % and 90 % of the held-out "
+        "recoveries. The stacking weight is the share each candidate gets in the best mixture of their "
+        "predictions; a Pareto k above 0.7 marks a fold whose posterior is only approximate.</p>"
+        + table
+        + _figure(
+            uri,
+            "Scores of the held-out quarters per candidate: filled circles leaving one quarter out, open "
+            "squares rolling origin; grey: naive baselines; red: the default model.",
+            "kenomill.validation.compare() as recorded in the calibration file (kenomill calibrate).",
+            "comparison by prediction, dot charts",
+        )
+        + "<h3>The comparison by fit (for reference)</h3>"
+    )
+
+
 def _calibration_tables(r: ReportResults, cmp_: pd.DataFrame, chosen: str) -> tuple[str, str, str]:
     """The model comparison, parameter and leave-one-out tables of section 4."""
     from kenomill import recovery
@@ -1513,7 +1600,8 @@ def _section_calibration(r: ReportResults) -> str:
         "throughput (residence time in the cells falls as throughput rises). Each is fitted to the six "
         f"quarters by weighted least squares. The default model is <b>{_e(chosen)}</b>; the packaged "
         "calibration, which the scenarios use, is this fit.</p>"
-        '<p class="read"><b>How to read:</b> AICc and BIC balance fit against the number of parameters: '
+        + _predictive_part(r)
+        + '<p class="read"><b>How to read:</b> AICc and BIC balance fit against the number of parameters: '
         "lower "
         "is better and differences under about 2 mean no real difference. LOO (leave one quarter out): each "
         "quarter is predicted by a fit to the other five, the honest error on a quarter the model has "

@@ -333,3 +333,18 @@ def test_nsr_against_throughput_with_bands_and_extrapolation_in_words(built):
     m = re.search(r"the move 250 -> 400 t/d gains NSR per day in (\d+) % of 20 common draws", words)
     assert m and 0 <= int(m.group(1)) <= 100
     assert r.whatif.extrapolated.values.tolist() == [t in outside for t in SMALL["whatif_tpd"]]
+
+
+def test_the_model_is_shown_chosen_by_prediction_next_to_the_naive_baselines(built):
+    r, _path, text = built
+    rec = r.calibration.meta["comparison_by_prediction"]
+    sec = text[text.index('id="calibration"') :]
+    sec = sec[: sec.index("<h2", 10)]
+    assert "Which model predicts quarters it has not seen" in sec
+    for name in ("naive_mean", "naive_last", rec["chosen"]):
+        assert name in sec
+    # the key answer quotes the recorded scores of the chosen model and of the better baseline
+    t = {row["candidate"]: row for row in rec["table"]}
+    key = text[text.index("Key answers") : text.index('id="data"')]
+    assert f"{t[rec['chosen']]['lpd_loqo']:.2f} leaving one quarter out" in key
+    assert f"{max(t['naive_mean']['lpd_loqo'], t['naive_last']['lpd_loqo']):.2f}" in key
