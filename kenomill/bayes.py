@@ -68,7 +68,8 @@ AVAILABILITY_RANGE = (0.5, 1.0)
 #: lead recovery (Alexco news release, 3 May 2011), the mill "runs at 250 tonnes per day"
 #: (Northern Miner, 2012) and was later licensed for 400 t/d. Assumption: median k tau 6
 #: (8 mixed cells: 6 % of the floatable galena lost at 250 t/d, 10 % at 400 t/d), a factor
-#: e^0.75 ~ 2 either way at one SD. Prior sensitivity: ``kenomill calibrate --sensitivity``.
+#: e^0.75 ~ 2 either way at one SD. Prior sensitivity: ``kenomill calibrate --sensitivity``
+#: (:func:`kenomill.validation.prior_sensitivity`).
 THETA_PRIORS = {"ktau_pb": (6.0, 0.75), "ktau_zn": (6.0, 0.75), "zn_pb": (0.08, 0.5), "pb_zn": (0.3, 0.5)}
 # ``zn_pb`` and ``pb_zn`` (zinc to the lead con, lead to the zinc con) are fixed constants in the
 # named models; the candidates that free them (kenomill.validation) use the priors above: no figure

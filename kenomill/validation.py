@@ -653,3 +653,68 @@ def _compare(candidates, data, *, periods, seed, progress, workers) -> Compariso
     return Comparison(
         rows=df, table=table, stacking=stacking, chosen=chosen, beats_baselines=cb, n_periods=data.n
     )
+
+
+# ----------------------------------------------------------------------------- prior sensitivity
+#: the priors on ``ktau_pb`` that :func:`prior_sensitivity` compares: (label, (median, log-SD) or
+#: None for uniform within the bounds); the packaged prior is median 6
+SENSITIVITY_PRIORS = (
+    ("log-normal, median 3", (3.0, 0.75)),
+    ("log-normal, median 6 (packaged)", (6.0, 0.75)),
+    ("log-normal, median 12", (12.0, 0.75)),
+    ("uniform within the bounds", None),
+)
+#: the throughputs [t/d, calendar] and the feed at which lead recovery is shown
+SENSITIVITY_TPD = (250.0, 300.0, 350.0, 400.0)
+SENSITIVITY_FEED = {"head_ag_gpt": 800.0, "head_pb_pct": 10.0, "head_zn_pct": 5.5, "availability_pct": 92.0}
+
+
+def prior_sensitivity(
+    data=None, *, model=None, n_steps: int = 4000, seed: int = 0, n_draws: int = 4000, progress=None
+) -> pd.DataFrame:
+    """Lead recovery at :data:`SENSITIVITY_TPD` under each prior of :data:`SENSITIVITY_PRIORS`.
+
+    For each prior on ``ktau_pb`` (the others as packaged), the quarter-level posterior of
+    ``model`` (default :data:`kenomill.calibrate.DEFAULT_MODEL`) on ``data`` is sampled
+    (:func:`kenomill.bayes.sample`, convergence not enforced but its R-hat reported) and
+    :func:`kenomill.calibrate.predict` gives the 90 % band of lead recovery at each throughput
+    (common draws), :data:`SENSITIVITY_FEED` otherwise. One row per prior: ``ktau_pb`` 5/50/95 %,
+    ``rec_pb_p05_<tpd>`` and ``rec_pb_p95_<tpd>`` [%], ``rhat_max``. ``progress(n)`` after each.
+    """
+    from kenomill import calibrate
+
+    name = model or calibrate.DEFAULT_MODEL
+    data = calibrate.fit_data() if data is None else data
+    spec = recovery.get_model(name)
+    if "ktau_pb" not in spec.free:
+        raise ValidationError(f"model: found {name!r}; allowed: a model with a free ktau_pb")
+    days = 92.0
+    feed = pd.DataFrame(
+        {
+            "period": [f"{t:g} t/d" for t in SENSITIVITY_TPD],
+            "ore_processed_t": [t * days for t in SENSITIVITY_TPD],
+            "tpd": list(SENSITIVITY_TPD),
+            "days": [days] * len(SENSITIVITY_TPD),
+            **{k: [v] * len(SENSITIVITY_TPD) for k, v in SENSITIVITY_FEED.items()},
+        }
+    )
+    cal = calibrate.fit(name, data, starts=4, seed=seed).to_calibration()
+    j = spec.free.index("ktau_pb")
+    rows = []
+    for label, prior in SENSITIVITY_PRIORS:
+        tp = {k: v for k, v in bayes.THETA_PRIORS.items() if k != "ktau_pb"}
+        if prior is not None:
+            tp["ktau_pb"] = prior
+        post = bayes.sample(name, data, n_steps=n_steps, seed=seed, theta_priors=tp, check=False)
+        cal.posterior = post.draws()
+        pred = calibrate.predict(cal, feed, n_draws=n_draws, seed=seed, common_draws=True)
+        q = np.percentile(post.theta[:, j], [5, 50, 95])
+        row = {"prior": label, "ktau_pb_p05": q[0], "ktau_pb_p50": q[1], "ktau_pb_p95": q[2]}
+        for i, t in enumerate(SENSITIVITY_TPD):
+            row[f"rec_pb_p05_{t:g}"] = float(pred["rec_pb_pct_p05"].values[i])
+            row[f"rec_pb_p95_{t:g}"] = float(pred["rec_pb_pct_p95"].values[i])
+        row["rhat_max"] = max(post.rhat.values())
+        rows.append(row)
+        if progress is not None:
+            progress(1)
+    return pd.DataFrame(rows)

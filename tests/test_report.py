@@ -348,3 +348,13 @@ def test_the_model_is_shown_chosen_by_prediction_next_to_the_naive_baselines(bui
     key = text[text.index("Key answers") : text.index('id="data"')]
     assert f"{t[rec['chosen']]['lpd_loqo']:.2f} leaving one quarter out" in key
     assert f"{max(t['naive_mean']['lpd_loqo'], t['naive_last']['lpd_loqo']):.2f}" in key
+
+
+def test_the_report_says_how_much_of_a_400_tpd_answer_is_the_prior(built):
+    r, _path, text = built
+    rows = r.calibration.meta["prior_sensitivity"]
+    sec = text[text.index("How much of a high-throughput answer is assumption") :]
+    lo = [x["rec_pb_p05_400"] for x in rows]
+    assert f"from {min(lo):.1f} % to {max(lo):.1f} %" in sec[:2000]
+    for x in rows:
+        assert f"{x['rec_pb_p05_250']:.1f}-{x['rec_pb_p95_250']:.1f}" in sec

@@ -138,3 +138,14 @@ def test_default_model_beats_naive_baselines_on_the_packaged_quarters():
 def test_unknown_candidate_is_refused_with_the_allowed_ones():
     with pytest.raises(ValidationError, match="candidate: found 'nope'; allowed: constant"):
         validation.get_candidate("nope")
+
+
+def test_prior_sensitivity_moves_recovery_only_where_the_quarters_are_silent(monkeypatch):
+    """A small k tau prior (median 3) against a uniform one: at 250 t/d, inside the quarters'
+    201-245 t/d neighbourhood, the bands nearly agree; at 400 t/d the small prior's lower bound
+    is lower (first-order kinetics: less residence time costs a slow floater more)."""
+    monkeypatch.setattr(validation, "SENSITIVITY_PRIORS", (("median 3", (3.0, 0.75)), ("uniform", None)))
+    df = validation.prior_sensitivity(n_steps=600, n_draws=500, seed=0).set_index("prior")
+    assert df.loc["median 3", "ktau_pb_p50"] < df.loc["uniform", "ktau_pb_p50"]
+    assert abs(df.loc["median 3", "rec_pb_p05_250"] - df.loc["uniform", "rec_pb_p05_250"]) < 2.0
+    assert df.loc["uniform", "rec_pb_p05_400"] - df.loc["median 3", "rec_pb_p05_400"] > 4.0
