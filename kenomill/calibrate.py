@@ -644,44 +644,56 @@ def fit(
     priors = _check_priors(spec, priors)
     a_prior = (float(availability_prior[0]), float(availability_prior[1]))
     base = spec.base_full()
-    k = len(spec.free)
-    lo, hi = spec.bounds()
     kinetic = spec.kind != recovery.KIN_NONE
     nuis_idx = (
         np.flatnonzero(np.isnan(data.availability)) if kinetic and not fix_availability else np.array([], int)
     )
+    lo, hi = spec.bounds()
     x_lo = np.concatenate([lo, np.full(len(nuis_idx), AVAILABILITY_RANGE[0])])
     x_hi = np.concatenate([hi, np.full(len(nuis_idx), AVAILABILITY_RANGE[1])])
     x_def = np.concatenate([spec.defaults(), np.full(len(nuis_idx), a_prior[0])])
-    rng = np.random.default_rng(seed)
-    start_list = _starts(spec, starts, rng, x_lo, x_hi, x_def)
+    start_list = _starts(spec, starts, np.random.default_rng(seed), x_lo, x_hi, x_def)
     if x0 is not None:
+        k = len(spec.free)
         start_list.insert(0, np.clip(np.concatenate([np.asarray(x0, float), x_def[k:]]), x_lo, x_hi))
-
-    def solve(fun, xs):
-        # keep starts strictly inside the bounds (least_squares requires it)
-        xs = np.clip(xs, x_lo + 1e-9 * (x_hi - x_lo), x_hi - 1e-9 * (x_hi - x_lo))
-        return optimize.least_squares(
-            fun,
-            xs,
-            bounds=(x_lo, x_hi),
-            method="trf",
-            x_scale="jac",
-            xtol=1e-12,
-            ftol=1e-12,
-            gtol=1e-10,
-            max_nfev=4000,
-        )
-
-    # The error model fixes the relative weights of the figures; the quarters scatter more
-    # than it allows, so the overall scale s of the data residuals is estimated
-    # (s^2 = chi2 / (n - k_eff), at least 1). Priors (availability, parameters) are absolute
-    # and must be weighed against residuals of the right size: fit at s = 1 from the
-    # first start, estimate s, then run every start at that s, and refine once if s moved.
-    scale = 1.0
-    fun, n_obs = _residual_fn(spec, data, base, nuis_idx, priors, a_prior, scale)
-    x = solve(fun, start_list[0]).x
     names = list(spec.free) + [f"availability[{data.periods[i]}]" for i in nuis_idx]
+    problem = (spec, data, base, nuis_idx, priors, a_prior)
+    x, fun, n_obs, scale, costs = _solve_multistart(problem, start_list, x_lo, x_hi, names)
+    result = _fit_result(problem, x, fun, n_obs, scale, costs, x_lo, x_hi, names)
+    if scatter:
+        result.offsets, result.scatter = _scatter(result)
+        result.scatter_corr = shrunk_correlation(result.offsets)
+    return result
+
+
+def _least_squares(fun, xs, x_lo, x_hi):
+    # keep starts strictly inside the bounds (least_squares requires it)
+    xs = np.clip(xs, x_lo + 1e-9 * (x_hi - x_lo), x_hi - 1e-9 * (x_hi - x_lo))
+    return optimize.least_squares(
+        fun,
+        xs,
+        bounds=(x_lo, x_hi),
+        method="trf",
+        x_scale="jac",
+        xtol=1e-12,
+        ftol=1e-12,
+        gtol=1e-10,
+        max_nfev=4000,
+    )
+
+
+def _solve_multistart(problem, start_list, x_lo, x_hi, names):
+    """The optimum from every start at the estimated residual scale: (x, fun, n_obs, scale, costs).
+
+    The error model fixes the relative weights of the figures; the quarters scatter more
+    than it allows, so the overall scale s of the data residuals is estimated
+    (s^2 = chi2 / (n - k_eff), at least 1). Priors (availability, parameters) are absolute
+    and must be weighed against residuals of the right size: fit at s = 1 from the
+    first start, estimate s, then run every start at that s, and refine once if s moved.
+    """
+    scale = 1.0
+    fun, n_obs = _residual_fn(*problem, scale)
+    x = _least_squares(fun, start_list[0], x_lo, x_hi).x
     for _ in range(3):
         r = fun(x)
         chi2 = float(np.sum(r[:n_obs] ** 2)) * scale**2
@@ -690,16 +702,22 @@ def fit(
         if abs(new_scale - scale) <= 0.02 * scale:
             break
         scale = new_scale
-        fun, _ = _residual_fn(spec, data, base, nuis_idx, priors, a_prior, scale)
-        x = solve(fun, x).x
+        fun, _ = _residual_fn(*problem, scale)
+        x = _least_squares(fun, x, x_lo, x_hi).x
     best, costs = None, []
     for xs in [x, *start_list]:
-        res = solve(fun, xs)
+        res = _least_squares(fun, xs, x_lo, x_hi)
         costs.append(2.0 * res.cost)
         if best is None or res.cost < best.cost:
             best = res
     costs = costs[1:] if len(start_list) > 1 else costs
-    x = best.x
+    return best.x, fun, n_obs, scale, costs
+
+
+def _fit_result(problem, x, fun, n_obs, scale, costs, x_lo, x_hi, names) -> FitResult:
+    """The :class:`FitResult` at the optimum ``x``: covariance, availability, flags, warnings."""
+    spec, data, base, nuis_idx, priors, a_prior = problem
+    k = len(spec.free)
     r = fun(x)
     chi2 = float(np.sum(r[:n_obs] ** 2)) * scale**2
     chi2_prior = float(np.sum(r[n_obs:] ** 2))
@@ -711,7 +729,6 @@ def fit(
     cov_x, k_eff, warns, flat = _covariance(J, n_obs, x, x_lo, x_hi, names)
     span = x_hi - x_lo
     at_bound = (np.abs(x - x_lo) < 1e-6 * span) | (np.abs(x_hi - x) < 1e-6 * span)
-    cov = cov_x[:k, :k]
     fitted = mill_outputs(
         spec, spec.full(theta, base), data.ore_t, data.head, data.tpd / avail / recovery.REFERENCE_TPD
     )[:, _FIT_INDEX]
@@ -719,7 +736,7 @@ def fit(
         spec=spec,
         data=data,
         theta=theta,
-        cov=cov,
+        cov=cov_x[:k, :k],
         base=base,
         availability=avail,
         availability_fitted=np.isin(np.arange(data.n), nuis_idx),
@@ -744,9 +761,6 @@ def fit(
             f"others stopped at chi2 {sorted(costs)[nbest] if nbest < len(costs) else np.nan:.4g} and above"
         )
     result.scale = scale
-    if scatter:
-        result.offsets, result.scatter = _scatter(result)
-        result.scatter_corr = shrunk_correlation(result.offsets)
     return result
 
 
