@@ -66,7 +66,8 @@ def main(n: int) -> None:
         proc.stdin.flush()
         proc.wait()
         text = out.read_text()
-    total = sum(int(m) for m in re.findall(r"^(?:summary|totals): (\d+)", text, re.M)[:1])
+    # "totals:" is the whole run; "summary:" may be 0 when collection started switched off
+    total = int(re.search(r"^totals: (\d+)", text, re.M).group(1))
     print(f"{total:,} instructions for {n} draws x {steps} steps: {total / (n * steps):,.0f} per draw-step")
 
 

@@ -99,13 +99,18 @@ from kenomill._simd import (  # noqa: F401  (ZIG_*, normal, uniform: re-exported
 from kenomill.recovery import (
     I_AG_PB,
     I_AG_ZN,
+    I_PB_ZN,
     I_TAIL_PB,
     I_TAIL_ZN,
+    I_ZN_PB,
     O_LOGIT_REC_AG_PBCON,
     O_LOGIT_REC_PB,
     O_LOGIT_REC_ZN,
+    RC_EINV_AG,
     RC_EINV_PB,
     RC_EINV_ZN,
+    RC_EPB,
+    RC_EZN,
     RC_RPB,
     RC_RZN,
     circuit_recovery,
@@ -181,13 +186,13 @@ def _u_at(key, i, use_pre, pre_u, row):
 
 
 @nb.njit(cache=True, inline="always")
-def lane_normals(nl, keys, i, use_pre, pre_z, rows, out, flag):
-    """Normal ``i`` of each draw of the block into ``out[BLOCK]`` (``flag``: int64 scratch)."""
+def lane_normals(nl, keys, i, use_pre, pre_z, rows, out, row, flag):
+    """Normal ``i`` of each draw of the block into ``out[row, :]`` (``flag``: int64 scratch)."""
     if use_pre == 1:
         for b in range(nl):
-            out[b] = pre_z[rows[b], i]
+            out[row, b] = pre_z[rows[b], i]
     else:
-        normals_lanes(nl, keys, i, out, flag)
+        normals_lanes(nl, keys, i, out, row, flag)
 
 
 # ----------------------------------------------------------------- mill response
@@ -393,7 +398,7 @@ def quarter_constants(
     """
     om, sd, chol = post
     for j in range(NOFF):
-        lane_normals(nl, keys, iz + j, use_pre, pre_z, rows, zq[j], flag)
+        lane_normals(nl, keys, iz + j, use_pre, pre_z, rows, zq, j, flag)
     for b in range(nl):
         sp = s_post[b]
         for j in range(NOFF):
@@ -421,7 +426,7 @@ def deliveries(
     """
     for s in range(supply.shape[0]):
         for c in range(4):
-            lane_normals(nl, keys, iz + 4 * s + c, use_pre, pre_z, rows, zb[c], flag)
+            lane_normals(nl, keys, iz + 4 * s + c, use_pre, pre_z, rows, zb, c, flag)
         for e in range(3):
             ph = g_phi[s, e]
             gm = g_mean[s, q, e]
@@ -626,8 +631,9 @@ def mill(
             for e in range(3):
                 head[e] = part_m[s, e, b] / ts
             split_pull(
-                p[b], head, r_pb[s, b], r_zn[s, b], rel_pb[s, b], rel_zn[s, b],
-                soff[b, s, O_LOGIT_REC_AG_PBCON], rc[b, s], split, pull,
+                head, r_pb[s, b], r_zn[s, b], rel_pb[s, b], rel_zn[s, b], soff[b, s, O_LOGIT_REC_AG_PBCON],
+                rc[b, s, RC_EINV_AG], p[b, I_ZN_PB], p[b, I_PB_ZN], rc[b, s, RC_EPB], rc[b, s, RC_EZN],
+                split, pull,
             )  # fmt: skip
             con_t[0] = pull[0] * ts
             con_t[1] = pull[1] * ts

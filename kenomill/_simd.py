@@ -335,17 +335,18 @@ def normals_at(key, i0, out, flag):
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
-def normals_lanes(n, keys, idx, out, flag):
-    """Normal number ``idx`` of each of the first ``n`` draws of a block (keys[b]): the lock-step form."""
+def normals_lanes(n, keys, idx, out, row, flag):
+    """Normal number ``idx`` of each of the first ``n`` draws of a block (keys[b]) into
+    ``out[row, b]``: the lock-step form (a row of a 2-D block, so that no view is made per call)."""
     for b in range(n):
         r = word(keys[b], idx)
         j = r & np.uint64(127)
         u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
-        out[b] = u * ZIG_X[j]
+        out[row, b] = u * ZIG_X[j]
         flag[b] = 0 if abs(u) < ZIG_RATIO[j] else 1
     for b in range(n):
         if flag[b] != 0:
-            out[b] = _finish_normal(keys[b], idx, word(keys[b], idx))
+            out[row, b] = _finish_normal(keys[b], idx, word(keys[b], idx))
 
 
 @nb.njit("void(u8, i8, f8[:, ::1])", cache=True, parallel=True)
@@ -376,7 +377,7 @@ def simd_floor(seed, n_draws, n_steps, n_sources):
         keys = np.empty(BLOCK, np.uint64)
         for b in range(BLOCK):
             keys[b] = stream_key(seed, blk * BLOCK + b, 2)
-        z = np.empty(BLOCK)
+        z = np.empty((1, BLOCK))
         flag = np.empty(BLOCK, np.int64)
         e = np.empty(BLOCK)
         x = np.zeros(BLOCK)
@@ -385,10 +386,10 @@ def simd_floor(seed, n_draws, n_steps, n_sources):
         for _t in range(n_steps):
             for _s in range(n_sources):
                 for _c in range(4):
-                    normals_lanes(nl, keys, i, z, flag)
+                    normals_lanes(nl, keys, i, z, 0, flag)
                     i += 1
                     for b in range(nl):
-                        x[b] = 0.9 * x[b] + 0.087 * z[b]
+                        x[b] = 0.9 * x[b] + 0.087 * z[0, b]
                         e[b] = exp1(x[b])
                         acc[b] += e[b]
                 for _c in range(2):

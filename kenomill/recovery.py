@@ -357,16 +357,20 @@ def circuit_recovery(grade_dep, r0, tail, grade, offset, einv):
 
 
 @nb.njit(cache=True, inline="always")
-def split_pull(p, head, r_pb, r_znc, rel_pb, rel_zn, offset_ag, rc, split, pull):
+def split_pull(
+    head, r_pb, r_znc, rel_pb, rel_zn, offset_ag, einv_ag, zn_pb, pb_zn_share, e_pb, e_zn, split, pull
+):
     """Shares ``split[3, 2]`` and pulls ``pull[2]`` from the two circuits' recoveries.
 
     ``rel_pb``, ``rel_zn``: :func:`_relative_floatability` of ``r_pb`` with ``ag_pb`` and of
-    ``r_znc`` with ``ag_zn``; ``offset_ag``: the logit offset of silver to the lead con.
+    ``r_znc`` with ``ag_zn``; ``offset_ag``, ``einv_ag``: the logit offset of silver to the
+    lead con and its ``exp(-offset)``; ``zn_pb``, ``pb_zn_share``: the parameters ``zn_pb``
+    and ``pb_zn``; ``e_pb``, ``e_zn``: the gangue entrainment constants (``rc``). Scalars,
+    so that the Monte Carlo kernel passes one draw's values without making array views.
     """
-    r_ag_pb = _logit_shift(rel_pb, offset_ag, rc[RC_EINV_AG])
+    r_ag_pb = _logit_shift(rel_pb, offset_ag, einv_ag)
     r_ag_zn = (1.0 - r_ag_pb) * rel_zn
-    zn_pb = p[I_ZN_PB]
-    pb_zn = (1.0 - r_pb) * p[I_PB_ZN]
+    pb_zn = (1.0 - r_pb) * pb_zn_share
     split[0, 0] = r_ag_pb
     split[0, 1] = r_ag_zn
     split[1, 0] = r_pb
@@ -378,8 +382,6 @@ def split_pull(p, head, r_pb, r_znc, rel_pb, rel_zn, offset_ag, rc, split, pull)
     galena = head[1] / GALENA_PB
     sphal = head[2] / SPHALERITE_ZN
     gangue = max(1.0 - galena - sphal, 0.0)
-    e_pb = rc[RC_EPB]
-    e_zn = rc[RC_EZN]
     pull[0] = galena * split[1, 0] + sphal * split[2, 0] + gangue * e_pb + f_ag * split[0, 0]
     pull[1] = galena * split[1, 1] + sphal * split[2, 1] + gangue * (1.0 - e_pb) * e_zn + f_ag * split[0, 1]
 
@@ -420,7 +422,10 @@ def respond_feed(grade_dep, p, head, grade, offsets, rc, split, pull):
     # R_Ag = a R, this stays below 1 for any a, with no kink where a R would reach 1.
     rel_pb = _relative_floatability(r_pb, p[I_AG_PB])
     rel_zn = _relative_floatability(r_znc, p[I_AG_ZN])
-    split_pull(p, head, r_pb, r_znc, rel_pb, rel_zn, offsets[O_LOGIT_REC_AG_PBCON], rc, split, pull)
+    split_pull(
+        head, r_pb, r_znc, rel_pb, rel_zn, offsets[O_LOGIT_REC_AG_PBCON], rc[RC_EINV_AG],
+        p[I_ZN_PB], p[I_PB_ZN], rc[RC_EPB], rc[RC_EZN], split, pull,
+    )  # fmt: skip
 
 
 @nb.njit(cache=True)

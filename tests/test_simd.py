@@ -64,10 +64,10 @@ def test_normals_keyed_by_seed_and_draw():
     np.testing.assert_array_equal(one, z)
     # a block of draws in lock-step (normal i of 8 draws) gives the same numbers
     keys = np.array([_simd.stream_key(seed, d, 2) for d in range(8)], dtype=np.uint64)
-    lane, flag = np.empty(8), np.empty(8, np.int64)
+    lane, flag = np.empty((2, 8)), np.empty(8, np.int64)
     for i in (0, 5, 299):
-        _simd.normals_lanes(8, keys, i, lane, flag)
-        np.testing.assert_array_equal(lane, z[:8, i])
+        _simd.normals_lanes(8, keys, i, lane, 1, flag)
+        np.testing.assert_array_equal(lane[1], z[:8, i])
     # and a block of indices starting anywhere
     blk, flag = np.empty(50), np.empty(50, np.int64)
     _simd.normals_at(keys[3], 100, blk, flag)
@@ -113,11 +113,11 @@ def test_normal_at_is_the_block_forms_value():
     keys = np.array([_simd.stream_key(np.uint64(5), d, 0) for d in range(_simd.BLOCK)], dtype=np.uint64)
     blk, flag = np.empty(400), np.empty(400, np.int64)
     _simd.normals_at(keys[2], 0, blk, flag)
-    lane, lflag = np.empty(_simd.BLOCK), np.empty(_simd.BLOCK, np.int64)
+    lane, lflag = np.empty((1, _simd.BLOCK)), np.empty(_simd.BLOCK, np.int64)
     for i in range(400):
         assert _simd.normal_at(keys[2], i) == blk[i]
-        _simd.normals_lanes(_simd.BLOCK, keys, i, lane, lflag)
-        assert lane[2] == blk[i]
+        _simd.normals_lanes(_simd.BLOCK, keys, i, lane, 0, lflag)
+        assert lane[0, 2] == blk[i]
 
 
 def test_rejected_candidates_match_the_reference_twin():
