@@ -184,3 +184,102 @@ def whatif_chunk(
         unit="draws",
     )
     return chunk
+
+
+#: peak memory of simulate per float64 of the kernel's outputs when the Dataset is built block
+#: by block (:func:`simulate_blocks`) [-]: peak RSS of the whole command (run, annual sums,
+#: drivers, NSR) measured 6.32 kB per draw built by blocks against 7.59 kB the usual way
+#: (bellekeno_only, 10000 and 60000 draws, the slope; 339 output values a draw), so the usual
+#: margin (:data:`SIMULATE_COPIES` for 7.59 kB) scaled by 6.32 / 7.59; what remains is the
+#: post-processing (the NSR's settlement lines per draw and quarter, the drivers' ranks)
+SIMULATE_LEAN_COPIES = SIMULATE_COPIES * 6.32 / 7.59
+#: draws turned into the Dataset at a time by a run built block by block
+SIMULATE_BLOCK_DRAWS = 16384
+
+
+def simulate_blocks(
+    plan, draws: int, *, daily: bool = False, reruns: int = 1, what: str = "simulate", keep_all: bool = False
+) -> int | None:
+    """Size a Monte Carlo run before work: None (run as usual) or the block size that fits.
+
+    A run whose usual peak (the kernel's records held until the end, then the Dataset:
+    :data:`SIMULATE_COPIES`) fits runs as before. One that does not, but fits when the
+    Dataset is built every :data:`SIMULATE_BLOCK_DRAWS` draws into arrays allocated once
+    (:data:`SIMULATE_LEAN_COPIES`; :func:`kenomill.simulate.run` with ``block_draws``;
+    the same numbers bit for bit), is chunked to fit and says so. ``keep_all``: reruns
+    that need the usual peak (``--attribution``) refuse rather than chunk. Otherwise the
+    run is refused in one line with the estimate, the memory available and what fits.
+    """
+    per_b, per_s = simulate_estimate(plan, draws, daily=daily, reruns=reruns)
+    avail = MEMORY_SHARE * available_memory()
+    if keep_all or BASE_BYTES + draws * per_b <= avail:
+        check(what, draws, per_b, per_s)
+        return None
+    lean = per_b * SIMULATE_LEAN_COPIES / SIMULATE_COPIES
+    block = min(SIMULATE_BLOCK_DRAWS, draws)
+    check(what, draws, lean, per_s, fixed_bytes=block * per_b, announce=False)
+    from kenomill.progress import log
+
+    log(
+        f"{what}: {draws:,} draws need about {fmt_bytes(BASE_BYTES + draws * per_b)} held the usual way, "
+        f"{fmt_bytes(avail / MEMORY_SHARE)} available: chunked to fit, the results built every "
+        f"{block:,} draws "
+        f"(about {fmt_bytes(BASE_BYTES + draws * lean + block * per_b)}; same numbers); "
+        f"estimated about {fmt_seconds(draws * per_s)}"
+    )
+    return block
+
+
+#: wall time of the posterior sampler per walker and step [s]: measured 3 min 23 s for
+#: 10000 steps x 38 walkers at load 6-8 on 2 cores (0.53 ms), rounded up
+POSTERIOR_SECONDS_PER_WALKER_STEP = 0.6e-3
+#: copies of the chain the sampler and its diagnostics hold (emcee's chain and log
+#: probabilities, the kept half, ArviZ's view of it) [-]
+POSTERIOR_COPIES = 3.0
+
+
+def posterior_check(
+    n_steps: int, n_walkers: int, n_dim: int, *, what: str = "calibrate"
+) -> tuple[float, float]:
+    """Size the quarter-level posterior sampling (:func:`kenomill.bayes.sample`) before work.
+
+    emcee keeps every step of every walker: ``n_steps x n_walkers x (n_dim + 1)`` float64,
+    about :data:`POSTERIOR_COPIES` times over with the diagnostics. Refuses (one line) a
+    chain that cannot fit; prints the estimate of a long run.
+    """
+    per_step = POSTERIOR_COPIES * 8.0 * n_walkers * (n_dim + 1)
+    return check(
+        what,
+        n_steps,
+        per_step,
+        POSTERIOR_SECONDS_PER_WALKER_STEP * n_walkers,
+        unit="steps",
+        option="--posterior-steps",
+    )
+
+
+def report_check(
+    plans, draws: int, whatif_plan, whatif_points: int, whatif_draws: int
+) -> tuple[float, float]:
+    """Size ``kenomill report`` before work: every scenario's draws are kept for the page.
+
+    Memory: the sum over scenarios of a simulate run's peak per draw (the page keeps each
+    scenario's Dataset) plus the what-if's per-draw figures; time: the Monte Carlo runs
+    and the what-if grid (the model comparison, about half a minute, comes on top).
+    """
+    per_b = sum(simulate_estimate(p, draws)[0] for p in plans)
+    per_s = sum(simulate_estimate(p, draws)[1] for p in plans)
+    from kenomill.simulate import WHATIF_VARIABLES
+
+    # the what-if's draws grow with the report's (draws / 5): counted per report draw
+    share = whatif_draws / max(draws, 1)
+    wi_b = share * 2 * 8.0 * (len(WHATIF_VARIABLES) + 2 * whatif_points)
+    wi_s = share * whatif_points * simulate_estimate(whatif_plan, 1)[1]
+    return check(
+        "report",
+        draws,
+        per_b + wi_b,
+        per_s + wi_s,
+        fixed_bytes=CHUNK_DRAWS * _chunk_bytes_per_draw(whatif_plan),
+        unit="draws",
+    )

@@ -354,8 +354,17 @@ def run(
     scheduler=None,
     daily: bool = False,
     progress: Callable[[int], None] | None = None,
+    block_draws: int | None = None,
 ) -> xr.Dataset:
-    """Run ``draws`` draws of a compiled scenario; see :func:`simulate`."""
+    """Run ``draws`` draws of a compiled scenario; see :func:`simulate`.
+
+    ``block_draws`` (in-process runs only): turn the kernel's records into the Dataset every
+    ``block_draws`` draws, written into arrays allocated once for all draws, instead of
+    holding every chunk's records until the end. The peak memory falls from about the
+    records twice plus the Dataset to about the Dataset alone (what
+    :func:`kenomill.budget.simulate_blocks` chooses when a run would not fit otherwise);
+    the values are the same bit for bit (every variable is per draw).
+    """
     if draws < 1:
         raise ValidationError(f"--draws: found {draws}; allowed: >= 1")
     if seed < 0 or seed >= 2**64:
@@ -365,6 +374,8 @@ def run(
         raise ValidationError(f"chunk_size: found {chunk}; allowed: >= 1")
     parts = _chunks(draws, chunk)
     results: list = [None] * len(parts)
+    if scheduler is None and block_draws is not None and int(block_draws) < draws:
+        return _run_in_blocks(plan, draws, seed, chunk, int(block_draws), daily, progress)
     if scheduler is None:
         for i, (d0, n) in enumerate(parts):
             results[i] = run_chunk(plan, seed, d0, n, daily)
@@ -393,6 +404,46 @@ def run(
     out_d = np.concatenate([r[1] for r in results]) if daily else None
     out_draw = np.concatenate([r[2] for r in results])
     return to_dataset(plan, out_q, out_draw, seed=seed, out_d=out_d)
+
+
+def _run_in_blocks(plan, draws, seed, chunk, block, daily, progress) -> xr.Dataset:
+    """:func:`run` in process, converting every ``block`` draws into a preallocated Dataset."""
+    import xarray as xr
+
+    block = max(block, chunk)
+    full = None
+    for b0 in range(0, draws, block):
+        nb = min(block, draws - b0)
+        res = []
+        for d0, n in _chunks(nb, chunk):
+            res.append(run_chunk(plan, seed, b0 + d0, n, daily))
+            if progress:
+                progress(n)
+        out_d = np.concatenate([r[1] for r in res]) if daily else None
+        blk = to_dataset(
+            plan,
+            np.concatenate([r[0] for r in res]),
+            np.concatenate([r[2] for r in res]),
+            seed=seed,
+            out_d=out_d,
+            draw0=b0,
+        )
+        del res, out_d
+        if full is None:
+            data_vars = {}
+            for v, da in blk.data_vars.items():
+                shape = tuple(draws if d == "draw" else n_ for d, n_ in zip(da.dims, da.shape, strict=True))
+                data_vars[v] = xr.Variable(da.dims, np.empty(shape, dtype=da.dtype), da.attrs)
+            coords = {k: c.variable for k, c in blk.coords.items() if "draw" not in c.dims}
+            full = xr.Dataset(data_vars, coords={**coords, "draw": np.arange(draws)}, attrs=dict(blk.attrs))
+            full.attrs["draws"] = int(draws)
+        for v, da in blk.data_vars.items():
+            ax = da.dims.index("draw")
+            index = (slice(None),) * ax + (slice(b0, b0 + nb),)
+            full[v].variable.data[index] = da.values
+        del blk
+    assert full is not None
+    return full
 
 
 def simulate(
@@ -528,16 +579,18 @@ def derive(raw: xr.Dataset) -> xr.Dataset:
 
 
 def to_dataset(
-    plan: Plan, out_q: np.ndarray, out_draw: np.ndarray, *, seed: int = 0, out_d=None
+    plan: Plan, out_q: np.ndarray, out_draw: np.ndarray, *, seed: int = 0, out_d=None, draw0: int = 0
 ) -> xr.Dataset:
-    """Kernel outputs -> Dataset (draw, quarter) with units and the per-draw drivers."""
+    """Kernel outputs -> Dataset (draw, quarter) with units and the per-draw drivers.
+
+    ``draw0``: the index of the first draw (a block of a run built block by block)."""
     import xarray as xr
 
     nd, nq, _ = out_q.shape
     names = plan.sources
     ns = len(names)
     coords = {
-        "draw": np.arange(nd),
+        "draw": np.arange(draw0, draw0 + nd),
         "quarter": plan.quarters,
         "source": names,
         "stream": list(STREAMS),

@@ -72,8 +72,18 @@ def report(out, draws, seed, scenarios, models, periods):
     for m in model_list or ():
         recovery.get_model(m)
     paths = list(scenarios) or rp.default_scenario_paths()
-    for p in paths:
-        scn.load(p)  # a broken file is refused in one line before any work
+    loaded = [scn.load(p) for p in paths]  # a broken file is refused in one line before any work
+    # size before work: every scenario's draws are kept for the page (kenomill.budget.report_check)
+    from pathlib import Path
+
+    from kenomill import budget
+    from kenomill import simulate as sim
+
+    plans = [sim.compile_plan(sc, base_dir=Path(p).parent) for p, sc in zip(paths, loaded, strict=True)]
+    names = [sc.name for sc in loaded]
+    wi_plan = plans[names.index(rp.WHATIF_SCENARIO)] if rp.WHATIF_SCENARIO in names else plans[0]
+    n_points = len(rp.DEFAULT_WHATIF_TPD) * len(rp.DEFAULT_WHATIF_AVAILABILITY)
+    budget.report_check(plans, draws, wi_plan, n_points, max(20, draws // 5))
     study = Study(list(periods) or None, seed=seed)
     study.periods()  # a bad periods file is refused in one line before any work
     console = Console(stderr=True)

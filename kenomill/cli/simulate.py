@@ -223,8 +223,16 @@ def simulate(
     from kenomill import budget
 
     reruns = 1 + (len(sim.UNCERTAINTY_GROUPS) if attribution else 0)
-    per_b, per_s = budget.simulate_estimate(plan, draws, daily=daily, reruns=reruns)
-    budget.check(f"simulate {sc.name}", draws, per_b, per_s)
+    # a run that does not fit the usual way but fits built block by block is chunked to fit
+    # (the same numbers); --attribution and a dask scheduler need the usual way
+    block = budget.simulate_blocks(
+        plan,
+        draws,
+        daily=daily,
+        reruns=reruns,
+        what=f"simulate {sc.name}",
+        keep_all=attribution or bool(scheduler),
+    )
     console = Console(width=150)
     from kenomill.progress import progress
 
@@ -237,6 +245,7 @@ def simulate(
             scheduler=scheduler,
             daily=daily,
             progress=bar.advance,
+            block_draws=block,
         )
     yr = sim.annual(ds)
     print_summary(ds, yr, console)
