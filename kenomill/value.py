@@ -1028,6 +1028,116 @@ def optimal_blend(
     }
 
 
+def simplex_grid(names, step: float, max_fraction: Mapping[str, float] | None = None) -> np.ndarray:
+    """Blend fractions on a grid of the simplex within the supply limits ``max_fraction``.
+
+    Each source takes the multiples of ``step`` up to its limit and the limit itself (a
+    binding supply limit is then on the grid); the source of the largest limit takes the
+    remainder, which must lie within its own limit. Rows = blends, columns = ``names``.
+    """
+    import itertools
+
+    n = int(round(1.0 / step))
+    if n < 1 or abs(n * step - 1.0) > 1e-9:
+        raise ValidationError(f"--grid-step: found {step:g}; allowed: 1/k for a whole k (0.1, 0.05, 0.25)")
+    hi = np.array([float((max_fraction or {}).get(m, 1.0)) for m in names])
+    last = int(np.argmax(hi))
+    others = [i for i in range(len(names)) if i != last]
+    cands = [sorted({*(k / n for k in range(n + 1) if k / n <= hi[i] + 1e-12), float(hi[i])}) for i in others]
+    rows = []
+    for c in itertools.product(*cands):
+        rest = 1.0 - sum(c)
+        if -1e-12 <= rest <= hi[last] + 1e-12:
+            row = np.empty(len(names))
+            row[others] = c
+            row[last] = max(rest, 0.0)
+            rows.append(np.round(row, 9))
+    grid = np.unique(np.array(rows), axis=0) if rows else np.empty((0, len(names)))
+    if grid.size == 0:
+        raise ValidationError(
+            f"--max-fraction: no blend on a {step:g} grid respects "
+            f"{dict(zip(names, hi.tolist(), strict=True))}"
+        )
+    return grid
+
+
+def blend_uncertainty(
+    path,
+    max_fraction: Mapping[str, float] | None = None,
+    *,
+    year: int = 2013,
+    draws: int = 32,
+    seed: int = 0,
+    step: float = 0.1,
+    zn_in_pbcon_max_pct: float = 7.0,
+    terms=None,
+    prices=None,
+    progress=None,
+):
+    """How sure is the best blend? The optimum of each posterior draw on a simplex grid.
+
+    Every blend of :func:`simplex_grid` is run with the same draws (:func:`blend_nsr`,
+    common random numbers). For each draw, the feasible blend (its own zinc grade of the
+    lead concentrate at or below the limit) of largest NSR per day is that draw's optimum;
+    the spread of those optima over the draws is the uncertainty of the optimal fractions
+    (the calibration's posterior, the ores' offsets and the day-to-day grades vary by draw).
+
+    Returns
+    -------
+    dict
+        ``names``; ``grid`` (blends, sources); ``nsr_usd_per_day`` and ``pbcon_zn_pct``
+        (blends, draws); ``best_mean`` (the feasible-in-the-mean blend of largest mean NSR
+        per day); ``per_draw`` (draws, sources): each draw's optimum; ``p10``, ``p50``,
+        ``p90`` of each source's optimal share; ``share_at_best_mean``: the share of draws
+        whose optimum is ``best_mean``.
+    """
+    from kenomill import scenario as _sc
+
+    names = list(_sc.load(path).sources)
+    grid = simplex_grid(names, step, max_fraction)
+    nsr = np.empty((grid.shape[0], draws))
+    zn = np.empty((grid.shape[0], draws))
+    for i, row in enumerate(grid):
+        r = blend_nsr(
+            path,
+            dict(zip(names, map(float, row), strict=True)),
+            year=year,
+            draws=draws,
+            seed=seed,
+            terms=terms,
+            prices=prices,
+        )
+        nsr[i], zn[i] = r["nsr_usd_per_day"], r["pbcon_zn_pct"]
+        if progress is not None:
+            progress(1)
+    ok_mean = zn.mean(axis=1) <= zn_in_pbcon_max_pct
+    if not ok_mean.any():
+        raise ValidationError(
+            f"--zn-in-pbcon-max: no blend of the grid keeps zinc in the lead concentrate at or below "
+            f"{zn_in_pbcon_max_pct:g} % (lowest mean {zn.mean(axis=1).min():.2f} %)"
+        )
+    best_mean = int(np.argmax(np.where(ok_mean, nsr.mean(axis=1), -np.inf)))
+    feasible = zn <= zn_in_pbcon_max_pct
+    own = np.argmax(np.where(feasible, nsr, -np.inf), axis=0)
+    has = feasible.any(axis=0)
+    per_draw = np.where(has[:, None], grid[own], np.nan)
+    q = np.nanpercentile(per_draw, [10, 50, 90], axis=0)
+    return {
+        "names": names,
+        "grid": grid,
+        "nsr_usd_per_day": nsr,
+        "pbcon_zn_pct": zn,
+        "best_mean": dict(zip(names, map(float, grid[best_mean]), strict=True)),
+        "best_mean_nsr_usd_per_day": float(nsr[best_mean].mean()),
+        "per_draw": per_draw,
+        "p10": dict(zip(names, map(float, q[0]), strict=True)),
+        "p50": dict(zip(names, map(float, q[1]), strict=True)),
+        "p90": dict(zip(names, map(float, q[2]), strict=True)),
+        "share_at_best_mean": float(np.mean(has & (own == best_mean))),
+        "draws_without_feasible_blend": int((~has).sum()),
+    }
+
+
 # ------------------------------------------------------------------ predictions
 def predict_nsr(
     feed,

@@ -335,3 +335,23 @@ def test_whatif_with_broken_terms_and_prices(tmp_path_factory, which, data):
     out = d / "w.csv"
     args = ["whatif", "--tpd", "230", "--availability", "0.9", "--draws", "2", which, str(f)]
     _run([*args, "--out", str(out)], out)
+
+
+@FUZZ
+@given(
+    option=st.sampled_from(
+        ["--draws", "--seed", "--year", "--zn-in-pbcon-max", "--max-fraction", "--grid-step"]
+    ),
+    value=OPTION_VALUE,
+)
+def test_blend_option_values(tmp_path_factory, option, value):
+    d = _fresh(tmp_path_factory, "blend")
+    out = d / "b.csv"
+    if option == "--max-fraction":
+        value = f"onek={value}"
+    args = [option, value]
+    if option != "--draws":
+        args += ["--draws", "2"]
+    if option != "--grid-step":
+        args += ["--grid-step", "0.5"]
+    _run(["blend", str(ROOT / "scenarios" / "onek_lucky_queen_2012q4.toml"), *args, "--out", str(out)], out)

@@ -108,7 +108,7 @@ def main():
 
 
 def _register():
-    from kenomill.cli import balance, calibrate, nsr, periods, reconcile, report, simulate, whatif
+    from kenomill.cli import balance, blend, calibrate, nsr, periods, reconcile, report, simulate, whatif
 
     for command in (
         balance.balance,
@@ -120,6 +120,7 @@ def _register():
         report.report,
         periods.periods,
         nsr.nsr,
+        blend.blend,
     ):
         main.add_command(command)
 
