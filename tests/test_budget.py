@@ -90,3 +90,13 @@ def test_cli_report_too_many_draws_is_one_line_before_any_work(tmp_path):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip() and "compiling" not in ln]
     assert len(lines) == 1 and "--draws: 100,000,000 draws need about" in lines[0], res.stderr
     assert "allowed here: at most about" in lines[0] and not out.exists()
+
+
+def test_cli_calibrate_posterior_that_cannot_fit_is_one_line_before_the_fit(tmp_path, monkeypatch):
+    monkeypatch.setattr(budget, "available_memory", lambda: 400e6)  # 320 MB usable, 300 MB base
+    out = tmp_path / "cal"
+    res = CliRunner().invoke(main, ["calibrate", "--posterior-steps", "100000", "--out", str(out)])
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "--posterior-steps: 100,000 steps need about" in lines[0], res.stderr
+    assert "fitting" not in res.output and not (out / "calibration.json").exists()

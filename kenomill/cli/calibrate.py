@@ -533,6 +533,12 @@ def calibrate(
         console.print(escape(periods_label(given)))
     fd = cal_mod.fit_data(data, error_model, periods=given)
     fd = _gross_errors(fd, gross_errors, given, error_model, console)
+    if posterior_steps:
+        # size before work (helper guard): emcee keeps every step of every walker
+        from kenomill import bayes, budget
+
+        d = bayes.LogPosterior(name, fd).d
+        budget.posterior_check(posterior_steps, 2 * d + 2, d, what=f"calibrate {name}")
     from kenomill.progress import phase
 
     with phase(f"fitting {name} ({starts} starting points)"):
