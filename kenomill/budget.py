@@ -239,7 +239,7 @@ POSTERIOR_COPIES = 3.0
 
 
 def posterior_check(
-    n_steps: int, n_walkers: int, n_dim: int, *, what: str = "calibrate"
+    n_steps: int, n_walkers: int, n_dim: int, *, what: str = "calibrate", announce: bool = True
 ) -> tuple[float, float]:
     """Size the quarter-level posterior sampling (:func:`kenomill.bayes.sample`) before work.
 
@@ -255,6 +255,7 @@ def posterior_check(
         POSTERIOR_SECONDS_PER_WALKER_STEP * n_walkers,
         unit="steps",
         option="--posterior-steps",
+        announce=announce,
     )
 
 

@@ -538,7 +538,7 @@ def calibrate(
         from kenomill import bayes, budget
 
         d = bayes.LogPosterior(name, fd).d
-        budget.posterior_check(posterior_steps, 2 * d + 2, d, what=f"calibrate {name}")
+        budget.posterior_check(posterior_steps, 2 * d + 2, d, announce=False)
     from kenomill.progress import phase
 
     with phase(f"fitting {name} ({starts} starting points)"):
@@ -550,6 +550,9 @@ def calibrate(
     print_fit(fit, console)
     if posterior_steps:
         from kenomill.progress import progress
+
+        # the estimate of a long sampling, printed when it starts
+        budget.posterior_check(posterior_steps, 2 * d + 2, d, what=f"calibrate {name}")
 
         with progress(posterior_steps, f"posterior of {name} (emcee)") as bar:
             post = cal_mod.attach_posterior(
