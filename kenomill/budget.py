@@ -259,6 +259,17 @@ def posterior_check(
     )
 
 
+def size_posterior(model, data, n_steps: int, *, what: str = "calibrate", announce: bool = True) -> None:
+    """:func:`posterior_check` for ``model`` on ``data`` with the sampler's default walkers
+    (``2 d + 2``, :func:`kenomill.bayes.sample`); nothing for ``n_steps`` 0."""
+    if not n_steps:
+        return
+    from kenomill import bayes
+
+    d = bayes.LogPosterior(model, data).d
+    posterior_check(n_steps, 2 * d + 2, d, what=what, announce=announce)
+
+
 def report_check(
     plans, draws: int, whatif_plan, whatif_points: int, whatif_draws: int
 ) -> tuple[float, float]:

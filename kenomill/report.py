@@ -1152,9 +1152,13 @@ def _extrapolation_sentence(r: ReportResults) -> str:
         "figure, marked * in the table). There the fall of recovery with throughput, and so the NSR per "
         "tonne, follows the residence-time model and its prior more than the six quarters"
         + (f" (prior {_e(prior)})" if prior else "")
-        + ": the bands shown are under this one prior; the quarters cannot tell priors apart there, and a "
-        "different prior on the rate constant gives a different band, so read those rates as "
-        "assumption-driven."
+        + ": the bands shown are under this one prior; the quarters cannot tell priors apart there"
+        + (
+            f" ({_e(w.attrs['prior_sensitivity'])}; section 4)"
+            if w.attrs.get("prior_sensitivity")
+            else ", and a different prior on the rate constant gives a different band"
+        )
+        + ", so read those rates as assumption-driven."
     )
 
 

@@ -552,6 +552,25 @@ def sensitivity(periods=None, terms=None, prices=None, *, rel: float = 0.10, cal
     return df
 
 
+def prior_sensitivity_words(cal) -> str:
+    """The prior-sensitivity band the calibration records (``meta["prior_sensitivity"]``, from
+    ``kenomill calibrate --sensitivity``) in words: the range of the lower 90 % bound of lead
+    recovery across the ktau_pb priors at each recorded throughput; "" when not recorded."""
+    rows = (getattr(cal, "meta", None) or {}).get("prior_sensitivity") or []
+    if not rows:
+        return ""
+    tpds = sorted({float(k.rsplit("_", 1)[1]) for k in rows[0] if k.startswith("rec_pb_p05_")})
+    parts = []
+    for t in tpds:
+        lo = [float(x[f"rec_pb_p05_{t:g}"]) for x in rows]
+        parts.append(f"{t:g} t/d {min(lo):.1f}-{max(lo):.1f} %")
+    return (
+        f"under the {len(rows)} ktau_pb priors the calibration records (kenomill calibrate --sensitivity), "
+        "the lower end of the 90 % band of lead recovery (10 % Pb, 92 % availability) spans "
+        + ", ".join(parts)
+    )
+
+
 def whatif_nsr(
     scenario,
     tpd,
@@ -692,6 +711,7 @@ def whatif_nsr(
             "capacity_tpd": float(capacity_tpd),
             "max_operating_tpd": float(max_operating_tpd),
             "calibrated_tpd": [float(lo), float(hi)],
+            "prior_sensitivity": prior_sensitivity_words(cal),
             "best_tpd": float(ds.best_tpd.values[0]),
             "note": "feed unlimited, capacity cap lifted (as kenomill whatif); NSR before mining and milling "
             f"costs; rates outside the calibration's {lo:g}-{hi:g} t/d are extrapolation of the calibrated "

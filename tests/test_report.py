@@ -328,6 +328,8 @@ def test_nsr_against_throughput_with_bands_and_extrapolation_in_words(built):
         f"the calibration saw {lo:g}-{hi:g} t/d only; {', '.join(f'{t:g}' for t in outside)} t/d lie" in words
     )
     assert "ktau_pb" in words  # the prior that decides beyond the calibrated range, as the calibration says
+    lo400 = [x["rec_pb_p05_400"] for x in cal["meta"]["prior_sensitivity"]]
+    assert f"400 t/d {min(lo400):.1f}-{max(lo400):.1f} %" in words  # the prior-sensitivity band
     assert words.count("extrapolation") >= len(outside)
     # the move of the grid (250 -> 400 here) and its probability of gain, a share of the draws
     m = re.search(r"the move 250 -> 400 t/d gains NSR per day in (\d+) % of 20 common draws", words)

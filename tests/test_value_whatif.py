@@ -220,3 +220,15 @@ def test_cli_whatif_bad_new_options_one_line(tmp_path, args, words):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and words in lines[0], res.stderr
     assert not out.exists()
+
+
+def test_prior_sensitivity_band_in_words_from_the_calibration_file(sc):
+    """The what-if says how far the priors move the answer where it extrapolates: the range of
+    the lower 90 % lead-recovery bound across the ktau_pb priors the calibration file records."""
+    cal = json.loads((ROOT / "kenomill" / "data" / "default_calibration.json").read_text(encoding="utf-8"))
+    rows = cal["meta"]["prior_sensitivity"]
+    lo400 = [r["rec_pb_p05_400"] for r in rows]
+    ds = value.whatif_nsr(sc, [400.0], 0.92, draws=2, seed=0, base_dir=SCEN.parent)
+    words = ds.attrs["prior_sensitivity"]
+    assert f"400 t/d {min(lo400):.1f}-{max(lo400):.1f} %" in words
+    assert f"under the {len(rows)} ktau_pb priors" in words

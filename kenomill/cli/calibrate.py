@@ -533,12 +533,10 @@ def calibrate(
         console.print(escape(periods_label(given)))
     fd = cal_mod.fit_data(data, error_model, periods=given)
     fd = _gross_errors(fd, gross_errors, given, error_model, console)
-    if posterior_steps:
-        # size before work (helper guard): emcee keeps every step of every walker
-        from kenomill import bayes, budget
+    # size before work (helper guard): emcee keeps every step of every walker
+    from kenomill import budget
 
-        d = bayes.LogPosterior(name, fd).d
-        budget.posterior_check(posterior_steps, 2 * d + 2, d, announce=False)
+    budget.size_posterior(name, fd, posterior_steps, announce=False)
     from kenomill.progress import phase
 
     with phase(f"fitting {name} ({starts} starting points)"):
@@ -552,7 +550,7 @@ def calibrate(
         from kenomill.progress import progress
 
         # the estimate of a long sampling, printed when it starts
-        budget.posterior_check(posterior_steps, 2 * d + 2, d, what=f"calibrate {name}")
+        budget.size_posterior(name, fd, posterior_steps, what=f"calibrate {name}")
 
         with progress(posterior_steps, f"posterior of {name} (emcee)") as bar:
             post = cal_mod.attach_posterior(

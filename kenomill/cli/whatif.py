@@ -128,7 +128,7 @@ def nsr_lines(wi, avs, capacity, max_operating) -> list[str]:
         lines.append(
             f"extrapolation: {', '.join(f'{x:g}' for x in out)} t/d lie outside the {lo:g}-{hi:g} t/d the "
             "calibration was fitted on; there the recovery-throughput curve is the prior's as much as the "
-            "data's (see the prior sensitivity in the README's calibration section)"
+            "data's" + (f": {wi.attrs['prior_sensitivity']}" if wi.attrs.get("prior_sensitivity") else "")
         )
     mean = wi.nsr_usd_per_day.sel(stat="mean").values  # (tpd, availability)
     if mean.shape[0] > 1 and (mean[1:] > mean[:-1]).all():
