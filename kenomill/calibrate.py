@@ -1393,7 +1393,9 @@ def write_default_calibration(path=None, *, posterior: bool = True, compare: boo
     if compare:
         from kenomill import validation
 
-        cal.meta["comparison_by_prediction"] = validation.compare(seed=DEFAULT_FIT["seed"]).to_meta()
+        cal.meta["comparison_by_prediction"] = validation.compare(
+            seed=DEFAULT_FIT["seed"], workers=None
+        ).to_meta()
     cal.meta["made_by"] = "kenomill.calibrate.write_default_calibration()"
     return cal.save(target)
 

@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -381,6 +381,9 @@ def predict_quarter(post: WeightedDraws, cand: Candidate, data, j: int, *, seed:
     obs[:, rec] = lp_t.obs[:, rec]
     ll = bayes.gaussian_log_density(lp_t.y, f0, b, lp_t.var, obs, df=cand.robust_df)[:, 0]
     lpd = float(np.logaddexp.reduce(post.log_w + ll))
+    # Monte Carlo SE of that estimate (self-normalised importance sampling, delta method on the log)
+    rel = np.exp(ll - lpd) - 1.0  # p_s / p_hat - 1
+    lpd_se = float(np.sqrt(np.sum(np.exp(2 * post.log_w) * rel**2)))
     # predictive samples: draws resampled by weight, offsets and measurement error on top
     w = np.exp(post.log_w)
     idx = rng.choice(s_n, size=N_PRED, p=w / w.sum())
@@ -392,7 +395,7 @@ def predict_quarter(post: WeightedDraws, cand: Candidate, data, j: int, *, seed:
     if cand.robust_df is not None:  # the Student-t predictive: a Gaussian over a chi2 scale
         dev /= np.sqrt(rng.chisquare(cand.robust_df, size=N_PRED) / cand.robust_df)[:, None]
     sim = f0[idx, 0][:, rec] + dev
-    return sim, lpd
+    return sim, lpd, lpd_se
 
 
 def _student_t_scores(mu, scale, dof, y, metal, ore_t, head, rng) -> dict:
@@ -460,8 +463,9 @@ def validate_candidate(
             if key not in done:
                 done[key] = fold_posterior(cand, data, train, seed=seed, x0=x_full)
             post = done[key]
-            sim, lpd = predict_quarter(post, cand, data, j, seed=seed)
+            sim, lpd, lpd_se = predict_quarter(post, cand, data, j, seed=seed)
             sc = _score_samples(sim, lpd, data.y[j, list(REC_INDEX)], metal[j], data.ore_t[j], data.head[j])
+            sc["lpd_se"] = lpd_se
             rows.append(
                 {
                     "candidate": cand.name,
@@ -489,6 +493,7 @@ def validate_baselines(data, metal, *, seed: int = 0, schemes=("loqo", "rolling"
                         "pareto_k": float("nan"),
                         "ess": float("nan"),
                         **sc,
+                        "lpd_se": 0.0,  # a closed-form density: no Monte Carlo error
                     }
                 )
     return rows
@@ -559,6 +564,13 @@ def summarise(rows: list[dict]) -> pd.DataFrame:
     df = pd.DataFrame(rows)
     agg = df.groupby(["candidate", "scheme"], sort=False)[list(SCORES)].mean().unstack("scheme")
     agg.columns = [f"{s}_{sch}" for s, sch in agg.columns]
+    # Monte Carlo SE of each mean lpd: folds independent, SE of the mean = sqrt(sum se^2) / n
+    se = df.groupby(["candidate", "scheme"], sort=False)["lpd_se"].agg(
+        lambda v: float(np.sqrt(np.sum(v**2)) / len(v))
+    )
+    se = se.unstack("scheme")
+    for sch in se.columns:
+        agg[f"lpd_se_{sch}"] = se[sch]
     kmax = df.groupby("candidate", sort=False)["pareto_k"].max()
     agg["pareto_k_max"] = kmax
     return agg.reset_index()
@@ -574,6 +586,8 @@ class Comparison:
     chosen: str
     beats_baselines: dict
     n_periods: int
+    #: candidates whose LOQO lpd is within 2 Monte Carlo SE of the chosen one's
+    ties: list = field(default_factory=list)
 
     def to_meta(self) -> dict:
         """What a calibration file records of the comparison that chose its model."""
@@ -581,6 +595,7 @@ class Comparison:
             "method": "exact leave-one-quarter-out and rolling origin (kenomill.validation.compare)",
             "n_periods": self.n_periods,
             "chosen": self.chosen,
+            "ties_within_monte_carlo_error": list(self.ties),
             "beats_baselines": self.beats_baselines,
             "stacking": self.stacking,
             "table": [
@@ -591,17 +606,24 @@ class Comparison:
 
     def describe_choice(self) -> str:
         b = ", ".join(f"{k}: {'yes' if v else 'NO'}" for k, v in self.beats_baselines.items())
-        return f"default by prediction: {self.chosen} (beats both naive baselines on {b})"
+        tie = (
+            f"; within the importance sampling's Monte Carlo error (2 SE) of: {', '.join(self.ties)}"
+            if self.ties
+            else ""
+        )
+        return f"default by prediction: {self.chosen} (beats both naive baselines on {b}){tie}"
 
 
 def compare(
-    candidates=None, data=None, *, periods=None, seed: int = 0, progress=None, workers: int | None = None
+    candidates=None, data=None, *, periods=None, seed: int = 0, progress=None, workers: int | None = 1
 ) -> Comparison:
     """Compare ``candidates`` (names or :class:`Candidate`; default :data:`CANDIDATES`) by
     exact LOQO and rolling-origin prediction of ``data`` (FitData; default the packaged quarters)
     next to the naive baselines. ``progress(n)`` is called after each candidate. ``workers``
-    processes share the candidates (default: one per core, at most one per candidate); each
-    candidate is computed from its own seeded streams, so the result is the same for any number.
+    processes share the candidates (default 1: in this process; None: one per core, at most one
+    per candidate; more than one needs an importable ``__main__``, as in a script, a notebook or
+    the command line); each candidate is computed from its own seeded streams, so the result is
+    the same for any number.
 
     The choice: the candidate with the highest mean LOQO log predictive density among those
     that beat both baselines on LOQO and rolling-origin lpd; if none does, the best by lpd
@@ -641,6 +663,15 @@ def _compare(candidates, data, *, periods, seed, progress, workers) -> Compariso
     }
     pool = [n for n in names if beats[n]] or names
     chosen = max(pool, key=lambda n: t.loc[n, "lpd_loqo"])
+    # candidates the Monte Carlo error cannot tell from the chosen one (within 2 SE of the difference)
+    se_c = t.loc[chosen, "lpd_se_loqo"]
+    ties = [
+        n
+        for n in names
+        if n != chosen
+        and t.loc[chosen, "lpd_loqo"] - t.loc[n, "lpd_loqo"]
+        <= 2.0 * math.hypot(se_c, t.loc[n, "lpd_se_loqo"])
+    ]
     table["stacking_weight"] = [stacking.get(n, float("nan")) for n in table["candidate"]]
     table = table.sort_values("lpd_loqo", ascending=False, kind="stable").reset_index(drop=True)
     cb = {}
@@ -651,7 +682,13 @@ def _compare(candidates, data, *, periods, seed, progress, workers) -> Compariso
                 better(t.loc[chosen, f"{sc}_{sch}"], t.loc[b, f"{sc}_{sch}"]) for b in BASELINES
             )
     return Comparison(
-        rows=df, table=table, stacking=stacking, chosen=chosen, beats_baselines=cb, n_periods=data.n
+        rows=df,
+        table=table,
+        stacking=stacking,
+        chosen=chosen,
+        beats_baselines=cb,
+        n_periods=data.n,
+        ties=ties,
     )
 
 

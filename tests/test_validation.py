@@ -123,6 +123,14 @@ def test_same_seed_same_rows_and_workers_do_not_matter():
     assert a.rows.equals(b.rows)
     assert a.table.equals(b.table)
     assert a.chosen == b.chosen
+    # Monte Carlo SE of the importance-sampled lpd: zero for the closed-form baselines only
+    t = a.table.set_index("candidate")
+    assert (t.loc[list(validation.BASELINES), "lpd_se_loqo"] == 0).all()
+    assert (t.loc[["constant", "fixed_tail"], "lpd_se_loqo"].between(1e-6, 0.5)).all()
+    other = "fixed_tail" if a.chosen == "constant" else "constant"
+    gap = t.loc[a.chosen, "lpd_loqo"] - t.loc[other, "lpd_loqo"]
+    se = float(np.hypot(t.loc[a.chosen, "lpd_se_loqo"], t.loc[other, "lpd_se_loqo"]))
+    assert (other in a.ties) == (gap <= 2 * se)
 
 
 def test_default_model_beats_naive_baselines_on_the_packaged_quarters():

@@ -184,8 +184,9 @@ def print_predictive(cmp, console: Console) -> None:
         title=f"Model comparison by prediction of held-out quarters ({cmp.n_periods} quarters): "
         "leave-one-quarter-out (LOQO) and rolling origin (fit on quarters 1..k, predict k+1)",
         caption="Scores of the held-out quarters' silver, lead and zinc recoveries, mean over held-out "
-        "quarters. lpd: log predictive density \\[nats per quarter, higher is better]; CRPS \\[percentage "
-        "points, lower is better]; metal: absolute error of contained metal against the release \\[%]; "
+        "quarters. lpd: log predictive density \\[nats per quarter, higher is better; ± its Monte Carlo "
+        "SE]; CRPS \\[percentage points, lower is better]; metal: absolute error of contained metal "
+        "against the release \\[%]; "
         "c50/c90: share of recoveries inside the 50 %/90 % bands \\[%]; w: stacking weight (Yao et al. "
         "2018, on LOQO); k: largest Pareto k of the folds' importance sampling (above 0.7: that fold's "
         "posterior is approximate). naive_mean: the training quarters' mean recovery; naive_last: the "
@@ -206,8 +207,9 @@ def print_predictive(cmp, console: Console) -> None:
             name = f"[italic]{name}[/]"
         cells = [name]
         for sch in ("loqo", "rolling"):
+            se = getattr(r, f"lpd_se_{sch}", 0.0)
             cells += [
-                f"{getattr(r, f'lpd_{sch}'):.2f}",
+                f"{getattr(r, f'lpd_{sch}'):.2f}" + (f" ±{se:.2f}" if se > 0 else ""),
                 f"{getattr(r, f'crps_{sch}'):.2f}",
                 f"{getattr(r, f'mape_metal_{sch}'):.2f}",
                 f"{getattr(r, f'cover50_{sch}'):.0f}",
@@ -347,7 +349,7 @@ def _comparisons(
             len(cands), "comparing candidates by prediction (LOQO and rolling origin)", unit="candidates"
         ) as bar:
             predictive = validation.compare(
-                cands, fd, periods=given, seed=seed, progress=bar.advance, workers=workers
+                cands, fd, periods=given, seed=seed, progress=bar.advance, workers=workers or None
             )
         print_predictive(predictive, console)
         if predictive.chosen == name:
