@@ -1443,6 +1443,12 @@ def _predictive_sentence(r: ReportResults) -> str:
         f"Its contained metal is off by {c.mape_metal_loqo:.1f} % on a held-out quarter "
         f"({base.mape_metal_loqo.min():.1f} % for a naive average) and its 90 % bands held "
         f"{c.cover90_loqo:.0f} % of the held-out recoveries."
+        + (
+            f" {', '.join(_e(x) for x in ties)} predict as well within the Monte Carlo error of the "
+            "comparison: the choice between them is not decided by six quarters."
+            if (ties := rec.get("ties_within_monte_carlo_error"))
+            else ""
+        )
     )
 
 
