@@ -172,18 +172,22 @@ def _names():
 
 # ----------------------------------------------------------------------------- time and folds
 _QUARTER = re.compile(r"^(\d{4})Q([1-4])$")
+_MONTH = re.compile(r"^(\d{4})-(0[1-9]|1[0-2])$")
 
 
 def quarter_times(periods) -> np.ndarray:
-    """Time of each period [years]: mid-quarter for names ``YYYYQn``; otherwise the periods are
-    taken as consecutive quarters in the order given (an assumption, stated)."""
+    """Time of each period [years]: mid-quarter for names ``YYYYQn``, mid-month for ``YYYY-MM``;
+    otherwise the periods are taken as consecutive quarters in the order given (an assumption)."""
     out = []
-    for i, p in enumerate(periods):
-        m = _QUARTER.match(str(p))
-        if m is None:
+    for p in periods:
+        q = _QUARTER.match(str(p))
+        m = _MONTH.match(str(p))
+        if q is not None:
+            out.append(int(q.group(1)) + (int(q.group(2)) - 0.5) / 4.0)
+        elif m is not None:
+            out.append(int(m.group(1)) + (int(m.group(2)) - 0.5) / 12.0)
+        else:
             return 0.25 * np.arange(len(periods), dtype=float)
-        out.append(int(m.group(1)) + (int(m.group(2)) - 0.5) / 4.0)
-        del i
     return np.asarray(out, dtype=float)
 
 

@@ -27,6 +27,7 @@ def test_folds_by_hand():
 def test_quarter_times_mid_quarter_and_order():
     t = validation.quarter_times(["2011Q1", "2011Q4", "2012Q2"])
     assert t.tolist() == [2011.125, 2011.875, 2012.375]
+    assert validation.quarter_times(["2013-01", "2013-12"]).tolist() == [2013 + 0.5 / 12, 2013 + 11.5 / 12]
     data = calibrate.fit_data()
     shuffled = data.subset([3, 0, 5, 1, 4, 2])
     assert validation.time_order(shuffled).periods == data.periods
