@@ -265,8 +265,8 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
         "note": ("", "why a figure is not checked or how it was compared (empty: relative tolerance)"),
         "units": ("", "unit of each quantity"),
     }
-    for k, (u, ln) in attrs.items():
-        out[k].attrs.update({"units": u, "long_name": ln})
+    for name, (u, ln) in attrs.items():
+        out[name].attrs.update({"units": u, "long_name": ln})
     out.attrs["source"] = ds.attrs["sources"]
     return out
 
