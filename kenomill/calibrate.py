@@ -81,18 +81,8 @@ AVAILABILITY_PRIOR = (0.92, 0.04)
 #: availability outside this range is refused / clipped in draws [fraction]
 AVAILABILITY_RANGE = (0.5, 1.0)
 
-#: the reported figures a model is fitted to, in this order
-FIT_FIGURES = (
-    "rec_ag_pct",
-    "rec_pb_pct",
-    "rec_zn_pct",
-    "pbcon_t",
-    "pbcon_ag_gpt",
-    "pbcon_pb_pct",
-    "zncon_t",
-    "zncon_ag_gpt",
-    "zncon_zn_pct",
-)
+#: the reported figures a model is fitted to, in this order (from :mod:`kenomill.variables`)
+FIT_FIGURES = variables.FIT_FIGURES
 #: independent model outputs per quarter behind the nine figures (see module docstring)
 OUTPUTS_PER_QUARTER = 6
 

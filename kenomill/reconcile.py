@@ -66,7 +66,7 @@ import scipy.linalg as sla
 import xarray as xr
 from scipy import stats
 
-from kenomill import units
+from kenomill import units, variables
 from kenomill.data import FIGURES, aggregates_of
 from kenomill.errormodel import CORRELATED_WITH, ErrorModel, resolve
 from kenomill.errors import ValidationError
@@ -1296,19 +1296,8 @@ def summary_dataset(rec: xr.Dataset) -> xr.Dataset:
 # locating gross errors: serial elimination
 # ---------------------------------------------------------------------------------------
 #: the figures the calibration fits, in the column order of ``kenomill.calibrate.FitData.y``
-#: (``kenomill.calibrate.FIT_FIGURES``; repeated here so that this module does not import
-#: the calibration and its kernels; a test holds the two equal)
-CALIBRATION_FIGURES: tuple[str, ...] = (
-    "rec_ag_pct",
-    "rec_pb_pct",
-    "rec_zn_pct",
-    "pbcon_t",
-    "pbcon_ag_gpt",
-    "pbcon_pb_pct",
-    "zncon_t",
-    "zncon_ag_gpt",
-    "zncon_zn_pct",
-)
+#: (one tuple, in :mod:`kenomill.variables`, which imports no kernels)
+CALIBRATION_FIGURES: tuple[str, ...] = variables.FIT_FIGURES
 #: two measurement-test statistics this close (relative) are the same test: the figures
 #: enter the balances only together (head grade x recovery) and cannot be told apart
 _TIE = 1e-6

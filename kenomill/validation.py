@@ -63,14 +63,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from kenomill import bayes, recovery, units
+from kenomill import bayes, recovery, units, variables
 from kenomill.errors import ValidationError
 
 #: first training size of the rolling origin (fit on quarters 1..k, predict k+1, k >= 3)
 ROLLING_MIN = 3
-#: the recoveries scored, as indices into kenomill.calibrate.FIT_FIGURES (rec_ag, rec_pb, rec_zn)
-REC_INDEX = (0, 1, 2)
 METALS = ("ag", "pb", "zn")
+#: the recoveries scored, as indices into the fitted figures (rec_ag, rec_pb, rec_zn)
+REC_INDEX = tuple(variables.FIT_FIGURES.index(f"rec_{m}_pct") for m in METALS)
 #: importance-sampling draws per fold, and the Student-t proposal's degrees of freedom
 N_DRAWS = 8000
 PROPOSAL_DF = 3.0

@@ -270,6 +270,20 @@ VARIABLES: MappingProxyType[str, Variable] = MappingProxyType({v.name: v for v i
 
 #: the metals as the package names them, and the streams of the circuit
 ELEMENTS: tuple[str, ...] = ("Ag", "Pb", "Zn")
+#: the nine reported figures a recovery model is fitted to, in the column order of
+#: ``kenomill.calibrate.FitData.y`` (the calibration, the reconciliation's flags and the
+#: validation read it from here)
+FIT_FIGURES: tuple[str, ...] = (
+    "rec_ag_pct",
+    "rec_pb_pct",
+    "rec_zn_pct",
+    "pbcon_t",
+    "pbcon_ag_gpt",
+    "pbcon_pb_pct",
+    "zncon_t",
+    "zncon_ag_gpt",
+    "zncon_zn_pct",
+)
 STREAMS: tuple[str, ...] = ("feed", "pbcon", "zncon", "tails")
 
 
