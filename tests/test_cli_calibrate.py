@@ -310,3 +310,14 @@ def test_exclude_flags_figures_as_not_reported():
     assert out.excluded == ("2011Q4.rec_zn_pct", "2012Q2.rec_ag_pct")
     assert np.isnan(out.y[3, 2]) and np.isnan(out.y[5, 0])
     assert np.isfinite(out.y).sum() == np.isfinite(data.y).sum() - 2
+
+
+def test_too_few_periods_for_the_comparison_by_prediction_skip_it_with_a_line(tmp_path, monkeypatch):
+    from kenomill import validation
+
+    # six packaged quarters against a rolling origin that would need seven
+    monkeypatch.setattr(validation, "ROLLING_MIN", 6)
+    res = invoke("calibrate", "--model", "constant", "--posterior-steps", "0", "--out", str(tmp_path / "c"))
+    assert res.exit_code == 0, res.output + res.stderr
+    assert "comparison by prediction skipped: it needs at least 7 base periods" in res.stdout
+    assert not (tmp_path / "c" / "comparison.csv").exists()

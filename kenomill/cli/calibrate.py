@@ -332,6 +332,12 @@ def _check_out_dir(out: str) -> Path:
     return p
 
 
+def _validation_min() -> int:
+    from kenomill import validation
+
+    return validation.ROLLING_MIN
+
+
 def _comparisons(
     compare, compare_fit, compare_names, name, fd, given, starts, seed, priors, workers, console
 ):
@@ -340,6 +346,12 @@ def _comparisons(
 
     comparison = None
     predictive = None
+    if compare and fd.n <= _validation_min():
+        console.print(
+            f"comparison by prediction skipped: it needs at least {_validation_min() + 1} base periods "
+            f"(rolling origin fits {_validation_min()} and predicts the next); found {fd.n}"
+        )
+        compare = False
     if compare:
         from kenomill import validation
         from kenomill.progress import progress
