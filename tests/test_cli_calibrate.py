@@ -321,3 +321,14 @@ def test_too_few_periods_for_the_comparison_by_prediction_skip_it_with_a_line(tm
     assert res.exit_code == 0, res.output + res.stderr
     assert "comparison by prediction skipped: it needs at least 7 base periods" in res.stdout
     assert not (tmp_path / "c" / "comparison.csv").exists()
+
+
+def test_the_hint_names_the_command_that_fits_the_best_candidate():
+    from kenomill.cli.calibrate import _how_to_fit
+
+    assert (
+        _how_to_fit("cells_pb_tail_zn_robust")
+        == "kenomill calibrate --model cells_pb_tail_zn --gross-errors robust"
+    )
+    assert _how_to_fit("fixed_tail") == "kenomill calibrate --model fixed_tail"
+    assert "cannot hold" in _how_to_fit("cells_pb_tail_zn_ramp")

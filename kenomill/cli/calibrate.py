@@ -332,6 +332,18 @@ def _check_out_dir(out: str) -> Path:
     return p
 
 
+def _how_to_fit(candidate: str) -> str:
+    """The command that calibrates ``candidate``, or why none does yet."""
+    from kenomill import recovery, validation
+
+    c = validation.get_candidate(candidate)
+    if c.robust_df is not None and not c.free_extra and not c.trend:
+        return f"kenomill calibrate --model {c.model} --gross-errors robust"
+    if c.name in recovery.MODELS:
+        return f"kenomill calibrate --model {c.name}"
+    return "a candidate the calibration file cannot hold yet: compared, not saved"
+
+
 def _validation_min() -> int:
     from kenomill import validation
 
@@ -369,7 +381,7 @@ def _comparisons(
         else:
             console.print(
                 f"fitted and saved: {name}; best by prediction among those compared: {predictive.chosen} "
-                f"(kenomill calibrate --model {predictive.chosen}, where it is a named model)"
+                f"({_how_to_fit(predictive.chosen)})"
             )
     if compare_fit:
         from kenomill import recovery as _rec
