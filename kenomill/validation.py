@@ -280,39 +280,43 @@ def fold_posterior(cand: Candidate, data, train, *, seed: int = 0, x0=None) -> W
     best = None
     mean = mode
     for _ in range(ADAPT_ROUNDS):
-        x, lq = _mvt_draws(rng, mean, cov, N_DRAWS, PROPOSAL_DF)
-        lpx = np.concatenate([lp(x[i : i + 500]) for i in range(0, x.shape[0], 500)])
-        log_w = np.where(np.isfinite(lpx), lpx - lq, -np.inf)
-        keep = np.isfinite(log_w)
-        if keep.sum() < 10:
+        draws = _importance_round(lp, rng, mean, cov, N_DRAWS, t_ref)
+        if draws is None:
             continue
-        lw, k = _psis(log_w[keep])
-        if best is None or k < best.pareto_k:
-            best = WeightedDraws(x=x[keep], log_w=lw, pareto_k=k, lp=lp, t_ref=t_ref)
-        if k <= PARETO_K_GOOD:
+        if best is None or draws.pareto_k < best.pareto_k:
+            best = draws
+        if draws.pareto_k <= PARETO_K_GOOD:
             break
-        # adapt the proposal to the weighted draws (moment matching), a little wider
-        w = np.exp(best.log_w)
-        mean = w @ best.x
-        dx = best.x - mean
-        cov = ADAPT_WIDEN * (dx.T * w) @ dx + 1e-10 * np.eye(lp.d)
+        mean, cov = _moment_matched(best)
     if best is None:
         raise ValidationError(f"{cand.name}: importance sampling failed for training quarters {list(train)}")
     if best.pareto_k > PARETO_K_MAX:
         # one last, larger round from the best matched proposal (a k estimate also falls with n)
-        w = np.exp(best.log_w)
-        mean = w @ best.x
-        dx = best.x - mean
-        cov = ADAPT_WIDEN * (dx.T * w) @ dx + 1e-10 * np.eye(lp.d)
-        x, lq = _mvt_draws(rng, mean, cov, RETRY_FACTOR * N_DRAWS, PROPOSAL_DF)
-        lpx = np.concatenate([lp(x[i : i + 500]) for i in range(0, x.shape[0], 500)])
-        log_w = np.where(np.isfinite(lpx), lpx - lq, -np.inf)
-        keep = np.isfinite(log_w)
-        if keep.sum() >= 10:
-            lw, k = _psis(log_w[keep])
-            if k < best.pareto_k:
-                best = WeightedDraws(x=x[keep], log_w=lw, pareto_k=k, lp=lp, t_ref=t_ref)
+        mean, cov = _moment_matched(best)
+        draws = _importance_round(lp, rng, mean, cov, RETRY_FACTOR * N_DRAWS, t_ref)
+        if draws is not None and draws.pareto_k < best.pareto_k:
+            best = draws
     return best
+
+
+def _importance_round(lp, rng, mean, cov, n, t_ref) -> WeightedDraws | None:
+    """``n`` draws from the multivariate-t proposal, Pareto-smoothed weights (None: < 10 usable)."""
+    x, lq = _mvt_draws(rng, mean, cov, n, PROPOSAL_DF)
+    lpx = np.concatenate([lp(x[i : i + 500]) for i in range(0, x.shape[0], 500)])
+    log_w = np.where(np.isfinite(lpx), lpx - lq, -np.inf)
+    keep = np.isfinite(log_w)
+    if keep.sum() < 10:
+        return None
+    lw, k = _psis(log_w[keep])
+    return WeightedDraws(x=x[keep], log_w=lw, pareto_k=k, lp=lp, t_ref=t_ref)
+
+
+def _moment_matched(draws: WeightedDraws) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and (widened by :data:`ADAPT_WIDEN`) covariance of the weighted draws: the next proposal."""
+    w = np.exp(draws.log_w)
+    mean = w @ draws.x
+    dx = draws.x - mean
+    return mean, ADAPT_WIDEN * (dx.T * w) @ dx + 1e-10 * np.eye(draws.x.shape[1])
 
 
 # ----------------------------------------------------------------------------- predictive scores
