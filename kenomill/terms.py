@@ -32,6 +32,7 @@ from kenomill.errors import ValidationError
 
 PACKAGED_TERMS = "terms_typical_2012.toml"
 PACKAGED_PRICES = "prices.csv"
+PACKAGED_COSTS = "costs_pea_2008.toml"
 
 #: price deck items -> unit
 PRICE_ITEMS: dict[str, str] = {"ag": "USD/troy_oz", "pb": "USD/lb", "zn": "USD/lb", "usd_cad": "CAD/USD"}
@@ -141,9 +142,18 @@ class Terms(_Model):
     zinc_concentrate: ConcentrateTerms
 
 
+class Costs(_Model):
+    """Operating costs (mining, milling, G&A) in C$: per tonne milled and per calendar day."""
+
+    name: str = Field(min_length=1)
+    note: str = ""
+    variable_cad_per_t: NonNeg
+    fixed_cad_per_day: NonNeg
+
+
 # ------------------------------------------------------------------ errors
-def _model_at(loc: tuple) -> type[BaseModel] | None:
-    m: type[BaseModel] | None = Terms
+def _model_at(loc: tuple, root: type[BaseModel] = Terms) -> type[BaseModel] | None:
+    m: type[BaseModel] | None = root
     for part in loc:
         if m is None or isinstance(part, int):
             continue
@@ -156,20 +166,20 @@ def _model_at(loc: tuple) -> type[BaseModel] | None:
     return m
 
 
-def _describe(exc: pydantic.ValidationError) -> tuple[str, str]:
+def _describe(exc: pydantic.ValidationError, root: type[BaseModel] = Terms) -> tuple[str, str]:
     errs = exc.errors()
     err = next((e for e in errs if e["type"] == "extra_forbidden"), errs[0])
     loc = tuple(err["loc"])
     field = ".".join(str(p) for p in loc) or "(top level)"
     typ, found = err["type"], err.get("input")
     if typ == "extra_forbidden":
-        parent = _model_at(loc[:-1])
+        parent = _model_at(loc[:-1], root)
         allowed = list(parent.model_fields) if parent else []
         near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f" (did you mean {near[0]!r}?)" if near else ""
         return field, f"unknown field {loc[-1]!r}{hint}; allowed: {', '.join(allowed)}"
     if typ == "missing":
-        m = _model_at(loc)
+        m = _model_at(loc, root)
         extra = f" (a table with {', '.join(m.model_fields)})" if m is not None else ""
         return field, f"field required{extra}"
     if typ in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
@@ -216,6 +226,47 @@ def packaged_terms() -> Terms:
 
     text = resources.files("kenomill").joinpath(f"data/{PACKAGED_TERMS}").read_text(encoding="utf-8")
     return terms_from_dict(tomllib.loads(text), where=f"packaged {PACKAGED_TERMS}")
+
+
+# ------------------------------------------------------------------ costs
+def costs_from_dict(data: dict, where: str = "costs") -> Costs:
+    """Validate operating costs given as a mapping (one-line errors as :func:`terms_from_dict`)."""
+    try:
+        return Costs.model_validate(data)
+    except pydantic.ValidationError as exc:
+        field, msg = _describe(exc, Costs)
+        raise ValidationError(f"{where}: {field}: {msg}") from None
+
+
+def load_costs(path=None) -> Costs:
+    """Read and validate an operating-costs TOML file (None: the packaged PEA 2008 costs).
+
+    The file gives ``variable_cad_per_t`` [C$ per tonne milled] and ``fixed_cad_per_day``
+    [C$ per calendar day], each ``{ value = ..., source = "..." }``.
+    """
+    if path is None:
+        return packaged_costs()
+    from kenomill.io import read_toml
+
+    p = Path(path)
+    return costs_from_dict(read_toml(p, what="costs"), where=str(p))
+
+
+@cache
+def packaged_costs() -> Costs:
+    """The packaged operating costs (``kenomill/data/costs_pea_2008.toml``): C$206/t, all variable."""
+    import tomllib
+
+    text = resources.files("kenomill").joinpath(f"data/{PACKAGED_COSTS}").read_text(encoding="utf-8")
+    return costs_from_dict(tomllib.loads(text), where=f"packaged {PACKAGED_COSTS}")
+
+
+def cost_usd_per_day(costs: Costs, tonnes_per_day, usd_cad):
+    """Operating cost per calendar day [US$/d] at ``tonnes_per_day`` milled [t per calendar day]."""
+    import numpy as np
+
+    cad = costs.variable_cad_per_t.value * np.asarray(tonnes_per_day, dtype=float)
+    return (cad + costs.fixed_cad_per_day.value) / np.asarray(usd_cad, dtype=float)
 
 
 # ------------------------------------------------------------------ prices

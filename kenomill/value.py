@@ -571,6 +571,191 @@ def prior_sensitivity_words(cal) -> str:
     )
 
 
+#: the kernel record fields a what-if keeps per draw and quarter (:func:`_year_nsr` reads them):
+#: lead con t, its Ag, Pb, Zn t; zinc con t, its Ag, Pb, Zn t; calendar hours; ore milled t
+def _record_fields() -> list[int]:
+    from kenomill import _mc_kernels as K
+
+    return [
+        K.F_STREAM_T,
+        *(K.F_STREAM_M + k for k in range(3)),
+        K.F_STREAM_T + 1,
+        *(K.F_STREAM_M + 3 + k for k in range(3)),
+        K.F_CAL_H,
+        K.F_FEED_T,
+    ]
+
+
+def _year_nsr(rec, terms, prices):
+    """NSR of the year [US$], calendar days and ore milled [t] from compact records.
+
+    ``rec`` (..., quarter, 10) as :func:`_record_fields`; each quarter is settled on its own
+    (its own assays) and the quarters are summed. ``prices`` items broadcast against
+    (..., quarter) (per-draw prices as (draw, 1)).
+    """
+
+    def con(s):
+        dmt = rec[..., 4 * s]
+        safe = np.where(dmt > 0, dmt, 1.0)
+        return {"dmt": dmt, **{e: rec[..., 4 * s + 1 + k] / safe for k, e in enumerate(METALS)}}
+
+    lead, zinc = con(0), con(1)
+    total = settle(lead["dmt"], lead, prices, terms.lead_concentrate, terms.stream)["nsr_usd"]
+    total = total + settle(zinc["dmt"], zinc, prices, terms.zinc_concentrate, terms.stream)["nsr_usd"]
+    return total.sum(axis=-1), rec[..., 8].sum(axis=-1) / 24.0, rec[..., 9].sum(axis=-1)
+
+
+def whatif_prices(scenario, prices, price_model, seed: int, draws: int) -> dict:
+    """The prices of a what-if's draws: the fixed row ``prices``, or per-draw draws of ``price_model``.
+
+    ``price_model`` (a scenario's :class:`kenomill.scenario.Prices`) gives lognormal,
+    correlated prices per draw from the counter-based stream keyed by (seed, draw)
+    (:func:`kenomill.draw_inputs.price_draws`, as ``kenomill simulate``): draw ``d`` has the
+    same prices whatever the chunks, and every grid point sees the same prices in draw ``d``
+    (common random numbers).
+    """
+    if price_model is None:
+        return dict(prices)
+    from kenomill import draw_inputs
+
+    sc = scenario.model_copy(update={"prices": price_model})
+    return draw_inputs.price_draws(sc, seed, np.arange(draws))
+
+
+def _price_slice(pr: dict, d0: int, n: int) -> dict:
+    out = {}
+    for k, v in pr.items():
+        a = np.asarray(v) if k != "source" else v
+        out[k] = a[d0 : d0 + n, None] if k != "source" and a.ndim == 1 else v
+    return out
+
+
+def _stats(x):
+    return np.stack([x.mean(axis=-1), *np.percentile(x, [10, 50, 90], axis=-1)], axis=-1)
+
+
+def _add_best(ds, per_draw, allowed, tpd, *, what: str, prefix: str) -> None:
+    """best rate by the mean of ``per_draw`` (tpd, availability, draw) over the allowed rates.
+
+    Adds ``{prefix}tpd``, ``{prefix}{what}_usd_per_day`` (availability, stat) and
+    ``{prefix}share`` (share of draws whose own best allowed rate is the best of the means).
+    """
+    mean = np.where(allowed, per_draw.mean(axis=-1), -np.inf)
+    best = np.argmax(mean, axis=0)  # per availability
+    has = allowed.any(axis=0)
+    words = "NSR" if what == "nsr" else "margin (NSR - operating cost)"
+    ds[f"{prefix}tpd"] = (
+        "availability",
+        np.where(has, tpd[best], np.nan),
+        {"units": "t/d", "long_name": f"rate of the largest mean {words} per day within the capacity limits"},
+    )
+    cols = np.arange(allowed.shape[1])
+    ds[f"{prefix}{what}_usd_per_day"] = (
+        ("availability", "stat"),
+        np.where(has[:, None], _stats(per_draw)[best, cols], np.nan),
+        {"units": "USD/d", "long_name": f"{words} per calendar day at {prefix}tpd"},
+    )
+    own = np.argmax(np.where(allowed[..., None], per_draw, -np.inf), axis=0)  # (availability, draw)
+    ds[f"{prefix}share"] = (
+        "availability",
+        np.where(has, (own == best[:, None]).mean(axis=1), np.nan),
+        {"long_name": f"share of draws whose own best allowed rate (by {words}) is {prefix}tpd"},
+    )
+
+
+def _add_move(ds, move, tpd, per_day, margin, ore_day, usd_cad) -> None:
+    """P(gain) of the move by NSR and by margin, and the variable cost at which it stops paying."""
+    if move is None or move[0] not in tpd or move[1] not in tpd:
+        return
+    a, b = (int(np.flatnonzero(tpd == m)[0]) for m in move)
+    label = f"{move[0]:g} -> {move[1]:g} t/d"
+    gain = (per_day[b] > per_day[a]).mean(axis=-1)
+    ds["p_gain"] = ("availability", gain, {"long_name": f"P(NSR per day gains, {label})"})
+    ds.attrs.update({"p_gain": float(gain[0]), "move": label})
+    if margin is None:
+        return
+    gm = (margin[b] > margin[a]).mean(axis=-1)
+    ds["p_gain_margin"] = ("availability", gm, {"long_name": f"P(margin per day gains, {label})"})
+    ds.attrs["p_gain_margin"] = float(gm[0])
+    # NSR of each extra tonne of the move, in C$/t: the variable cost at which it stops paying
+    extra = (per_day[b] - per_day[a]) / (ore_day[b] - ore_day[a]) * np.asarray(usd_cad, dtype=float)
+    ds["move_breakeven_cad_per_t"] = (
+        ("availability", "stat"),
+        _stats(extra),
+        {
+            "units": "CAD/t",
+            "long_name": f"NSR per extra tonne of the move {label} [C$/t]: the move gains margin while "
+            "the variable operating cost per tonne is below it (fixed costs per day do not matter)",
+        },
+    )
+
+
+def _add_margin(ds, per_day, ore_day, costs, usd_cad):
+    cost = costs_per_day(costs, ore_day, usd_cad)
+    margin = per_day - cost
+    dims = ("tpd", "availability", "stat")
+    ds["cost_usd_per_day"] = (
+        dims,
+        _stats(cost),
+        {"units": "USD/d", "long_name": f"operating cost per calendar day ({costs.name})"},
+    )
+    ds["margin_usd_per_day"] = (
+        dims,
+        _stats(margin),
+        {"units": "USD/d", "long_name": "margin per calendar day: NSR - operating cost"},
+    )
+    ds.attrs.update(
+        {
+            "costs": costs.name,
+            "costs_note": costs.note,
+            "variable_cad_per_t": costs.variable_cad_per_t.value,
+            "fixed_cad_per_day": costs.fixed_cad_per_day.value,
+        }
+    )
+    return margin
+
+
+def costs_per_day(costs, ore_per_day, usd_cad):
+    """Operating cost per calendar day [US$/d] (:func:`kenomill.terms.cost_usd_per_day`)."""
+    from kenomill import terms as _terms
+
+    return _terms.cost_usd_per_day(costs, ore_per_day, usd_cad)
+
+
+def _whatif_result(ds, per_day, per_t, tpd, avs, cal, *, limits, terms, pdraws, price_model) -> None:
+    """NSR statistics, extrapolation flags, capacity limits and the best rate by NSR, into ``ds``."""
+    from kenomill.calibrate import calibrated_feed_range
+
+    t = terms
+    lo, hi = calibrated_feed_range(cal)["tpd"]
+    dims = ("tpd", "availability", "stat")
+    ds["nsr_usd_per_day"] = (dims, _stats(per_day), {"units": "USD/d", "long_name": "NSR per calendar day"})
+    ds["nsr_usd_per_t_ore"] = (dims, _stats(per_t), {"units": "USD/t", "long_name": "NSR per tonne of ore"})
+    ds["extrapolated"] = (
+        "tpd",
+        (tpd < lo) | (tpd > hi),
+        {"long_name": f"calendar rate outside the calibration's {lo:g}-{hi:g} t/d (extrapolation)"},
+    )
+    allowed = (tpd[:, None] <= limits[0]) & (tpd[:, None] / avs[None, :] <= limits[1])
+    ds["allowed"] = (("tpd", "availability"), allowed, {"long_name": "within the stated capacity limits"})
+    _add_best(ds, per_day, allowed, tpd, what="nsr", prefix="best_")
+    ds.attrs.update(
+        {
+            "terms": t.name,
+            "prices": str(pdraws.get("source", "")),
+            "price_uncertainty": int(price_model is not None),
+            "capacity_tpd": float(limits[0]),
+            "max_operating_tpd": float(limits[1]),
+            "calibrated_tpd": [float(lo), float(hi)],
+            "prior_sensitivity": prior_sensitivity_words(cal),
+            "best_tpd": float(ds.best_tpd.values[0]),
+            "note": "feed unlimited, capacity cap lifted (as kenomill whatif); NSR before mining and milling "
+            f"costs; rates outside the calibration's {lo:g}-{hi:g} t/d are "
+            "extrapolation of the calibrated curves (the prior decides there)",
+        }
+    )
+
+
 def whatif_nsr(
     scenario,
     tpd,
@@ -581,6 +766,8 @@ def whatif_nsr(
     year: int | None = None,
     terms=None,
     prices=None,
+    costs=None,
+    price_model=None,
     base_dir=None,
     move: tuple[float, float] | None = (250.0, 300.0),
     capacity_tpd: float = np.inf,
@@ -589,151 +776,106 @@ def whatif_nsr(
     progress=None,
     chunk_size: int | None = None,
     keep_draws: bool = False,
+    keep_records: bool = False,
 ):
-    """NSR per calendar day and per tonne across throughput (and availability), per draw.
+    """NSR and margin per calendar day and NSR per tonne across throughput (and availability), per draw.
 
     Runs the what-if grid of :func:`kenomill.simulate.whatif` (feed unlimited, capacity
     cap lifted, the same draws at every point) and settles each quarter's concentrates of
     each draw (:func:`settle`; Zn in the lead concentrate and Pb in the zinc concentrate
     from the simulated streams), then sums the year's quarters: NSR per calendar day =
-    the year's NSR / its calendar days; per tonne = the year's NSR / its ore milled.
+    the year's NSR / its calendar days; per tonne = the year's NSR / its ore milled;
+    margin per day = NSR per day - operating cost per day (``costs``: C$ per tonne milled
+    and per calendar day, converted at the price row's usd_cad).
 
     Parameters
     ----------
     availability : float or sequence of float
         Mill availabilities [-]. A single number gives dims (tpd, stat) as before.
+    costs : kenomill.terms.Costs, optional
+        Operating costs; default the packaged PEA 2008 costs (C$206/t, all variable).
+    price_model : kenomill.scenario.Prices, optional
+        Uncertain prices (a scenario's ``[prices]``): each draw its own prices
+        (:func:`whatif_prices`); ``prices`` is then not used.
     capacity_tpd, max_operating_tpd : float
         Stated capacity limits: the best throughput is chosen among the grid's calendar
         rates at or below ``capacity_tpd`` [t/d] whose operating rate (calendar rate /
         availability) is at or below ``max_operating_tpd`` [t/d].
     move : (float, float) or None
         Two calendar rates of the grid: ``p_gain`` = P(NSR per day at move[1] > at
-        move[0]), a count over the common draws.
+        move[0]) and ``p_gain_margin`` the same by margin, counts over the common draws.
     keep_draws : bool
-        Also return the per-draw NSR (dims tpd, availability, draw).
+        Also return the per-draw NSR and margin (dims tpd, availability, draw).
+    keep_records : bool
+        Also return ``records`` (tpd, availability, draw, quarter_of_year, field), the
+        compact per-draw quarter records, to settle again under other terms (:func:`whatif_tornado`).
 
     Returns
     -------
     xarray.Dataset
         The production surface of :func:`kenomill.simulate.whatif` plus dims (tpd,
-        availability, stat): ``nsr_usd_per_day`` [US$/d], ``nsr_usd_per_t_ore`` [US$/t]
-        with stats mean, p10, p50, p90; ``extrapolated`` (tpd): the rate lies outside the
-        calibration's feed range (:func:`kenomill.calibrate.calibrated_feed_range`);
-        per availability: ``allowed`` (tpd, availability), ``best_tpd`` (maximum of the
-        mean NSR per day over the allowed rates), ``best_nsr_usd_per_day`` (stat),
-        ``best_share`` (share of draws whose own maximum is at ``best_tpd``), ``p_gain``.
-        Attributes ``best_tpd`` and ``p_gain`` are those of the first availability.
+        availability, stat): ``nsr_usd_per_day`` [US$/d], ``nsr_usd_per_t_ore`` [US$/t],
+        ``cost_usd_per_day``, ``margin_usd_per_day`` [US$/d] with stats mean, p10, p50,
+        p90; ``extrapolated`` (tpd); ``allowed`` (tpd, availability); by NSR ``best_tpd``,
+        ``best_nsr_usd_per_day``, ``best_share``, ``p_gain``; by margin
+        ``best_margin_tpd``, ``best_margin_margin_usd_per_day``, ``best_margin_share``,
+        ``p_gain_margin`` and ``move_breakeven_cad_per_t``.
     """
-    from kenomill import _mc_kernels as K
     from kenomill import simulate as sim
     from kenomill import terms as _terms
-    from kenomill.calibrate import calibrated_feed_range
 
     t = _terms.packaged_terms() if terms is None else terms
     pr = _terms.prices_for(_terms.read_prices(), "2012") if prices is None else prices
+    cst = _terms.packaged_costs() if costs is None else costs
+    pdraws = whatif_prices(scenario, pr, price_model, seed, draws)
     tpd = np.asarray(tpd, dtype=float)
     scalar = np.ndim(availability) == 0
     avs = np.atleast_1d(np.asarray(availability, dtype=float))
-    per_day = np.empty((tpd.size, avs.size, draws))
-    per_t = np.empty((tpd.size, avs.size, draws))
-
-    def con(o, stream):
-        dmt = o[..., K.F_STREAM_T + stream]
-        safe = np.where(dmt > 0, dmt, 1.0)
-        return {"dmt": dmt, **{e: o[..., K.F_STREAM_M + 3 * stream + k] / safe for k, e in enumerate(METALS)}}
+    per_day, per_t, ore_day = (np.empty((tpd.size, avs.size, draws)) for _ in range(3))
+    fields = _record_fields()
+    kept: dict = {}
 
     def on_chunk(i, j, d0, o):  # o: (draw, quarter, field) of the year's quarters
-        lead, zinc = con(o, 0), con(o, 1)
-        total = settle(lead["dmt"], lead, pr, t.lead_concentrate, t.stream)["nsr_usd"]
-        total = total + settle(zinc["dmt"], zinc, pr, t.zinc_concentrate, t.stream)["nsr_usd"]
-        total = total.sum(axis=1)
-        per_day[i, j, d0 : d0 + o.shape[0]] = total / (o[..., K.F_CAL_H].sum(axis=1) / 24.0)
-        per_t[i, j, d0 : d0 + o.shape[0]] = total / o[..., K.F_FEED_T].sum(axis=1)
+        n = o.shape[0]
+        rec = o[..., fields]
+        total, days, ore = _year_nsr(rec, t, _price_slice(pdraws, d0, n))
+        per_day[i, j, d0 : d0 + n] = total / days
+        per_t[i, j, d0 : d0 + n] = total / ore
+        ore_day[i, j, d0 : d0 + n] = ore / days
+        if keep_records:
+            kept.setdefault("r", np.empty((tpd.size, avs.size, draws, *rec.shape[1:])))
+            kept["r"][i, j, d0 : d0 + n] = rec
 
     ds = sim.whatif(
-        scenario,
-        tpd,
-        avs,
-        draws=draws,
-        seed=seed,
-        year=year,
-        calibration=calibration,
-        base_dir=base_dir,
-        progress=progress,
-        on_chunk=on_chunk,
-        chunk_size=chunk_size,
-    )
+        scenario, tpd, avs, draws=draws, seed=seed, year=year, calibration=calibration,
+        base_dir=base_dir, progress=progress, on_chunk=on_chunk, chunk_size=chunk_size,
+    )  # fmt: skip
     cal = (
         calibration
         if calibration is not None
         else sim.compile_plan(scenario, None, base_dir=base_dir).calibration
     )
-    lo, hi = calibrated_feed_range(cal)["tpd"]
-
-    def stats(x):
-        return np.stack([x.mean(axis=-1), *np.percentile(x, [10, 50, 90], axis=-1)], axis=-1)
-
-    dims = ("tpd", "availability", "stat")
-    ds["nsr_usd_per_day"] = (dims, stats(per_day), {"units": "USD/d", "long_name": "NSR per calendar day"})
-    ds["nsr_usd_per_t_ore"] = (dims, stats(per_t), {"units": "USD/t", "long_name": "NSR per tonne of ore"})
-    ds["extrapolated"] = (
-        "tpd",
-        (tpd < lo) | (tpd > hi),
-        {"long_name": f"calendar rate outside the calibration's {lo:g}-{hi:g} t/d (extrapolation)"},
-    )
-    allowed = (tpd[:, None] <= capacity_tpd) & (tpd[:, None] / avs[None, :] <= max_operating_tpd)
-    ds["allowed"] = (("tpd", "availability"), allowed, {"long_name": "within the stated capacity limits"})
-    mean = np.where(allowed, per_day.mean(axis=-1), -np.inf)
-    best = np.argmax(mean, axis=0)  # per availability
-    has = allowed.any(axis=0)
-    ds["best_tpd"] = (
-        "availability",
-        np.where(has, tpd[best], np.nan),
-        {"units": "t/d", "long_name": "rate of the largest mean NSR per day within the capacity limits"},
-    )
-    cols = np.arange(avs.size)
-    ds["best_nsr_usd_per_day"] = (
-        ("availability", "stat"),
-        np.where(has[:, None], ds.nsr_usd_per_day.values[best, cols], np.nan),
-        {"units": "USD/d", "long_name": "NSR per calendar day at best_tpd"},
-    )
-    # how sure: the share of draws whose own best allowed rate is the best of the means
-    own = np.argmax(np.where(allowed[..., None], per_day, -np.inf), axis=0)  # (availability, draw)
-    ds["best_share"] = (
-        "availability",
-        np.where(has, (own == best[:, None]).mean(axis=1), np.nan),
-        {"long_name": "share of draws whose own best allowed rate is best_tpd"},
-    )
-    ds.attrs.update(
-        {
-            "terms": t.name,
-            "prices": str(pr.get("source", "")),
-            "capacity_tpd": float(capacity_tpd),
-            "max_operating_tpd": float(max_operating_tpd),
-            "calibrated_tpd": [float(lo), float(hi)],
-            "prior_sensitivity": prior_sensitivity_words(cal),
-            "best_tpd": float(ds.best_tpd.values[0]),
-            "note": "feed unlimited, capacity cap lifted (as kenomill whatif); NSR before mining and milling "
-            f"costs; rates outside the calibration's {lo:g}-{hi:g} t/d are extrapolation of the calibrated "
-            "curves (the prior decides there)",
-        }
-    )
-    if move is not None and move[0] in tpd and move[1] in tpd:
-        a, b = (int(np.flatnonzero(tpd == m)[0]) for m in move)
-        gain = (per_day[b] > per_day[a]).mean(axis=-1)
-        ds["p_gain"] = (
-            "availability",
-            gain,
-            {"long_name": f"P(NSR per day gains, {move[0]:g} -> {move[1]:g} t/d)"},
-        )
-        ds.attrs["p_gain"] = float(gain[0])
-        ds.attrs["move"] = f"{move[0]:g} -> {move[1]:g} t/d"
+    _whatif_result(
+        ds, per_day, per_t, tpd, avs, cal,
+        limits=(capacity_tpd, max_operating_tpd), terms=t, pdraws=pdraws, price_model=price_model,
+    )  # fmt: skip
+    margin = _add_margin(ds, per_day, ore_day, cst, pdraws["usd_cad"])
+    _add_best(ds, margin, ds["allowed"].values, tpd, what="margin", prefix="best_margin_")
+    _add_move(ds, move, tpd, per_day, margin, ore_day, pdraws["usd_cad"])
+    ds.attrs["best_margin_tpd"] = float(ds.best_margin_tpd.values[0])
+    ds.attrs["note"] += f"; margin after operating costs ({cst.name})"
     if keep_draws:
-        ds["nsr_usd_per_day_draws"] = (("tpd", "availability", "draw"), per_day, {"units": "USD/d"})
-        ds["nsr_usd_per_t_ore_draws"] = (("tpd", "availability", "draw"), per_t, {"units": "USD/t"})
-    if scalar:
-        ds = ds.isel(availability=0)
-    return ds
+        keep = (
+            ("nsr_usd_per_day", per_day, "USD/d"),
+            ("nsr_usd_per_t_ore", per_t, "USD/t"),
+            ("margin_usd_per_day", margin, "USD/d"),
+            ("ore_t_per_day", ore_day, "t/d"),
+        )
+        for name, x, u in keep:
+            ds[f"{name}_draws"] = (("tpd", "availability", "draw"), x, {"units": u})
+    if keep_records:
+        ds["records"] = (("tpd", "availability", "draw", "quarter_of_year", "field"), kept["r"])
+    return ds.isel(availability=0) if scalar else ds
 
 
 # ------------------------------------------------------------------ Monte Carlo results
@@ -1258,3 +1400,245 @@ def predict_nsr(
     out = xr.Dataset(v, coords={"period": ds.period.values})
     out.attrs.update({"terms": t.name, "draws": n_draws, "seed": seed, "model": cal.model})
     return out
+
+
+# ------------------------------------------------------------------ which inputs move NSR most
+def tornado(evaluate, inputs, base):
+    """One at a time, each input at its low and its high value, the others at their base.
+
+    Parameters
+    ----------
+    evaluate : callable
+        ``evaluate(name, value)`` -> tuple of figures (e.g. NSR and margin per day) with input
+        ``name`` at ``value`` and every other input at its base; ``evaluate(None, None)`` gives
+        the base figures.
+    inputs : sequence of (name, low, high, source)
+        ``low``/``high``: the P10 and P90 of an uncertain input, or a sourced (or assumed) range.
+    base : sequence of str
+        Names of the figures ``evaluate`` returns.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per input: ``input``, ``low``, ``high``, ``source``, and per figure ``f``:
+        ``f_at_low``, ``f_at_high``, ``f_swing`` (at high - at low); sorted by the size of the
+        swing of the first figure, then of the others. ``attrs["base"]``: the base figures.
+    """
+    import pandas as pd
+
+    at_base = tuple(float(x) for x in evaluate(None, None))
+    rows = []
+    for name, lo, hi, source in inputs:
+        a = [float(x) for x in evaluate(name, lo)]
+        b = [float(x) for x in evaluate(name, hi)]
+        row = {"input": name, "low": lo, "high": hi, "source": source}
+        for k, f in enumerate(base):
+            row[f"{f}_at_low"], row[f"{f}_at_high"], row[f"{f}_swing"] = a[k], b[k], b[k] - a[k]
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    keys = [df[f"{f}_swing"].abs() for f in base]
+    order = sorted(range(len(df)), key=lambda i: tuple(-float(k.iloc[i]) for k in keys))
+    df = df.iloc[order].reset_index(drop=True)
+    df.attrs["base"] = dict(zip(base, at_base, strict=True))
+    return df
+
+
+Z90 = 1.2815515655446004  # the standard normal's 90 % point: P10/P90 = median x exp(-/+ Z90 sd)
+
+#: the terms a tornado moves: (label, path in the terms file, low, high, source of the range)
+TERMS_RANGES = (
+    ("lead con TC [US$/dmt]", ("lead_concentrate", "tc", "base_usd_per_dmt"), 210.0, 300.0,
+     "InfoMine 'Model Smelter Schedule - Lead Concentrates': long-term high-silver contracts US$210-300/t"),
+    ("silver RC [US$/oz]", ("lead_concentrate", "metals", "ag", "refining_usd_per_oz"), 0.60, 1.50,
+     "InfoMine: high-silver contracts Ag RC US$0.60-1.50/oz"),
+    ("lead con Ag deduction [oz/dmt]", ("lead_concentrate", "metals", "ag", "deduct"), 0.5, 2.0,
+     "InfoMine: deduct 0.5 to 2.0 oz per dry tonne"),
+    ("lead con Ag payable [%]", ("lead_concentrate", "metals", "ag", "payable_pct"), 90.0, 97.0,
+     "assumption: InfoMine gives 95 %; 90-97 % is an assumed range"),
+    ("lead con Pb min deduction [units]", ("lead_concentrate", "metals", "pb", "min_deduction"), 1.5, 3.0,
+     "InfoMine: minimum deductions of 1.5 to 3.0 units"),
+    ("zinc con TC [US$/dmt]", ("zinc_concentrate", "tc", "base_usd_per_dmt"), 191.0, 229.0,
+     "Reuters benchmarks: US$191/dmt (2012), 229 (2011), 210.50 (2013)"),
+    ("zinc con Zn payable [%]", ("zinc_concentrate", "metals", "zn", "payable_pct"), 80.0, 85.0,
+     "assumption: 85 % (Korea Zinc 2017); 80 % is an assumed low end"),
+    ("Zn penalty threshold in lead con [%]", ("lead_concentrate", "penalties", 0, "threshold_pct"), 5.0, 7.0,
+     "Pulacayo Feasibility Study (TWP, 17 Jan 2013), p.238: 5-7 %"),
+    ("freight [US$/wmt, both]", (("lead_concentrate", "freight_usd_per_wmt"),
+                                 ("zinc_concentrate", "freight_usd_per_wmt")), 100.0, 200.0,
+     "assumption: freight rates were not found; 100-200 around the assumed 150"),
+    ("moisture [%, both]", (("lead_concentrate", "moisture_pct"), ("zinc_concentrate", "moisture_pct")),
+     6.0, 10.0, "assumption: moisture not public; 6-10 % around the assumed 8-9 %"),
+    ("silver stream share [%]", ("stream", "share_pct"), 0.0, 25.0,
+     "contract: 25 % (Northern Miner 2008); the swing from none to 25 % is what the stream costs"),
+)  # fmt: skip
+
+
+def terms_with(terms, where, value):
+    """A copy of ``terms`` with the value at ``where`` (a path, or a tuple of paths) set to ``value``."""
+    from kenomill import terms as _terms
+
+    d = terms.model_dump()
+    for path in where if isinstance(where[0], tuple) else (where,):
+        node = d
+        for key in path:
+            node = node[key]
+        node["value"] = float(value)
+    return _terms.terms_from_dict(d, where="tornado")
+
+
+def _price_ranges(prices, price_model, deck):
+    """P10/P90 of each metal price: the price model's log-SD around the row in use, else the
+    range of the deck's 2011-2013 annual averages; and the 2011-2013 range of USD/CAD."""
+    from kenomill import terms as _terms
+
+    years = [_terms.prices_for(deck, y) for y in ("2011", "2012", "2013")]
+    out = []
+    for m, unit in (("ag", "US$/oz"), ("pb", "US$/lb"), ("zn", "US$/lb")):
+        if price_model is not None:
+            sd = float(getattr(price_model, m).sd_log)
+            lo, hi = prices[m] * np.exp(-Z90 * sd), prices[m] * np.exp(Z90 * sd)
+            src = f"P10-P90 of a lognormal with log-SD {sd:g} ({price_model.source or 'scenario [prices]'})"
+        else:
+            lo, hi = min(y[m] for y in years), max(y[m] for y in years)
+            src = "range of the 2011-2013 annual averages of the price deck"
+        out.append((f"{m.capitalize()} price [{unit}]", ("price", m), float(lo), float(hi), src))
+    fx = [y["usd_cad"] for y in years]
+    out.append(
+        (
+            "USD/CAD [C$ per US$]",
+            ("price", "usd_cad"),
+            min(fx),
+            max(fx),
+            "range of the 2011-2013 annual rows of the price deck (Bank of Canada figures unverified)",
+        )
+    )
+    return out
+
+
+def whatif_tornado(
+    scenario,
+    rate: float,
+    availability: float | None = None,
+    *,
+    draws: int = 200,
+    seed: int = 0,
+    year: int | None = None,
+    terms=None,
+    prices=None,
+    costs=None,
+    price_model=None,
+    deck=None,
+    base_dir=None,
+    calibration=None,
+    chunk_size: int | None = None,
+):
+    """Which inputs move NSR most: a tornado of expected NSR and margin per day at one rate.
+
+    One what-if run at calendar rate ``rate`` [t/d] and availability ``availability``
+    (default the scenario's) keeps each draw's concentrates (:func:`whatif_nsr`); every
+    input is then moved on its own to its low and its high value and the year is settled
+    again (:func:`_year_nsr`), the mean over the draws being the expected NSR (margin) per
+    calendar day. Inputs and their ranges:
+
+    - metal prices: P10/P90 of the lognormal of ``price_model`` (else the scenario's
+      ``[prices]``) around the price row in use; without either, the 2011-2013 annual range;
+      USD/CAD: the 2011-2013 annual range (it moves the margin, costs being in C$, not NSR in US$);
+    - smelter terms and the stream: the sourced ranges of :data:`TERMS_RANGES` (assumed
+      ranges say so);
+    - availability: the scenario's ``availability`` +- Z90 x ``availability_uncertainty``
+      (its P10/P90), run as two more what-if points with the same draws;
+    - the calibrated model (recoveries, concentrate grades; each draw's parameters and
+      offsets): the P10 and P90 over the draws of NSR (margin) per day at the base inputs.
+
+    Returns
+    -------
+    pandas.DataFrame
+        :func:`tornado` with figures ``nsr_usd_per_day`` and ``margin_usd_per_day``;
+        ``attrs``: rate, availability, draws, terms, costs.
+    """
+    from kenomill import terms as _terms
+
+    t = _terms.packaged_terms() if terms is None else terms
+    cst = _terms.packaged_costs() if costs is None else costs
+    deck = _terms.read_prices() if deck is None else deck
+    pr = (
+        dict(price_model.central())
+        if price_model is not None
+        else dict(_terms.prices_for(deck, "2012") if prices is None else prices)
+    )
+    a50 = float(scenario.mill.availability if availability is None else availability)
+    sd = float(scenario.mill.availability_uncertainty)
+    avs = [a50] + ([max(a50 - Z90 * sd, 0.01), min(a50 + Z90 * sd, 1.0)] if sd > 0 else [])
+    wi = whatif_nsr(
+        scenario, [float(rate)], avs, draws=draws, seed=seed, year=year, terms=t, prices=pr, costs=cst,
+        base_dir=base_dir, move=None, calibration=calibration, chunk_size=chunk_size, keep_records=True,
+    )  # fmt: skip
+    rec = wi["records"].values[0]  # (availability, draw, quarter, field)
+
+    def figures(tt, pp, k=0):
+        total, days, ore = _year_nsr(rec[k], tt, pp)
+        per_day = total / days
+        return per_day, per_day - costs_per_day(cst, ore / days, pp["usd_cad"])
+
+    inputs = _price_ranges(pr, price_model if price_model is not None else scenario.prices, deck)
+    inputs += [(name, ("terms", where), lo, hi, src) for name, where, lo, hi, src in TERMS_RANGES]
+    if sd > 0:
+        inputs.append(
+            (
+                "availability [-]",
+                ("availability", None),
+                avs[1],
+                avs[2],
+                f"scenario: {a50:g} +- {Z90:.3f} x availability_uncertainty {sd:g} (P10/P90)",
+            )
+        )
+    inputs.append(
+        (
+            "calibrated model: recoveries, con grades (P10/P90 of draws)",
+            ("model", None),
+            0.1,
+            0.9,
+            f"P10 and P90 over the {draws} draws (calibration posterior and new-quarter offsets)",
+        )
+    )
+    kinds = {name: where for name, where, *_ in inputs}
+
+    def evaluate(name, v):
+        if name is None:
+            return tuple(x.mean() for x in figures(t, pr))
+        kind, where = kinds[name]
+        if kind == "price":
+            return tuple(x.mean() for x in figures(t, {**pr, where: v}))
+        if kind == "terms":
+            return tuple(x.mean() for x in figures(terms_with(t, where, v), pr))
+        if kind == "availability":
+            return tuple(x.mean() for x in figures(t, pr, avs.index(v)))
+        return tuple(np.quantile(x, v) for x in figures(t, pr))
+
+    if _terms_path_missing(t, ("lead_concentrate", "penalties", 0)):
+        inputs = [i for i in inputs if "penalty threshold" not in i[0]]
+    df = tornado(
+        evaluate, [(n, lo, hi, s) for n, _, lo, hi, s in inputs], ("nsr_usd_per_day", "margin_usd_per_day")
+    )
+    df.attrs.update(
+        {
+            "rate_tpd": float(rate),
+            "availability": a50,
+            "draws": draws,
+            "terms": t.name,
+            "costs": cst.name,
+            "year": wi.attrs["year"],
+            "prices": str(pr.get("source", "")),
+        }
+    )
+    return df
+
+
+def _terms_path_missing(terms, path) -> bool:
+    node = terms.model_dump()
+    try:
+        for key in path:
+            node = node[key]
+    except (KeyError, IndexError):
+        return True
+    return False

@@ -22,6 +22,7 @@ from rich.table import Table
 from kenomill.cli import DRAWS, SEED, guarded
 from kenomill.cli import simulate as cli_simulate
 from kenomill.cli.simulate import _TABLE, DEFAULT_WHATIF_SCENARIO, _import_simulate
+from kenomill.cli.value_options import costs_option, load_terms_prices, terms_prices_options
 from kenomill.errors import ValidationError
 
 
@@ -72,11 +73,11 @@ def print_production(wi, avs, console: Console) -> None:
     console.print(t)
 
 
-def print_nsr(wi, avs, console: Console, *, price_year: str) -> None:
+def print_nsr(wi, avs, console: Console, *, price_label: str) -> None:
     cols = _shown(avs)
     t = Table(
         title=f"NSR per calendar day, kUS$/d P50 [P10-P90] | per tonne of ore, US$/t P50 "
-        f"({wi.attrs['terms']}, {price_year} prices; {wi.attrs['draws']} draws)",
+        f"({wi.attrs['terms']}; {price_label}; {wi.attrs['draws']} draws)",
         caption="NSR before mining and milling costs. * rate outside the calibrated range (extrapolation); "
         "- rate beyond the stated capacity limits",
     )
@@ -98,14 +99,82 @@ def print_nsr(wi, avs, console: Console, *, price_year: str) -> None:
     console.print(t)
 
 
-def nsr_lines(wi, avs, capacity, max_operating) -> list[str]:
-    """The answers in words: best rate per shown availability, P(gain) of the move, extrapolation."""
+def print_margin(wi, avs, console: Console) -> None:
+    cols = _shown(avs)
+    t = Table(
+        title="Margin per calendar day = NSR - operating cost, kUS$/d P50 [P10-P90] | operating cost kUS$/d "
+        f"({wi.attrs['costs']}: C${wi.attrs['variable_cad_per_t']:g}/t milled + "
+        f"C${wi.attrs['fixed_cad_per_day']:g}/calendar day)",
+        caption=wi.attrs.get("costs_note", ""),
+    )
+    t.add_column("tpd", justify="right")
+    for a in cols:
+        t.add_column(f"availability {a:.2f}", justify="right")
+    for k, tp in enumerate(wi.tpd.values):
+        cells = []
+        for a in cols:
+            s = wi.sel(tpd=tp, availability=a)
+            d = {q: float(s.margin_usd_per_day.sel(stat=q)) / 1e3 for q in ("p10", "p50", "p90")}
+            mark = "" if bool(s.allowed) else " -"
+            cells.append(
+                f"{d['p50']:,.1f} [{d['p10']:,.1f}-{d['p90']:,.1f}]"
+                f" | {float(s.cost_usd_per_day.sel(stat='p50')) / 1e3:,.1f}{mark}"
+            )
+        star = "*" if bool(wi.extrapolated.values[k]) else ""
+        t.add_row(f"{tp:g}{star}", *cells)
+    console.print(t)
+
+
+def margin_lines(wi, avs, within: str) -> list[str]:
+    """The best rate by margin, P(the move gains margin) and what the answer depends on."""
+    lines = []
+    for a in _shown(avs):
+        s = wi.sel(availability=a)
+        if not np.isfinite(float(s.best_margin_tpd)):
+            continue
+        b = {q: float(s.best_margin_margin_usd_per_day.sel(stat=q)) / 1e3 for q in ("mean", "p10", "p90")}
+        ex = " (extrapolation)" if bool(s.extrapolated.sel(tpd=float(s.best_margin_tpd))) else ""
+        line = (
+            f"availability {a:.2f}: best by margin {float(s.best_margin_tpd):g} t/d{ex} {within}: "
+            f"mean margin {b['mean']:,.1f} kUS$/d [P10-P90 {b['p10']:,.1f}-{b['p90']:,.1f}], "
+            f"the best allowed rate in {float(s.best_margin_share):.0%} of the draws"
+        )
+        if "p_gain_margin" in wi:
+            be = {q: float(s.move_breakeven_cad_per_t.sel(stat=q)) for q in ("mean", "p10", "p90")}
+            line += (
+                f"; P(margin per day gains, {wi.attrs['move']}) = {float(s.p_gain_margin):.3f}; each extra "
+                f"tonne of the move brings NSR C${be['mean']:,.0f}/t "
+                f"[P10-P90 {be['p10']:,.0f}-{be['p90']:,.0f}], so the move pays while the variable cost "
+                "is below that"
+            )
+        lines.append(line)
+    var = wi.attrs["variable_cad_per_t"]
+    lines.append(
+        f"what the best rate by margin depends on: the variable cost per tonne (here C${var:g}/t) against "
+        "the NSR each extra tonne brings (recovery falling with throughput lowers it); a fixed cost per "
+        "calendar day lowers the margin at every rate alike and never moves the best rate. The split of the "
+        "PEA's C$206/t into fixed and variable is not public"
+        + (
+            " (the packaged file takes all of it as variable, an assumption)"
+            if wi.attrs["fixed_cad_per_day"] == 0
+            else ""
+        )
+    )
+    return lines
+
+
+def _within(capacity, max_operating) -> str:
     limits = []
     if capacity is not None:
         limits.append(f"calendar rate <= {capacity:g} t/d")
     if max_operating is not None:
         limits.append(f"operating rate <= {max_operating:g} t/d")
-    within = f"within {' and '.join(limits)}" if limits else "on the grid (no capacity limit given)"
+    return f"within {' and '.join(limits)}" if limits else "on the grid (no capacity limit given)"
+
+
+def nsr_lines(wi, avs, capacity, max_operating) -> list[str]:
+    """The answers in words: best rate per shown availability, P(gain) of the move, extrapolation."""
+    within = _within(capacity, max_operating)
     lines = []
     for a in _shown(avs):
         s = wi.sel(availability=a)
@@ -139,6 +208,27 @@ def nsr_lines(wi, avs, capacity, max_operating) -> list[str]:
     return lines
 
 
+def price_model_of(sc, price_uncertainty: bool, prices_from):
+    """The uncertain prices asked for: the base scenario's ``[prices]`` or another scenario file's."""
+    if prices_from is None and not price_uncertainty:
+        return None, None
+    from kenomill import scenario
+
+    src = scenario.load(prices_from) if prices_from else sc
+    where = f"--prices-from {prices_from}" if prices_from else f"--price-uncertainty: scenario {sc.name}"
+    if src.prices is None:
+        raise ValidationError(
+            f"{where}: no [prices] table; allowed: a scenario with [prices] (lognormal ag, pb, zn)"
+        )
+    p = src.prices
+    label = (
+        f"uncertain prices of scenario {src.name} (lognormal, medians Ag {p.ag.median:g} US$/oz, "
+        f"Pb {p.pb.median:g}, Zn {p.zn.median:g} US$/lb; log-SD {p.ag.sd_log:g}/{p.pb.sd_log:g}/"
+        f"{p.zn.sd_log:g}" + (", correlated" if p.correlation else "") + f"; {p.source or 'no source given'})"
+    )
+    return p, label
+
+
 @click.command()
 @click.option(
     "--scenario",
@@ -154,23 +244,22 @@ def nsr_lines(wi, avs, capacity, max_operating) -> list[str]:
 @click.option("--draws", type=DRAWS, default=100, show_default=True, help="Draws per grid point.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (the same draws at every point).")
 @click.option("--year", type=int, default=None, help="Year reported (default: first complete year).")
-@click.option(
-    "--terms",
-    "terms_file",
-    type=str,
-    default=None,
-    metavar="FILE",
-    help="Smelter terms (TOML); default packaged.",
-)
-@click.option(
-    "--prices",
-    "prices_file",
-    type=str,
-    default=None,
-    metavar="FILE",
-    help="Price deck CSV.",
-)
+@terms_prices_options
 @click.option("--price-year", default="2012", show_default=True, help="Period of the price deck used.")
+@costs_option
+@click.option(
+    "--price-uncertainty",
+    is_flag=True,
+    help="Prices as uncertain inputs: each draw its own prices from the scenario's [prices] "
+    "(lognormal, correlated as stated), instead of the fixed --price-year row.",
+)
+@click.option(
+    "--prices-from",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="SCENARIO.toml",
+    help="As --price-uncertainty, with the [prices] of another scenario file.",
+)
 @click.option(
     "--capacity",
     type=click.FloatRange(min=0.0, min_open=True),
@@ -190,6 +279,14 @@ def nsr_lines(wi, avs, capacity, max_operating) -> list[str]:
     help="Print P(NSR per day gains) of this move (two rates of --tpd). Default 250:300 when on the grid.",
 )
 @click.option(
+    "--sensitivity-at",
+    type=click.FloatRange(min=0.0, min_open=True),
+    default=None,
+    metavar="TPD",
+    help="Also print a tornado at this calendar rate [t/d]: NSR and margin per day with each uncertain "
+    "input at its P10 and P90, the others at their medians.",
+)
+@click.option(
     "--chunk-size",
     type=click.IntRange(min=1),
     default=None,
@@ -205,43 +302,19 @@ def nsr_lines(wi, avs, capacity, max_operating) -> list[str]:
 @click.option("--out", type=click.Path(dir_okay=False), default=None, help="Write to FILE.nc or .csv.")
 @click.option("--plot", is_flag=True, help="Write the surface as PNG beside --out or here.")
 @guarded
-def whatif(
-    scenario_file,
-    tpd,
-    availability,
-    draws,
-    seed,
-    year,
-    terms_file,
-    prices_file,
-    price_year,
-    capacity,
-    max_operating_tpd,
-    move,
-    chunk_size,
-    calibration_file,
-    out,
-    plot,
-):
-    """Production, recoveries and NSR over throughput x availability, with uncertainty."""
+def whatif(scenario_file, tpd, availability, draws, seed, year, terms_file, prices_file, price_year,
+           costs_file, price_uncertainty, prices_from, capacity, max_operating_tpd, move, sensitivity_at,
+           chunk_size, calibration_file, out, plot):  # fmt: skip
+    """Production, recoveries, NSR and margin over throughput x availability, with uncertainty."""
     sim = _import_simulate()
-    from kenomill import io, scenario, terms, value
+    from kenomill import io, scenario, value
+    from kenomill import terms as _terms
 
     if out:
         io.check_output_path(out, _TABLE)
-    tpds = sim.parse_range(tpd, "--tpd")
-    avs = sim.parse_range(availability, "--availability")
-    # the same checks as simulate.whatif, before any work or progress line
-    if tpds.size == 0 or (tpds <= 0).any():
-        raise ValidationError(f"--tpd: found {tpds.tolist()}; allowed: positive numbers")
-    if avs.size == 0 or (avs <= 0).any() or (avs > 1).any():
-        raise ValidationError(f"--availability: found {avs.tolist()}; allowed: fractions in (0, 1]")
-    if move is not None:
-        mv: tuple[float, float] | None = parse_move(move, tpds)
-    else:
-        mv = (250.0, 300.0) if {250.0, 300.0} <= set(tpds.tolist()) else None
-    t = terms.load_terms(terms_file)
-    pr = terms.prices_for(terms.read_prices(prices_file), price_year, where=prices_file or "packaged prices")
+    tpds, avs, mv = _grid(sim, tpd, availability, move)
+    t, deck, pr = load_terms_prices(terms_file, prices_file, price_year)
+    costs = _terms.load_costs(costs_file)
     # looked up at run time: kenomill.cli.simulate holds the default (and tests replace it)
     path = Path(scenario_file) if scenario_file else cli_simulate.DEFAULT_WHATIF_SCENARIO
     if not scenario_file and not path.is_file():
@@ -250,6 +323,12 @@ def whatif(
             "repository); give --scenario FILE"
         )
     sc = scenario.load(path)
+    pm, price_label = price_model_of(sc, price_uncertainty, prices_from)
+    if sensitivity_at is not None and not np.isclose(tpds, sensitivity_at, rtol=0, atol=1e-9).any():
+        raise ValidationError(
+            f"--sensitivity-at: {sensitivity_at:g} t/d is not on the --tpd grid "
+            f"({', '.join(f'{x:g}' for x in tpds)}); allowed: a rate of --tpd"
+        )
     # a calibration of the user's periods (`kenomill calibrate --periods ...`) overrides the
     # scenario's; it is read (and refused with one line) before any work
     from kenomill.calibration_file import Calibration
@@ -266,31 +345,27 @@ def whatif(
 
     with progress(tpds.size * avs.size, "what-if grid", unit="grid points") as bar:
         wi = value.whatif_nsr(
-            sc,
-            tpds,
-            avs,
-            draws=draws,
-            seed=seed,
-            year=year,
-            terms=t,
-            prices=pr,
-            base_dir=path.parent,
-            calibration=plan.calibration,
-            move=mv,
+            sc, tpds, avs, draws=draws, seed=seed, year=year, terms=t, prices=pr, costs=costs,
+            price_model=pm, base_dir=path.parent, calibration=plan.calibration, move=mv,
             capacity_tpd=capacity if capacity is not None else np.inf,
             max_operating_tpd=max_operating_tpd if max_operating_tpd is not None else np.inf,
-            progress=bar.advance,
-            chunk_size=chunk,
-        )
+            progress=bar.advance, chunk_size=chunk,
+        )  # fmt: skip
     console = Console(width=160)
     meta = plan.calibration.meta
     wi.attrs["calibration_note"] = f"calibration: {calibration_file or plan.calibration_note}" + (
         f" (periods: {meta['periods_files']})" if meta.get("periods_files") else ""
     )
     print_production(wi, avs, console)
-    print_nsr(wi, avs, console, price_year=price_year)
-    for line in nsr_lines(wi, avs, capacity, max_operating_tpd):
+    print_nsr(wi, avs, console, price_label=price_label or f"{price_year} prices")
+    print_margin(wi, avs, console)
+    for line in nsr_lines(wi, avs, capacity, max_operating_tpd) + margin_lines(
+        wi, avs, _within(capacity, max_operating_tpd)
+    ):
         click.echo(line)
+    if sensitivity_at is not None:
+        _tornado(sc, path, sensitivity_at, float(avs[len(avs) // 2]), draws, seed, year, t, pr, costs, deck,
+                 plan.calibration, pm, console)  # fmt: skip
     if out:
         io.write_table(wi, out)
         click.echo(f"wrote {out}")
@@ -299,3 +374,56 @@ def whatif(
 
         base = Path(out).with_suffix("") if out else Path(f"whatif_{sc.name}")
         click.echo(f"wrote {plots_simulate.whatif_surface(wi, f'{base}_surface.png')}")
+
+
+def _grid(sim, tpd, availability, move):
+    tpds = sim.parse_range(tpd, "--tpd")
+    avs = sim.parse_range(availability, "--availability")
+    # the same checks as simulate.whatif, before any work or progress line
+    if tpds.size == 0 or (tpds <= 0).any():
+        raise ValidationError(f"--tpd: found {tpds.tolist()}; allowed: positive numbers")
+    if avs.size == 0 or (avs <= 0).any() or (avs > 1).any():
+        raise ValidationError(f"--availability: found {avs.tolist()}; allowed: fractions in (0, 1]")
+    if move is not None:
+        mv: tuple[float, float] | None = parse_move(move, tpds)
+    else:
+        mv = (250.0, 300.0) if {250.0, 300.0} <= set(tpds.tolist()) else None
+    return tpds, avs, mv
+
+
+def _tornado(sc, path, rate, availability, draws, seed, year, t, pr, costs, deck, calibration, pm, console):
+    from kenomill import value
+
+    df = value.whatif_tornado(
+        sc, rate, availability, draws=draws, seed=seed, year=year, terms=t, prices=pr, costs=costs,
+        price_model=pm, deck=deck, base_dir=path.parent, calibration=calibration,
+    )  # fmt: skip
+    base = df.attrs["base"]
+    tab = Table(
+        title=f"Which inputs move NSR most: {rate:g} t/d, availability {df.attrs['availability']:g}, year "
+        f"{df.attrs['year']} ({draws} draws). Expected NSR {base['nsr_usd_per_day'] / 1e3:,.1f} kUS$/d, "
+        f"margin {base['margin_usd_per_day'] / 1e3:,.1f} kUS$/d; each input at its low and high, "
+        "the others at their base",
+        caption="low-high: P10-P90 of the uncertain inputs (prices, availability, the calibrated model); "
+        "the sourced range of a term, or an assumed range where the source says so",
+        caption_justify="left",
+    )
+    for col in (
+        "input",
+        "low",
+        "high",
+        "NSR kUS$/d at low",
+        "at high",
+        "swing",
+        "margin swing",
+        "range from",
+    ):
+        tab.add_column(col, justify="left" if col in ("input", "range from") else "right")
+    for r in df.itertuples():
+        tab.add_row(
+            r.input, f"{r.low:.4g}", f"{r.high:.4g}", f"{r.nsr_usd_per_day_at_low / 1e3:,.1f}",
+            f"{r.nsr_usd_per_day_at_high / 1e3:,.1f}", f"{r.nsr_usd_per_day_swing / 1e3:+,.1f}",
+            f"{r.margin_usd_per_day_swing / 1e3:+,.1f}", r.source,
+        )  # fmt: skip
+    console.print(tab)
+    return df
