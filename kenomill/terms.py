@@ -364,4 +364,45 @@ def prices_for(deck, period: str, where: str = "prices") -> dict:
             )
         out[item] = float(r["value"].iloc[0])
     out["source"] = "; ".join(f"{it}: {s}" for it, s in zip(rows["item"], rows["source"], strict=True))
+    out["period"] = period
+    return out
+
+
+def realized_period(period: str, deck) -> str:
+    """The deck period whose realized prices settle reported ``period``.
+
+    The period itself when the deck has it (Alexco's quarterly realized prices, e.g.
+    2011Q1); else the half-year holding it (2011Q2 -> 2011H1, 2011Q4 -> 2011H2: Alexco
+    reported those quarters' prices only as part of the half-year), else its fiscal year.
+    """
+    have = set(deck["period"])
+    p = str(period)
+    cands = [p]
+    if len(p) == 6 and p[4] == "Q" and p[:4].isdigit():
+        cands += [f"{p[:4]}H{1 if p[5] in '12' else 2}", f"{p[:4]}FY"]
+    for c in cands:
+        if c in have:
+            return c
+    raise ValidationError(
+        f"prices: period {p}: no realized prices in the deck (looked for {', '.join(cands)}); "
+        f"allowed periods: {', '.join(dict.fromkeys(deck['period']))}"
+    )
+
+
+def realized_prices(periods, deck, where: str = "prices") -> dict:
+    """Prices per reported period at its own realized prices (:func:`realized_period`).
+
+    Returns a price mapping whose ``ag``, ``pb``, ``zn``, ``usd_cad`` are arrays over
+    ``periods``, with ``price_period`` (the deck period used for each) and ``sources`` (each
+    period's sources in words).
+    """
+    import numpy as np
+
+    rows = [prices_for(deck, realized_period(p, deck), where=where) for p in periods]
+    out: dict = {k: np.array([r[k] for r in rows], dtype=float) for k in PRICE_ITEMS}
+    out["price_period"] = [realized_period(p, deck) for p in periods]
+    out["sources"] = [r["source"] for r in rows]
+    out["source"] = "realized prices per period: " + "; ".join(
+        f"{p} at {q}" for p, q in zip(periods, out["price_period"], strict=True)
+    )
     return out

@@ -432,7 +432,10 @@ def nsr_of_periods(
         }
         return nsr(lead, zinc, pr, t, ore_t=ds.ore_processed_t.values, dims=dims)
 
+    if "price_period" in pr:  # realized prices per period: the deck period and sources of each
+        pr = {**pr, **{m: np.asarray(pr[m], dtype=float) for m in (*METALS, "usd_cad")}}
     out = run(minor["zn_in_pbcon"], minor["pb_in_zncon"], ("period",))
+    _add_price_rows(out, pr, ds.sizes["period"])
     draws = run(minor["zn_in_pbcon_draws"], minor["pb_in_zncon_draws"], ("draw", "period"))
     band = f"P10-P90 over {n_draws} posterior predictive draws of the calibrated model"
     for name, arr, tag in (
@@ -474,6 +477,20 @@ def nsr_of_periods(
         }
     )
     return out
+
+
+def _add_price_rows(out, pr, n: int) -> None:
+    """The prices that settled each period (and which deck period and source) as variables."""
+    for m, unit in (("ag", "USD/troy_oz"), ("pb", "USD/lb"), ("zn", "USD/lb"), ("usd_cad", "CAD/USD")):
+        out[f"price_{m}"] = (
+            "period",
+            np.broadcast_to(np.asarray(pr[m], dtype=float), (n,)).copy(),
+            {"units": unit, "long_name": f"price used: {m}"},
+        )
+    period = pr.get("price_period", [str(pr.get("period", ""))] * n)
+    src = pr.get("sources", [str(pr.get("source", ""))] * n)
+    out["price_period"] = ("period", np.array(period, dtype=str), {"long_name": "price deck period used"})
+    out["price_source"] = ("period", np.array(src, dtype=str), {"long_name": "source of the prices used"})
 
 
 #: inputs :func:`sensitivity` moves: name -> (what, where in the prices or the terms)

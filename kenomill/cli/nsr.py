@@ -6,6 +6,7 @@ import click
 
 from kenomill.cli import guarded
 from kenomill.cli.periods import load_periods, periods_label, periods_option
+from kenomill.cli.value_options import load_terms_prices, terms_prices_options
 
 #: rows of the printed settlement: (variable suffix, label, scale, unit shown)
 _ROWS = (
@@ -65,6 +66,10 @@ def _print(res, source: str) -> None:
         ],
     )
     t.add_row("NSR in C$", "kC$", *[f"{x / 1e3:,.0f}" for x in res.nsr_cad.values])
+    t.add_row("[bold]prices used[/bold]", "", *[str(x) for x in res.price_period.values])
+    for m, unit, fmt in (("ag", "US$/oz", ".2f"), ("pb", "US$/lb", ".4g"), ("zn", "US$/lb", ".4g"),
+                         ("usd_cad", "C$/US$", ".3f")):  # fmt: skip
+        t.add_row(f"  {m}", unit, *[f"{x:{fmt}}" for x in res[f"price_{m}"].values])
     t.add_row("NSR per tonne of ore", "US$/t", *[f"{x:,.1f}" for x in res.nsr_usd_per_t_ore.values])
     t.add_row("NSR per tonne of ore", "C$/t", *[f"{x:,.1f}" for x in res.nsr_cad_per_t_ore.values])
     Console(width=160).print(t)
@@ -88,28 +93,22 @@ def _print_sensitivity(df) -> None:
 
 @click.command()
 @periods_option
-@click.option(
-    "--terms",
-    "terms_file",
-    type=str,
-    default=None,
-    metavar="FILE",
-    help="Smelter terms (TOML). Default: the packaged typical 2012 terms.",
-)
-@click.option(
-    "--prices",
-    "prices_file",
-    type=str,
-    default=None,
-    metavar="FILE",
-    help="Price deck CSV (columns period,item,value,unit,source). Default: the packaged prices.",
-)
+@terms_prices_options
 @click.option(
     "--year",
     type=str,
     default="2012",
     show_default=True,
-    help="Period of the price deck that prices every period (2011, 2013, or 2012Q1: Alexco realized).",
+    help="Period of the price deck that prices every period (2011, 2013, or 2012Q1: Alexco realized), "
+    "with --price-basis annual.",
+)
+@click.option(
+    "--price-basis",
+    type=click.Choice(["annual", "realized"]),
+    default="annual",
+    show_default=True,
+    help="annual: every period at the --year row; realized: each period at Alexco's realized prices of "
+    "that period (or of the half-year holding it when the quarter was not reported alone).",
 )
 @click.option(
     "--draws",
@@ -173,6 +172,7 @@ def nsr(
     terms_file,
     prices_file,
     year,
+    price_basis,
     draws,
     seed,
     sensitivity,
@@ -190,21 +190,32 @@ def nsr(
     concentrate are not reported: they come from the calibrated model (central value, and a
     P10-P90 band over posterior draws).
     """
-    from kenomill import io, terms, value
+    from kenomill import data, io, terms, value
 
     if out:
         io.check_output_path(out)
-    t = terms.load_terms(terms_file)
-    deck = terms.read_prices(prices_file)
-    pr = terms.prices_for(deck, year, where=prices_file or "packaged prices")
+    t, deck, pr = load_terms_prices(terms_file, prices_file, year)
     if throughput is not None:
+        if price_basis == "realized":
+            raise click.UsageError("--price-basis realized: settles reported periods; not with --throughput")
         _throughput(throughput, scenario_file, availability, capacity, draws, seed, t, pr, year, out)
         return
     ds = load_periods(periods)
+    if price_basis == "realized":
+        base = data.base_periods(ds if ds is not None else data.reported_periods())
+        pr = terms.realized_prices(list(base), deck, where=prices_file or "packaged prices")
+        basis = "Price basis: realized, each period at Alexco's realized prices of its own period"
+    else:
+        basis = f"Price basis: annual, every period at the {year} row"
     res = value.nsr_of_periods(ds, t, pr, n_draws=draws, seed=seed)
+    per = "; ".join(
+        f"{p} at {q}: {s}"
+        for p, q, s in zip(res.period.values, res.price_period.values, res.price_source.values, strict=True)
+    )
     src = (
-        f"Periods: {periods_label(ds)}. Prices ({year}): {res.attrs['prices']}. "
-        f"Unreported assays: {res.attrs['unreported_assays']}. Terms: {(t.note or t.name).rstrip('.')}."
+        f"Periods: {periods_label(ds)}. {basis}. "
+        + (f"Prices: {per}. " if price_basis == "realized" else f"Prices ({year}): {res.attrs['prices']}. ")
+        + f"Unreported assays: {res.attrs['unreported_assays']}. Terms: {(t.note or t.name).rstrip('.')}."
     )
     _print(res, src)
     if sensitivity:
