@@ -355,3 +355,36 @@ def test_blend_option_values(tmp_path_factory, option, value):
     if option != "--grid-step":
         args += ["--grid-step", "0.5"]
     _run(["blend", str(ROOT / "scenarios" / "onek_lucky_queen_2012q4.toml"), *args, "--out", str(out)], out)
+
+
+# ---------------------------------------------------------------- helper value (issue 15): costs, uncertain
+# prices, realized price basis, tornado rate. A block of its own at the end of the file (the file is guard's).
+COSTS_TOML = (ROOT / "kenomill" / "data" / "costs_pea_2008.toml").read_text(encoding="utf-8")
+
+
+@FUZZ
+@given(which=st.sampled_from(["--costs", "--prices-from"]), data=st.data())
+def test_whatif_with_broken_costs_and_price_scenarios(tmp_path_factory, which, data):
+    d = _fresh(tmp_path_factory, "wicosts")
+    f = d / ("costs.toml" if which == "--costs" else "prices_scenario.toml")
+    f.write_bytes(data.draw(mutated(COSTS_TOML if which == "--costs" else SCENARIO)))
+    out = d / "w.csv"
+    args = ["whatif", "--tpd", "230", "--availability", "0.9", "--draws", "2", which, str(f)]
+    _run([*args, "--out", str(out)], out)
+
+
+@FUZZ
+@given(
+    option=st.sampled_from(["--price-basis", "--sensitivity-at", "--year-realized"]),
+    value=st.one_of(OPTION_VALUE, st.sampled_from(["annual", "realized", "230"])),
+)
+def test_value_option_values(tmp_path_factory, option, value):
+    d = _fresh(tmp_path_factory, "valopt")
+    out = d / "o.csv"
+    if option == "--sensitivity-at":
+        args = ["whatif", "--tpd", "230", "--availability", "0.9", "--draws", "2", option, value]
+    elif option == "--price-basis":
+        args = ["nsr", "--draws", "10", option, value]
+    else:  # realized basis with a fuzzed --year (the year is the annual basis's; realized ignores it)
+        args = ["nsr", "--draws", "10", "--price-basis", "realized", "--year", value]
+    _run([*args, "--out", str(out)], out)

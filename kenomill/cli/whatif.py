@@ -359,6 +359,12 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, terms_file, pric
     print_production(wi, avs, console)
     print_nsr(wi, avs, console, price_label=price_label or f"{price_year} prices")
     print_margin(wi, avs, console)
+    click.echo(
+        f"prices: {price_label}; every grid point sees the same draws' prices"
+        if price_label
+        else f"prices: the fixed {price_year} row of the price deck (no price uncertainty; "
+        "--price-uncertainty draws them from the scenario's [prices])"
+    )
     for line in nsr_lines(wi, avs, capacity, max_operating_tpd) + margin_lines(
         wi, avs, _within(capacity, max_operating_tpd)
     ):
