@@ -1132,49 +1132,24 @@ def optimal_blend(
         of each source alone}, ``p_better_than_bellekeno`` = P(NSR/day of the optimum > of
         Bellekeno alone) over common draws, ``evaluations``.
     """
-    from scipy.optimize import minimize
-
     from kenomill import scenario as _sc
 
     names = list(_sc.load(path).sources)
-    cache: dict = {}
-
-    def ev(x):
-        x = np.clip(np.asarray(x, dtype=float), 0.0, 1.0)
-        x = x / x.sum() if x.sum() > 0 else np.full(len(x), 1.0 / len(x))
-        r = np.round(x, 6)
-        r[-1] = 1.0 - r[:-1].sum()  # the scenario checks that the shares sum to 1
-        key = tuple(float(v) for v in r)
-        if key not in cache:
-            cache[key] = blend_nsr(
-                path,
-                dict(zip(names, key, strict=True)),
-                year=year,
-                draws=draws,
-                seed=seed,
-                terms=terms,
-                prices=prices,
-            )
-        return cache[key]
-
-    scale = 1e5
+    ev = _blend_evaluator(path, names, year=year, draws=draws, seed=seed, terms=terms, prices=prices)
     hi = np.array([float((max_fraction or {}).get(n, 1.0)) for n in names])
     if hi.sum() < 1.0:
         raise ValidationError(
             f"max_fraction: found shares summing to {hi.sum():g}; allowed: at least 1 (the mill's feed)"
         )
-    bounds = [(0.0, float(h)) for h in hi]
-    x0 = hi / hi.sum()
-    res = minimize(
-        lambda x: -ev(x)["nsr_usd_per_day"].mean() / scale,
-        x0,
-        method="SLSQP",
-        bounds=bounds,
-        constraints=[
-            {"type": "eq", "fun": lambda x: x.sum() - 1.0},
-            {"type": "ineq", "fun": lambda x: zn_in_pbcon_max_pct - ev(x)["pbcon_zn_pct"].mean()},
-        ],
-        options={"eps": 0.02, "maxiter": 30, "ftol": 1e-4},
+    res = _slsqp_blend(
+        lambda x: ev(x)["nsr_usd_per_day"].mean() / 1e5,
+        lambda x: ev(x)["pbcon_zn_pct"].mean(),
+        hi / hi.sum(),
+        hi,
+        zn_in_pbcon_max_pct,
+        eps=0.02,
+        maxiter=30,
+        ftol=1e-4,
     )
     x = np.clip(res.x, 0.0, 1.0)
     x = x / x.sum()
@@ -1202,7 +1177,7 @@ def optimal_blend(
         "p_better_than_bellekeno": None
         if base is None
         else float((best["nsr_usd_per_day"] > base["nsr_usd_per_day"]).mean()),
-        "evaluations": len(cache),
+        "evaluations": len(ev.cache),
         "converged": bool(res.success),
     }
 
@@ -1314,6 +1289,113 @@ def blend_uncertainty(
         "p90": dict(zip(names, map(float, q[2]), strict=True)),
         "share_at_best_mean": float(np.mean(has & (own == best_mean))),
         "draws_without_feasible_blend": int((~has).sum()),
+    }
+
+
+def _blend_evaluator(path, names, *, year, draws, seed, terms, prices):
+    """A cached evaluator of :func:`blend_nsr` on blend fractions (all draws at once).
+
+    Fractions are clipped to [0, 1], normalised and rounded to 6 decimals (the scenario checks
+    that the shares sum to 1); ``ev.calls`` counts the distinct blends run.
+    """
+    cache: dict = {}
+
+    def ev(x):
+        x = np.clip(np.asarray(x, dtype=float), 0.0, 1.0)
+        x = x / x.sum() if x.sum() > 0 else np.full(len(x), 1.0 / len(x))
+        r = np.round(x, 6)
+        r[-1] = 1.0 - r[:-1].sum()
+        key = tuple(float(v) for v in r)
+        if key not in cache:
+            frac = dict(zip(names, key, strict=True))
+            cache[key] = blend_nsr(path, frac, year=year, draws=draws, seed=seed, terms=terms, prices=prices)
+        return cache[key]
+
+    ev.cache = cache  # type: ignore[attr-defined]
+    return ev
+
+
+def _slsqp_blend(objective, zn, x0, hi, zn_max, *, eps=0.01, maxiter=40, ftol=1e-7):
+    """SLSQP over blend fractions: max ``objective`` subject to ``zn(x) <= zn_max``, sum 1, 0 <= x <= hi."""
+    from scipy.optimize import minimize
+
+    return minimize(
+        lambda x: -objective(x),
+        np.asarray(x0, dtype=float),
+        method="SLSQP",
+        bounds=[(0.0, float(h)) for h in hi],
+        constraints=[
+            {"type": "eq", "fun": lambda x: x.sum() - 1.0},
+            {"type": "ineq", "fun": lambda x: zn_max - zn(x)},
+        ],
+        options={"eps": eps, "maxiter": maxiter, "ftol": ftol},
+    )
+
+
+def per_draw_optimum(
+    path,
+    max_fraction: Mapping[str, float] | None = None,
+    *,
+    year: int = 2013,
+    draws: int = 32,
+    seed: int = 0,
+    zn_in_pbcon_max_pct: float = 7.0,
+    terms=None,
+    prices=None,
+    start=None,
+    progress=None,
+):
+    """Each draw's own optimal blend, by SLSQP on that draw's NSR per day and zinc grade.
+
+    For draw ``d``: maximise NSR per calendar day of draw ``d`` (:func:`blend_nsr`, the same
+    seed for every blend: common random numbers) over the blend fractions, subject to draw
+    ``d``'s zinc grade of the lead concentrate at or below ``zn_in_pbcon_max_pct`` [%], the
+    shares summing to 1 and the supply limits ``max_fraction``; SLSQP with finite
+    differences (step 0.01 in the shares), started at ``start[d]`` (e.g. the draw's grid
+    optimum, :func:`blend_uncertainty`) or the supply-limit blend. Every blend evaluated
+    runs all draws, cached across the draws' searches.
+
+    Returns
+    -------
+    dict
+        ``names``; ``fractions`` (draws, sources); ``nsr_usd_per_day``, ``pbcon_zn_pct``
+        (draws,) at each draw's optimum; ``feasible`` (draws,) (the draw's zinc grade at its
+        optimum within the limit + 1e-6); ``converged`` (draws,); ``evaluations``: distinct
+        blends run.
+    """
+    from kenomill import scenario as _sc
+
+    names = list(_sc.load(path).sources)
+    hi = np.array([float((max_fraction or {}).get(n, 1.0)) for n in names])
+    ev = _blend_evaluator(path, names, year=year, draws=draws, seed=seed, terms=terms, prices=prices)
+    frac = np.empty((draws, len(names)))
+    conv = np.zeros(draws, dtype=bool)
+    for d in range(draws):
+        x0 = hi / hi.sum() if start is None or not np.isfinite(start[d]).all() else np.asarray(start[d])
+        res = _slsqp_blend(
+            lambda x, d=d: ev(x)["nsr_usd_per_day"][d] / 1e5,
+            lambda x, d=d: ev(x)["pbcon_zn_pct"][d],
+            x0,
+            hi,
+            zn_in_pbcon_max_pct,
+        )
+        x = np.clip(res.x, 0.0, hi)
+        frac[d] = x / x.sum()
+        conv[d] = bool(res.success)
+        if progress is not None:
+            progress(1)
+    at = [ev(x) for x in frac]
+    nsr = np.array([a["nsr_usd_per_day"][d] for d, a in enumerate(at)])
+    zn = np.array([a["pbcon_zn_pct"][d] for d, a in enumerate(at)])
+    return {
+        "names": names,
+        "fractions": frac,
+        "nsr_usd_per_day": nsr,
+        "pbcon_zn_pct": zn,
+        "feasible": zn <= zn_in_pbcon_max_pct + 1e-3,
+        "binding": np.abs(zn - zn_in_pbcon_max_pct) <= 1e-3,
+        "converged": conv,
+        "evaluations": len(ev.cache),
     }
 
 
