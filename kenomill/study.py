@@ -3,8 +3,8 @@
 A :class:`Study` holds the periods it works on (the packaged ones or the user's files) and
 runs each step of the pipeline on first use, keeping the result:
 
-periods -> balance -> reconcile -> calibrate (fit, calibration) -> compare, loo ->
-predict, whatif, scenarios.
+periods -> balance -> reconcile (suspects, gross_errors) -> calibrate (fit, calibration) ->
+compare, loo -> predict, whatif, whatif_nsr, scenarios.
 
 The report (:func:`kenomill.report.collect`), the command line and the notebooks call
 these steps, so one run computes each input once (the report built
@@ -30,17 +30,85 @@ if TYPE_CHECKING:
     from kenomill.calibration_file import Calibration
 
 
-def summary_year(yr: xr.Dataset) -> int | None:
-    """The year a summary reports: the last complete year (four quarters) of ``yr``.
+def summary_year(yr: xr.Dataset, year: int | None = None) -> int | None:
+    """The year a summary reports: ``year`` when the horizon has it (the report's key answers
+    ask about the 2012 guidance), else the last complete year (four quarters) of ``yr``.
 
     ``yr`` is an annual Dataset (:func:`kenomill.simulate.annual`) with ``quarters`` per
     year. Without a complete year, the last year of the horizon; ``None`` for no years.
     """
     years = [int(y) for y in yr.year.values]
+    if year is not None and int(year) in years:
+        return int(year)
     complete = [y for y in years if int(yr.quarters.sel(year=y)) == 4]
     if complete:
         return complete[-1]
     return years[-1] if years else None
+
+
+#: figure groups set aside, one group at a time, to see which explains a gross error
+FIGURE_GROUPS: dict[str, tuple[str, ...]] = {
+    "contained-metal figures (Ag oz, Pb lb, Zn lb)": ("ag_oz", "pb_lb", "zn_lb"),
+    "recoveries": ("rec_ag_pct", "rec_pb_pct", "rec_zn_pct"),
+    "head grades": ("head_ag_gpt", "head_pb_pct", "head_zn_pct"),
+    "concentrate tonnes": ("pbcon_t", "zncon_t"),
+    "lead concentrate grades": ("pbcon_ag_gpt", "pbcon_pb_pct"),
+    "zinc concentrate grades": ("zncon_ag_gpt", "zncon_zn_pct"),
+    "ore tonnes and throughput": ("ore_processed_t", "tpd"),
+}
+
+
+def explain_gross_errors(reported: xr.Dataset, rec: xr.Dataset, alpha: float | None = None) -> dict:
+    """For each period failing the global test, reconcile it again with one group of figures set aside.
+
+    A group whose removal leaves figures that agree within their errors (p-value above
+    ``alpha``) is a candidate culprit; groups that cannot be estimated from the others
+    (not observable) are reported as such. Uses :func:`kenomill.reconcile.reconcile_dataset`
+    with ``exclude``.
+
+    Returns
+    -------
+    dict
+        period -> DataFrame with columns group, figures, chi2, dof, p_value (NaN: not testable).
+    """
+    import numpy as np
+    import pandas as pd
+
+    from kenomill.errors import ValidationError
+    from kenomill.reconcile import reconcile_dataset
+
+    alpha = float(rec.attrs.get("alpha", 0.05)) if alpha is None else alpha
+    out = {}
+    for i, p in enumerate(rec.period.values):
+        if not bool(rec.gross_error.values[i]):
+            continue
+        p = str(p)
+        sub = reported.sel(period=[p])
+        rows = []
+        for group, cols in FIGURE_GROUPS.items():
+            cols = [c for c in cols if c in sub and np.isfinite(float(sub[c].values[0]))]
+            try:
+                # the fixed sizes of the report's reconciliation (kenomill.study), not sizes
+                # estimated from this one period
+                r = reconcile_dataset(
+                    sub, exclude=[f"{p}.{c}" for c in cols], alpha=alpha, error_sizes="fixed"
+                )
+                rows.append(
+                    {
+                        "group": group,
+                        "figures": ", ".join(cols),
+                        "chi2": float(r.chi2.values[0]),
+                        "dof": int(r.dof.values[0]),
+                        "p_value": float(r.p_value.values[0]),
+                    }
+                )
+            except ValidationError:
+                # the other figures cannot pin this group down: nothing to test
+                rows.append(
+                    {"group": group, "figures": ", ".join(cols), "chi2": np.nan, "dof": 0, "p_value": np.nan}
+                )
+        out[p] = pd.DataFrame(rows).sort_values("p_value", ascending=False, na_position="last")
+    return out
 
 
 class Study:
@@ -120,6 +188,17 @@ class Study:
             lambda: reconciled_periods(across_periods, periods=self.periods(), error_sizes="fixed"),
         )
 
+    def suspects(self):
+        """The reconciled figures ranked by their measurement test (:func:`kenomill.reconcile.suspects`)."""
+        from kenomill.reconcile import suspects
+
+        return self._cached("suspects", lambda: suspects(self.reconcile(), self.periods()))
+
+    def gross_errors(self) -> dict:
+        """Each period failing the global test reconciled again with one group of figures set
+        aside (:func:`explain_gross_errors`)."""
+        return self._cached("gross_errors", lambda: explain_gross_errors(self.periods(), self.reconcile()))
+
     def fit(self) -> FitResult:
         """The default model fitted to the study's base periods."""
         from kenomill import calibrate
@@ -196,6 +275,43 @@ class Study:
                 seed=self.seed,
                 calibration=self._calibration_arg(),
                 base_dir=path.parent,
+                progress=progress,
+            ),
+        )
+
+    def load_scenario(self, path: str | Path):
+        """The scenario file ``path``, read and validated once (:func:`kenomill.scenario.load`)."""
+        from kenomill import scenario as scn
+
+        return self._cached(("load_scenario", str(path)), lambda: scn.load(path))
+
+    def whatif_nsr(self, path: str | Path, tpd: Sequence[float], availability: Sequence[float], *, draws: int,
+                   move: tuple[float, float] | None = None,
+                   progress: Callable[[int], None] | None = None) -> xr.Dataset:  # fmt: skip
+        """The what-if surface with its NSR (:func:`kenomill.value.whatif_nsr`, the typical 2012
+        terms and prices): what the report shows."""
+        from kenomill import value
+
+        path = Path(path)
+        key = (
+            "whatif_nsr",
+            str(path),
+            tuple(map(float, tpd)),
+            tuple(map(float, availability)),
+            int(draws),
+            move,
+        )
+        return self._cached(
+            key,
+            lambda: value.whatif_nsr(
+                self.load_scenario(path),
+                list(tpd),
+                list(availability),
+                draws=draws,
+                seed=self.seed,
+                calibration=self._calibration_arg(),
+                base_dir=path.parent,
+                move=move,
                 progress=progress,
             ),
         )

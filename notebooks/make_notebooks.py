@@ -83,7 +83,7 @@ This notebook shows
     (
         "code",
         """\
-from kenomill import report
+from kenomill import plots, report
 from kenomill.data import FIGURES, reported_periods
 
 reported = reported_periods()
@@ -100,7 +100,7 @@ of the metal in the feed), troy_oz = troy ounces, lb = pounds, t/d = tonnes per 
 Silver recovery counts both concentrates; lead recovery the lead concentrate; zinc
 recovery the zinc concentrate.""",
     ),
-    ("code", "show(report.fig_reported(reported))"),
+    ("code", "show(plots.reported_quarters(reported))"),
     (
         "md",
         """\
@@ -121,7 +121,7 @@ frame = balance_frame(bal)
 print(f"{int(bal.closes.sum())} of {bal.closes.size} figures close within printed rounding")
 frame[~frame.closes].round(2)""",
     ),
-    ("code", "show(report.fig_balance(bal))"),
+    ("code", "show(plots.balance_discrepancies(bal))"),
     (
         "md",
         """\
@@ -144,7 +144,7 @@ print("error model:", rec.attrs["error_model"])
 summary_frame(rec)[["period", "chi2", "dof", "p_value", "gross_error"]].round(4)""",
     ),
     ("code", "suspects(rec, reported, top=10).round(3)"),
-    ("code", "show(report.fig_reconciliation(rec, reported))"),
+    ("code", "show(plots.reconciliation_tests(rec, reported))"),
     (
         "md",
         """\
@@ -223,7 +223,7 @@ prediction error.""",
     (
         "code",
         """\
-from kenomill import calibrate, plots, recovery, report
+from kenomill import calibrate, plots, recovery
 from kenomill.calibration_file import default_calibration
 
 pd.DataFrame(
@@ -304,7 +304,7 @@ cmp_ = calibrate.compare_models(models, fit.data, starts=2, loo_starts=1)
 shown = ["model", "k", "aicc", "d_aicc", "d_bic", "loo_ag_oz_pct", "loo_pb_lb_pct", "loo_zn_lb_pct"]
 cmp_[shown].round(2)""",
     ),
-    ("code", "show(report.fig_model_comparison(cmp_, fit.spec.name))"),
+    ("code", "show(plots.model_comparison(cmp_, fit.spec.name))"),
     (
         "md",
         """\
@@ -345,7 +345,7 @@ expect on a new quarter.""",
         """\
 loo = calibrate.leave_one_out(fit.spec, fit.data, starts=2)
 display(pd.Series(calibrate.loo_errors(loo)).round(2).to_frame("RMS error"))
-show(report.fig_loo(loo))""",
+show(plots.leave_one_out(loo))""",
     ),
     (
         "md",
@@ -390,7 +390,7 @@ random draws at every point.""",
     (
         "code",
         """\
-from kenomill import report, scenario, simulate
+from kenomill import plots, scenario, simulate
 
 path = ROOT / "scenarios" / "bellekeno_only.toml"
 sc = scenario.load(path)
@@ -410,7 +410,7 @@ median["zn_lb"] /= 1e6  # Mlb
 names = {"ag_oz": "Ag [Moz]", "pb_lb": "Pb [Mlb]", "zn_lb": "Zn [Mlb]", "ore_processed_t": "ore [t]"}
 median.rename(columns=names).round(2)""",
     ),
-    ("code", "show(report.fig_whatif_surface(w))"),
+    ("code", "show(plots.whatif_surface(w))"),
     (
         "code",
         """\
@@ -419,7 +419,7 @@ from kenomill import calibrate
 quarters = calibrate.fit_data()  # the quarters the calibration saw
 fit_tpd = (float(np.nanmin(quarters.tpd)), float(np.nanmax(quarters.tpd)))
 print(f"calibrated on {fit_tpd[0]:.0f}-{fit_tpd[1]:.0f} t/d (calendar)")
-show(report.fig_whatif_tradeoff(w, 0.92, fit_tpd))""",
+show(plots.whatif_tradeoff(w, 0.92, fit_tpd))""",
     ),
     (
         "md",
@@ -456,13 +456,10 @@ P90-P10 width of the silver outcome):""",
     (
         "code",
         """\
-import tempfile
-
-from kenomill import plots_simulate
-
-with tempfile.TemporaryDirectory() as tmp:
-    png = plots_simulate.whatif_surface(w, Path(tmp) / "whatif.png")
-    display(Image(filename=str(png)))""",
+# the same surface function with the panels of `kenomill whatif --plot`: the median silver,
+# the silver and lead recoveries, and the width of the silver band
+panels = [("ag_oz", "p50"), ("rec_ag_pct", "p50"), ("rec_pb_pct", "p50"), ("ag_oz", "spread")]
+show(plots.whatif_surface(w, panels))""",
     ),
     (
         "md",
@@ -490,7 +487,7 @@ assumptions; this notebook runs them all.""",
     (
         "code",
         """\
-from kenomill import report, scenario, simulate
+from kenomill import plots, scenario, simulate
 
 paths = sorted((ROOT / "scenarios").glob("*.toml"))
 scenarios = {p.stem: scenario.load(p) for p in paths}
@@ -525,7 +522,7 @@ pd.DataFrame(rows).round(2)""",
 Median (line) and P10-P90 band (the middle 80 % of draws) of the metal in concentrates,
 quarter by quarter.""",
     ),
-    ("code", "show(report.fig_fan(list(runs.values())))"),
+    ("code", "show(plots.fan_chart(list(runs.values())))"),
     (
         "md",
         """\
@@ -548,7 +545,7 @@ pd.concat(tables)[["scenario", "target", "year", "probability", "p_at_least_min"
         "code",
         """\
 guidance = [t for sc in scenarios.values() for t in sc.targets if t.year == 2012]
-show(report.fig_targets(list(runs.values()), guidance, 2012))""",
+show(plots.histograms([simulate.annual(ds) for ds in runs.values()], guidance, [2012]))""",
     ),
     (
         "md",
@@ -570,13 +567,16 @@ too):""",
     (
         "code",
         """\
-import tempfile
-
-from kenomill import plots_simulate
-
-with tempfile.TemporaryDirectory() as tmp:
-    png = plots_simulate.fan_chart(runs["onek_lucky_queen_2012q4"], Path(tmp) / "fan.png")
-    display(Image(filename=str(png)))""",
+# one scenario with every figure of `kenomill simulate --plot`, two bands and the reported quarters
+show(
+    plots.fan_chart(
+        runs["onek_lucky_queen_2012q4"],
+        plots.FAN_VARIABLES,
+        bands=((0.1, 0.9), (0.25, 0.75)),
+        reported=True,
+        ncols=3,
+    )
+)""",
     ),
     (
         "md",

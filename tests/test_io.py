@@ -121,7 +121,7 @@ def _writers(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from kenomill import plots, plots_simulate
+    from kenomill import plots
     from kenomill.calibration_file import Calibration
 
     df = pd.DataFrame({"a": [1.0, 2.0]})
@@ -137,14 +137,12 @@ def _writers(tmp_path):
         "netcdf": lambda: io.write_table(ds, tmp_path / "t.nc"),
         "text": lambda: io.write_text("x", tmp_path / "t.txt"),
         "calibration json": lambda: Calibration.from_defaults().save(tmp_path / "c.json"),
+        # one PNG writer since the figures became one package (kenomill.plots)
         "png (plots)": lambda: plots.save_figure(fig(), tmp_path / "a.png"),
-        "png (simulate plots)": lambda: plots_simulate._save(fig(), tmp_path / "b.png"),
     }
 
 
-@pytest.mark.parametrize(
-    "name", ["csv", "netcdf", "text", "calibration json", "png (plots)", "png (simulate plots)"]
-)
+@pytest.mark.parametrize("name", ["csv", "netcdf", "text", "calibration json", "png (plots)"])
 def test_every_writer_gives_the_umask_permissions(tmp_path, umask, name):
     p = _writers(tmp_path)[name]()
     # what the shell would give: touch a file with open() under the same umask

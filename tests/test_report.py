@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+import kenomill
 from kenomill import report
 from kenomill.cli import main
 from kenomill.errors import ValidationError
@@ -234,9 +235,10 @@ def test_sources_are_release_titles_and_only_what_the_package_carries(built):
 
 
 def test_metal_chart_has_one_unit_per_axis():
+    from kenomill import plots
     from kenomill.data import reported_periods
 
-    fig = report.fig_reported(reported_periods())
+    fig = plots.reported_quarters(reported_periods())
     metal = [a for a in fig.axes if a.get_ylabel().endswith(("[koz]", "[Mlb]")) and a.get_position().x0 > 0.5]
     assert sorted(a.get_ylabel() for a in metal) == [
         "lead in lead con, zinc in zinc con [Mlb]",
@@ -273,7 +275,7 @@ def test_bad_output_path_is_refused_before_any_work(tmp_path):
 
 def test_no_scenario_files_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr(report, "__file__", str(tmp_path / "pkg" / "report.py"))
+    monkeypatch.setattr(report.results, "SOURCE_TREE", tmp_path / "pkg")
     with pytest.raises(ValidationError, match=r"scenarios: found no \*\.toml in 'scenarios'"):
         report.default_scenario_paths()
 
@@ -316,7 +318,7 @@ def test_nsr_against_throughput_with_bands_and_extrapolation_in_words(built):
 
     r, _path, text = built
     cal = json.loads(
-        (Path(report.__file__).parent / "data" / "default_calibration.json").read_text(encoding="utf-8")
+        (Path(kenomill.__file__).parent / "data" / "default_calibration.json").read_text(encoding="utf-8")
     )
     lo, hi = cal["meta"]["feed_range"]["tpd"]
     outside = [t for t in SMALL["whatif_tpd"] if t < lo or t > hi]

@@ -58,6 +58,26 @@ def test_summary_year_is_the_last_complete_year():
     assert summary_year(_annual({})) is None
 
 
+def test_summary_year_takes_the_asked_year_when_the_horizon_has_it():
+    # the report's key answers ask for 2012 (the guidance of the 23 Jan 2012 release)
+    assert summary_year(_annual({2012: 2, 2013: 4}), 2012) == 2012  # even a partial year
+    assert summary_year(_annual({2013: 4, 2014: 1}), 2012) == 2013  # not in the horizon: the rule
+
+
+def test_gross_error_explanations_set_aside_each_group_once():
+    from kenomill.study import FIGURE_GROUPS
+
+    st = Study()
+    ex = st.gross_errors()
+    assert ex is st.gross_errors()
+    # issue 3's finding: only 2011Q4 fails the global test, and only setting aside its
+    # contained-metal figures (+4.6 % against the concentrates) restores agreement
+    assert list(ex) == ["2011Q4"]
+    table = ex["2011Q4"]
+    assert sorted(table.group) == sorted(FIGURE_GROUPS)
+    assert table.iloc[0].group == "contained-metal figures (Ag oz, Pb lb, Zn lb)"
+
+
 def test_report_refuses_a_bad_periods_file_in_one_line(tmp_path):
     bad = tmp_path / "p.csv"
     bad.write_text("period,ore_processed_t\n2013Q1,lots\n", encoding="utf-8")

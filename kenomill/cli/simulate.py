@@ -266,11 +266,13 @@ def simulate(
         io.write_table(ds, out)
         click.echo(f"wrote {out}")
     if plot:
-        from kenomill import plots_simulate
+        from kenomill import plots
 
         base = Path(out).with_suffix("") if out else Path(sc.name)
-        for p in (
-            plots_simulate.fan_chart(ds, f"{base}_fan.png"),
-            plots_simulate.histograms(yr, f"{base}_hist.png", sc.targets),
-        ):
-            click.echo(f"wrote {p}")
+        title = f"{sc.name}: {ds.sizes['draw']} draws, seed {seed}"
+        fan = plots.fan_chart(
+            ds, plots.FAN_VARIABLES, bands=((0.1, 0.9), (0.25, 0.75)), reported=True, ncols=3, title=title
+        )
+        hist = plots.histograms(yr, sc.targets, percentiles=True, title=f"{title}: yearly production")
+        for name, fig in (("fan", fan), ("hist", hist)):
+            click.echo(f"wrote {plots.save_figure(fig, f'{base}_{name}.png')}")

@@ -376,10 +376,11 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, terms_file, pric
         io.write_table(wi, out)
         click.echo(f"wrote {out}")
     if plot:
-        from kenomill import plots_simulate
+        from kenomill import plots
 
         base = Path(out).with_suffix("") if out else Path(f"whatif_{sc.name}")
-        click.echo(f"wrote {plots_simulate.whatif_surface(wi, f'{base}_surface.png')}")
+        panels = (("ag_oz", "p50"), ("rec_ag_pct", "p50"), ("rec_pb_pct", "p50"), ("ag_oz", "spread"))
+        click.echo(f"wrote {plots.save_figure(plots.whatif_surface(wi, panels), f'{base}_surface.png')}")
 
 
 def _grid(sim, tpd, availability, move):

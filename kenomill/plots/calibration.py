@@ -1,4 +1,4 @@
-"""Calibration figures (matplotlib, PNG): reported vs fitted, and recovery curves with bands.
+"""Calibration figures: reported vs fitted, recovery curves with bands, profiles, model comparisons.
 
 Each function returns a :class:`matplotlib.figure.Figure`; :func:`save_calibration_plots`
 writes them, each file whole or not at all. The Agg backend is used so the figures render
@@ -9,16 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
+import xarray as xr
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from kenomill import calibrate, units, variables  # noqa: E402
-from kenomill.io import atomic_path  # noqa: E402
+from kenomill import calibrate, units, variables
+from kenomill.plots._common import METALS, plt, save_figure
 
 _LABELS = {n: variables.get(n).axis_label() for n in calibrate.FIT_FIGURES}
 
@@ -170,15 +166,6 @@ def predictive_comparison(table: pd.DataFrame, chosen: str | None = None):
     return fig
 
 
-def save_figure(fig, path) -> Path:
-    """Write ``fig`` as PNG, atomically, and close it."""
-    p = Path(path)
-    with atomic_path(p) as tmp:
-        fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    return p
-
-
 def save_calibration_plots(fit: calibrate.FitResult, out_dir, calibration=None) -> list[Path]:
     """Write ``reported_vs_fitted.png`` and ``recovery_curves.png`` into ``out_dir``."""
     out = Path(out_dir)
@@ -187,3 +174,44 @@ def save_calibration_plots(fit: calibrate.FitResult, out_dir, calibration=None) 
         ("recovery_curves.png", recovery_curves(fit, calibration)),
     ]
     return [save_figure(f, out / name) for name, f in figs]
+
+
+def model_comparison(comparison: pd.DataFrame, chosen: str):
+    """AICc difference and leave-one-out error of contained metal, per model."""
+    df = comparison.sort_values("aicc")
+    y = np.arange(len(df))[::-1]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 0.45 * len(df) + 1.6), layout="constrained", sharey=True)
+    col = ["C3" if m == chosen else "C0" for m in df.model]
+    axes[0].barh(y, df.d_aicc, color=col)
+    axes[0].axvline(2, color="0.4", ls="--", lw=1, label="2: no real difference below")
+    axes[0].set_yticks(y, df.model)
+    axes[0].set_xlabel("AICc - lowest AICc [-] (smaller is better)")
+    axes[0].legend(fontsize=8)
+    w = 0.27
+    for k, (c, lab, cc) in enumerate(
+        (("loo_ag_oz_pct", "Ag oz", "C7"), ("loo_pb_lb_pct", "Pb lb", "C0"), ("loo_zn_lb_pct", "Zn lb", "C1"))
+    ):
+        if c in df:
+            axes[1].barh(y + (1 - k) * w, df[c], w, color=cc, label=lab)
+    axes[1].set_xlabel("leave-one-quarter-out RMS error of contained metal [%]")
+    axes[1].legend(fontsize=8)
+    fig.suptitle(f"Model comparison (red: {chosen}, the default)")
+    return fig
+
+
+def leave_one_out(loo: xr.Dataset):
+    """Each quarter predicted from the other five: error of contained metal [%]."""
+    periods = [str(p) for p in loo.period.values]
+    x = np.arange(len(periods))
+    fig, ax = plt.subplots(figsize=(8, 3.8), layout="constrained")
+    w = 0.27
+    for k, ((v, name, _u, _s), cc) in enumerate(zip(METALS, ("C7", "C0", "C1"), strict=True)):
+        if v + "_reported" in loo:
+            err = 100 * (loo[v].values / loo[v + "_reported"].values - 1)
+            ax.bar(x + (k - 1) * w, err, w, color=cc, label=name)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(x, periods)
+    ax.set_ylabel("predicted / reported - 1 [%]")
+    ax.set_title(f"Leave-one-quarter-out, model {loo.attrs.get('model', '')}: contained metal")
+    ax.legend(fontsize=8)
+    return fig
