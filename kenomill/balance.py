@@ -20,14 +20,11 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from kenomill import circuit, units
+from kenomill import circuit, units, variables
 from kenomill.data import reported_periods
 
-METALS = {  # element -> (contained column, recovery column, head column, contributions)
-    "Ag": ("ag_oz", "rec_ag_pct", "head_ag_gpt", (("pbcon_t", "pbcon_ag_gpt"), ("zncon_t", "zncon_ag_gpt"))),
-    "Pb": ("pb_lb", "rec_pb_pct", "head_pb_pct", (("pbcon_t", "pbcon_pb_pct"),)),
-    "Zn": ("zn_lb", "rec_zn_pct", "head_zn_pct", (("zncon_t", "zncon_zn_pct"),)),
-}
+#: element -> its reported figures (:data:`kenomill.variables.METAL_FIGURES`)
+METALS = variables.METAL_FIGURES
 QUANTITIES = ("ag_oz", "pb_lb", "zn_lb", "rec_ag_pct", "rec_pb_pct", "rec_zn_pct")
 
 
@@ -110,110 +107,142 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
     ds = reported_periods() if ds is None else ds
     # a period of a user's file may leave figures empty: balance the periods whose feed and
     # concentrate figures are all given, and mark the others as not checked
-    needed = ("ore_processed_t", *(m[2] for m in METALS.values()), *(m[1] for m in METALS.values()))
+    needed = ("ore_processed_t", *(m.head for m in METALS.values()), *(m.recovery for m in METALS.values()))
     needed += ("pbcon_t", "zncon_t")
     complete = np.logical_and.reduce([np.isfinite(ds[c].values) for c in needed])
     if not complete.all():
-        if not complete.any():
-            from kenomill.errors import ValidationError
-
-            raise ValidationError(
-                f"balance: no period gives all of {', '.join(needed)}; found periods "
-                f"{', '.join(map(str, ds.period.values))} with some empty"
-            )
-        part = balance_table(ds.isel(period=np.flatnonzero(complete)))
-        out = part.reindex(period=ds.period.values)
-        out["closes"] = out.closes.fillna(False).astype(bool)
-        out["checked"] = out.reported.notnull() & xr.DataArray(
-            complete, dims="period", coords={"period": ds.period.values}
+        return _balance_complete_periods(ds, complete, needed)
+    feed_metal_t, via_feed_t, via_con_t = _routes_t(ds)
+    rows: dict[str, dict[str, np.ndarray]] = {q: {} for q in _ROWS}
+    # where a printed figure is 0 (a mill without zinc, say) relative rounding bounds nothing:
+    # those figures are compared by the bounds of what each printed value can be
+    bound_ok: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    undefined: dict[str, np.ndarray] = {}
+    for e, m in METALS.items():
+        cu = units.contained_unit(e)
+        rows["reported"][m.contained] = ds[m.contained].values
+        rows["via_feed"][m.contained] = units.tonnes_to_contained(via_feed_t[e], cu)
+        rows["via_concentrate"][m.contained] = units.tonnes_to_contained(via_con_t[e], cu)
+        rep_t = units.contained_to_tonnes(ds[m.contained].values, cu)
+        rows["reported"][m.recovery] = ds[m.recovery].values
+        # a zero head grade is legal data (no such metal in the feed): its recovery is undefined
+        feed = feed_metal_t[e]
+        nofeed = ~(feed > 0)
+        undefined[m.recovery] = nofeed
+        rows["via_feed"][m.recovery] = np.divide(
+            100 * rep_t, feed, out=np.full(feed.shape, np.nan), where=~nofeed
         )
-        out["units"] = part["units"]
-        out["checked"].attrs = part["checked"].attrs
-        missing = "not checked: the period does not give every figure both routes need"
-        out["note"] = out.note.fillna(missing).astype(str)
-        out["note"].attrs = part["note"].attrs
-        return out
-    els = list(METALS)
+        rows["via_concentrate"][m.recovery] = np.divide(
+            100 * via_con_t[e], feed, out=np.full(feed.shape, np.nan), where=~nofeed
+        )
+        _tolerances(ds, m, rows["tolerance_feed_pct"], rows["tolerance_concentrate_pct"])
+        bound_ok.update(_bounds_overlap(ds, m))
+    return _assemble(ds, rows, bound_ok, undefined)
+
+
+#: the rows of the table per (period, quantity), before the differences and verdicts
+_ROWS = ("reported", "via_feed", "via_concentrate", "tolerance_feed_pct", "tolerance_concentrate_pct")
+
+
+def _balance_complete_periods(ds: xr.Dataset, complete: np.ndarray, needed: tuple[str, ...]) -> xr.Dataset:
+    """The table of the periods that give every figure, the others as rows not checked."""
+    if not complete.any():
+        from kenomill.errors import ValidationError
+
+        raise ValidationError(
+            f"balance: no period gives all of {', '.join(needed)}; found periods "
+            f"{', '.join(map(str, ds.period.values))} with some empty"
+        )
+    part = balance_table(ds.isel(period=np.flatnonzero(complete)))
+    out = part.reindex(period=ds.period.values)
+    out["closes"] = out.closes.fillna(False).astype(bool)
+    out["checked"] = out.reported.notnull() & xr.DataArray(
+        complete, dims="period", coords={"period": ds.period.values}
+    )
+    out["units"] = part["units"]
+    out["checked"].attrs = part["checked"].attrs
+    missing = "not checked: the period does not give every figure both routes need"
+    out["note"] = out.note.fillna(missing).astype(str)
+    out["note"].attrs = part["note"].attrs
+    return out
+
+
+def _routes_t(ds: xr.Dataset):
+    """Per element: metal in the feed, and in the concentrates by each route [t]."""
     head = {
-        e: xr.DataArray(ds[METALS[e][2]].values, dims="period", attrs={"units": units.grade_unit(e)})
-        for e in els
+        e: xr.DataArray(ds[m.head].values, dims="period", attrs={"units": units.grade_unit(e)})
+        for e, m in METALS.items()
     }
     zero = np.zeros(ds.sizes["period"])
     rec = {}
-    for e in els:
-        r = ds[METALS[e][1]].values
+    for e, m in METALS.items():
+        r = ds[m.recovery].values
         pair = (zero, r) if e == "Zn" else (r, zero)  # Zn recovery is to the zinc concentrate
         rec[e] = xr.DataArray(np.stack(pair, axis=1), dims=("period", "concentrate"))
     con_t = xr.DataArray(np.stack([ds.pbcon_t.values, ds.zncon_t.values], 1), dims=("period", "concentrate"))
     fw = circuit.forward(
         xr.DataArray(ds.ore_processed_t.values, dims="period"), head, rec, concentrate_t=con_t
     )
-    feed_metal_t = {e: fw[f"{e}_t"].sel(stream="feed").values for e in els}
-    via_feed_t = {e: fw[f"{e}_t"].sel(stream=["pbcon", "zncon"]).sum("stream").values for e in els}
+    feed_metal_t = {e: fw[f"{e}_t"].sel(stream="feed").values for e in METALS}
+    via_feed_t = {e: fw[f"{e}_t"].sel(stream=["pbcon", "zncon"]).sum("stream").values for e in METALS}
     via_con_t = {
-        e: sum(ds[t].values * units.to_fraction(ds[g].values, ds[g].attrs["units"]) for t, g in METALS[e][3])
-        for e in els
+        e: sum(
+            ds[t].values * units.to_fraction(ds[g].values, ds[g].attrs["units"]) for t, g in m.concentrates
+        )
+        for e, m in METALS.items()
+    }
+    return feed_metal_t, via_feed_t, via_con_t
+
+
+def _tolerances(ds: xr.Dataset, m: variables.MetalFigures, tol_feed: dict, tol_con: dict) -> None:
+    """Worst-case rounding tolerance [%] of each route, for the metal's contained and recovery rows."""
+    h_ore, h_head, h_rec, h_metal = (
+        _half_rel(ds, c) for c in ("ore_processed_t", m.head, m.recovery, m.contained)
+    )
+    terms = [(ds[t].values * ds[g].values, _half_rel(ds, t), _half_rel(ds, g)) for t, g in m.concentrates]
+    # metal = ore x head x recovery = sum of concentrate tonnes x grade
+    tol_feed[m.contained] = _worst_case_pct(num=(h_ore, h_head, h_rec), den=(h_metal,))
+    tol_con[m.contained] = _worst_case_pct(num=(), den=(h_metal,), sums=terms)
+    # recovery = metal / (ore x head), metal as reported or from the concentrates
+    tol_feed[m.recovery] = _worst_case_pct(num=(h_metal,), den=(h_ore, h_head, h_rec))
+    tol_con[m.recovery] = _worst_case_pct(num=(), den=(h_ore, h_head, h_rec), sums=terms)
+
+
+def _overlap(a, b):
+    return (a[0] <= b[1]) & (a[1] >= b[0])
+
+
+def _bounds_overlap(ds: xr.Dataset, m: variables.MetalFigures) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Whether the bounds of each route's printed figures overlap those of the reported one."""
+    ore_b = _bounds(ds, "ore_processed_t")
+    head_b = _bounds(ds, m.head, lambda v: units.to_fraction(v, ds[m.head].attrs["units"]))
+    rec_b = _bounds(ds, m.recovery, lambda v: v / 100.0)
+    cu = units.contained_unit(m.element)
+    metal_b = _bounds(ds, m.contained, lambda v: units.contained_to_tonnes(v, cu))
+    feed_b = (ore_b[0] * head_b[0], ore_b[1] * head_b[1])
+    con_b = [np.zeros(ds.sizes["period"]), np.zeros(ds.sizes["period"])]
+    for t, g in m.concentrates:
+        tb = _bounds(ds, t)
+        gb = _bounds(ds, g, lambda v, g=g: units.to_fraction(v, ds[g].attrs["units"]))
+        con_b[0], con_b[1] = con_b[0] + tb[0] * gb[0], con_b[1] + tb[1] * gb[1]
+    return {
+        m.contained: (
+            _overlap((feed_b[0] * rec_b[0], feed_b[1] * rec_b[1]), metal_b),
+            _overlap(tuple(con_b), metal_b),
+        ),
+        m.recovery: (
+            _overlap(_div_bounds(metal_b, feed_b), rec_b),
+            _overlap(_div_bounds(con_b, feed_b), rec_b),
+        ),
     }
 
-    names = ("reported", "via_feed", "via_concentrate", "tolerance_feed_pct", "tolerance_concentrate_pct")
-    rows: dict[str, dict[str, np.ndarray]] = {q: {} for q in names}
-    # where a printed figure is 0 (a mill without zinc, say) relative rounding bounds nothing:
-    # those figures are compared by the bounds of what each printed value can be
-    bound_ok: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    undefined: dict[str, np.ndarray] = {}
-    ore_b = _bounds(ds, "ore_processed_t")
-    for e in els:
-        cm, rc, hd, contrib = METALS[e]
-        cu = units.contained_unit(e)
-        rows["reported"][cm] = ds[cm].values
-        rows["via_feed"][cm] = units.tonnes_to_contained(via_feed_t[e], cu)
-        rows["via_concentrate"][cm] = units.tonnes_to_contained(via_con_t[e], cu)
-        rep_t = units.contained_to_tonnes(ds[cm].values, cu)
-        rows["reported"][rc] = ds[rc].values
-        # a zero head grade is legal data (no such metal in the feed): its recovery is undefined
-        feed = feed_metal_t[e]
-        nofeed = ~(feed > 0)
-        undefined[rc] = nofeed
-        rows["via_feed"][rc] = np.divide(100 * rep_t, feed, out=np.full(feed.shape, np.nan), where=~nofeed)
-        rows["via_concentrate"][rc] = np.divide(
-            100 * via_con_t[e], feed, out=np.full(feed.shape, np.nan), where=~nofeed
-        )
-        h_ore, h_head, h_rec, h_metal = (_half_rel(ds, c) for c in ("ore_processed_t", hd, rc, cm))
-        terms = [(ds[t].values * ds[g].values, _half_rel(ds, t), _half_rel(ds, g)) for t, g in contrib]
-        tol = rows["tolerance_feed_pct"], rows["tolerance_concentrate_pct"]
-        # metal = ore x head x recovery = sum of concentrate tonnes x grade
-        tol[0][cm] = _worst_case_pct(num=(h_ore, h_head, h_rec), den=(h_metal,))
-        tol[1][cm] = _worst_case_pct(num=(), den=(h_metal,), sums=terms)
-        # recovery = metal / (ore x head), metal as reported or from the concentrates
-        tol[0][rc] = _worst_case_pct(num=(h_metal,), den=(h_ore, h_head, h_rec))
-        tol[1][rc] = _worst_case_pct(num=(), den=(h_ore, h_head, h_rec), sums=terms)
-        # bounds of each route and of the reported figures
-        head_b = _bounds(ds, hd, lambda v, hd=hd: units.to_fraction(v, ds[hd].attrs["units"]))
-        rec_b = _bounds(ds, rc, lambda v: v / 100.0)
-        metal_b = _bounds(ds, cm, lambda v, cu=cu: units.contained_to_tonnes(v, cu))
-        feed_b = (ore_b[0] * head_b[0], ore_b[1] * head_b[1])
-        con_b = [np.zeros(ds.sizes["period"]), np.zeros(ds.sizes["period"])]
-        for t, g in contrib:
-            tb = _bounds(ds, t)
-            gb = _bounds(ds, g, lambda v, g=g: units.to_fraction(v, ds[g].attrs["units"]))
-            con_b[0], con_b[1] = con_b[0] + tb[0] * gb[0], con_b[1] + tb[1] * gb[1]
 
-        def overlap(a, b):
-            return (a[0] <= b[1]) & (a[1] >= b[0])
-
-        bound_ok[cm] = (
-            overlap((feed_b[0] * rec_b[0], feed_b[1] * rec_b[1]), metal_b),
-            overlap(tuple(con_b), metal_b),
-        )
-        bound_ok[rc] = (
-            overlap(_div_bounds(metal_b, feed_b), rec_b),
-            overlap(_div_bounds(con_b, feed_b), rec_b),
-        )
+def _assemble(ds: xr.Dataset, rows: dict, bound_ok: dict, undefined: dict) -> xr.Dataset:
+    """The table: rows stacked by quantity, differences, verdicts, notes and attributes."""
     out = xr.Dataset(coords={"period": ds.period.values, "quantity": list(QUANTITIES)})
     unit_of = {q: ds[q].attrs["units"] for q in QUANTITIES}
     for name, d in rows.items():
         out[name] = (("period", "quantity"), np.stack([d[q] for q in QUANTITIES], axis=1))
-    stack = lambda d, k: np.stack([d[q][k] for q in QUANTITIES], axis=1)  # noqa: E731
     undef = np.stack([undefined.get(q, np.zeros(ds.sizes["period"], bool)) for q in QUANTITIES], axis=1)
     rep = out.reported.values
     notes = np.full(rep.shape, "", dtype=object)
@@ -227,7 +256,8 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
         diff = np.where((rep == 0) & (via == 0), 0.0, diff)
         out[f"diff_{route}_pct"] = (("period", "quantity"), diff)
         by_bounds = ~np.isfinite(out[tol_name].values)
-        ok = np.where(by_bounds, stack(bound_ok, k), np.abs(diff) <= out[tol_name].values)
+        by_bounds_ok = np.stack([bound_ok[q][k] for q in QUANTITIES], axis=1)
+        ok = np.where(by_bounds, by_bounds_ok, np.abs(diff) <= out[tol_name].values)
         out[f"_ok_{route}"] = (("period", "quantity"), ok & ~undef)
         msg = f"{route} route compared by the bounds of its printed figures (a printed 0)"
         notes = np.where(by_bounds & ~undef & (notes == ""), msg, notes)
@@ -240,35 +270,37 @@ def balance_table(ds: xr.Dataset | None = None) -> xr.Dataset:
     out["checked"] = out.reported.notnull() & ~xr.DataArray(undef, dims=("period", "quantity"))
     out["note"] = (("period", "quantity"), notes.astype(str))
     out["units"] = ("quantity", [unit_of[q] for q in QUANTITIES])
-    attrs = {
-        "reported": ("as printed", "reported figure"),
-        "via_feed": (
-            "as reported",
-            "recomputed from ore processed x head grade x recovery "
-            "(recoveries: reported contained metal / feed metal)",
-        ),
-        "via_concentrate": ("as reported", "recomputed from concentrate tonnes x concentrate grade"),
-        "diff_feed_pct": ("%", "via_feed / reported - 1"),
-        "diff_concentrate_pct": ("%", "via_concentrate / reported - 1"),
-        "tolerance_feed_pct": (
-            "%",
-            "largest |diff_feed_pct| that printed rounding alone can cause (exact worst case; "
-            "inf where a printed 0 bounds no ratio: compared by bounds, see note)",
-        ),
-        "tolerance_concentrate_pct": (
-            "%",
-            "largest |diff_concentrate_pct| that printed rounding alone can cause (exact worst case; "
-            "inf where a printed 0 bounds no ratio: compared by bounds, see note)",
-        ),
-        "closes": ("1", "each route within its rounding tolerance"),
-        "checked": ("1", "the period gives every figure both routes need, and the figure is defined"),
-        "note": ("", "why a figure is not checked or how it was compared (empty: relative tolerance)"),
-        "units": ("", "unit of each quantity"),
-    }
-    for name, (u, ln) in attrs.items():
+    for name, (u, ln) in _ATTRS.items():
         out[name].attrs.update({"units": u, "long_name": ln})
     out.attrs["source"] = ds.attrs["sources"]
     return out
+
+
+_ATTRS = {
+    "reported": ("as printed", "reported figure"),
+    "via_feed": (
+        "as reported",
+        "recomputed from ore processed x head grade x recovery "
+        "(recoveries: reported contained metal / feed metal)",
+    ),
+    "via_concentrate": ("as reported", "recomputed from concentrate tonnes x concentrate grade"),
+    "diff_feed_pct": ("%", "via_feed / reported - 1"),
+    "diff_concentrate_pct": ("%", "via_concentrate / reported - 1"),
+    "tolerance_feed_pct": (
+        "%",
+        "largest |diff_feed_pct| that printed rounding alone can cause (exact worst case; "
+        "inf where a printed 0 bounds no ratio: compared by bounds, see note)",
+    ),
+    "tolerance_concentrate_pct": (
+        "%",
+        "largest |diff_concentrate_pct| that printed rounding alone can cause (exact worst case; "
+        "inf where a printed 0 bounds no ratio: compared by bounds, see note)",
+    ),
+    "closes": ("1", "each route within its rounding tolerance"),
+    "checked": ("1", "the period gives every figure both routes need, and the figure is defined"),
+    "note": ("", "why a figure is not checked or how it was compared (empty: relative tolerance)"),
+    "units": ("", "unit of each quantity"),
+}
 
 
 def balance_frame(table: xr.Dataset) -> pd.DataFrame:

@@ -270,6 +270,37 @@ VARIABLES: MappingProxyType[str, Variable] = MappingProxyType({v.name: v for v i
 
 #: the metals as the package names them, and the streams of the circuit
 ELEMENTS: tuple[str, ...] = ("Ag", "Pb", "Zn")
+#: the same metals as they prefix figure names and price or term keys (``ag_oz``, ``prices.ag``)
+METALS: tuple[str, ...] = tuple(e.lower() for e in ELEMENTS)
+
+
+@dataclass(frozen=True)
+class MetalFigures:
+    """The reported figures that carry one element through the mill.
+
+    ``contained`` = ore x ``head`` x ``recovery`` = the sum over ``concentrates`` of
+    (concentrate tonnes x the element's grade in that concentrate): the two routes of
+    :func:`kenomill.balance.balance_table` and the balances of :mod:`kenomill.reconcile`.
+    """
+
+    element: str
+    head: str
+    recovery: str
+    contained: str
+    concentrates: tuple[tuple[str, str], ...]
+
+
+#: element -> :class:`MetalFigures`; silver is paid in both concentrates, lead in the lead
+#: concentrate and zinc in the zinc concentrate (the releases' recoveries are to those)
+METAL_FIGURES: MappingProxyType[str, MetalFigures] = MappingProxyType(
+    {
+        "Ag": MetalFigures(
+            "Ag", "head_ag_gpt", "rec_ag_pct", "ag_oz", (("pbcon_t", "pbcon_ag_gpt"), ("zncon_t", "zncon_ag_gpt"))
+        ),
+        "Pb": MetalFigures("Pb", "head_pb_pct", "rec_pb_pct", "pb_lb", (("pbcon_t", "pbcon_pb_pct"),)),
+        "Zn": MetalFigures("Zn", "head_zn_pct", "rec_zn_pct", "zn_lb", (("zncon_t", "zncon_zn_pct"),)),
+    }
+)
 #: the nine reported figures a recovery model is fitted to, in the column order of
 #: ``kenomill.calibrate.FitData.y`` (the calibration, the reconciliation's flags and the
 #: validation read it from here)

@@ -78,7 +78,8 @@ def _figures(ds, period, *cols):
 @pytest.mark.parametrize("period", ["2011Q1", "2011Q4", "2012H1", "2011FY"])
 @pytest.mark.parametrize("element", list(METALS))
 def test_tolerance_is_the_exact_worst_case(table, ds, period, element):
-    cm, rc, hd, contrib = METALS[element]
+    m = METALS[element]
+    cm, rc, hd, contrib = m.contained, m.recovery, m.head, m.concentrates
     ore_head = _figures(ds, period, "ore_processed_t", hd)
     (reported_metal,) = _figures(ds, period, cm)
     (reported_rec,) = _figures(ds, period, rc)
