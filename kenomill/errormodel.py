@@ -675,6 +675,35 @@ def _cache_key(ds, start: ErrorModel, fixed, alpha, correction, with_tpd, interv
     return "|".join(parts)
 
 
+def _checked_size_args(start: ErrorModel, fixed: Sequence[str] | None, level, alpha) -> list[str]:
+    """The kinds held fixed (sorted), after checking them, ``level`` and ``alpha``."""
+    kinds = sorted((start.given or frozenset()) if fixed is None else fixed)
+    for k in kinds:
+        if k not in KINDS:
+            raise ValidationError(f"fixed: unknown kind {k!r}; allowed: {', '.join(KINDS)}")
+    if not (isinstance(level, int | float) and 0.0 < float(level) < 1.0):
+        raise ValidationError(f"level: found {level!r}; allowed: a number strictly between 0 and 1")
+    if isinstance(alpha, bool) or not (isinstance(alpha, int | float) and 0.0 < float(alpha) < 1.0):
+        raise ValidationError(f"alpha: found {alpha!r}; allowed: a number strictly between 0 and 1")
+    return kinds
+
+
+def _base_systems(ds, start: ErrorModel, with_tpd: bool):
+    """The base periods, and the linearised balance system of each one that has balances."""
+    from kenomill.data import base_periods
+    from kenomill.reconcile import _period_system
+
+    # without dates no period can be told to be the sum of others: all are base periods
+    dated = "period_start" in ds and "period_end" in ds
+    base = list(base_periods(ds)) if dated else [str(p) for p in ds.period.values]
+    systems = {}
+    for p in base:
+        s = _period_system(ds, p, start, with_tpd)
+        if s is not None:
+            systems[p] = s
+    return base, systems
+
+
 def estimate_sizes(
     periods=None,
     *,
@@ -746,31 +775,16 @@ def estimate_sizes(
     """
     from scipy import stats
 
-    from kenomill.data import base_periods, reported_periods
-    from kenomill.reconcile import _period_system
+    from kenomill.data import reported_periods
 
     start = resolve(start)
     ds = reported_periods() if periods is None else periods
-    fixed = sorted(start.given if fixed is None else fixed)
-    for k in fixed:
-        if k not in KINDS:
-            raise ValidationError(f"fixed: unknown kind {k!r}; allowed: {', '.join(KINDS)}")
-    if not (isinstance(level, int | float) and 0.0 < float(level) < 1.0):
-        raise ValidationError(f"level: found {level!r}; allowed: a number strictly between 0 and 1")
-    if isinstance(alpha, bool) or not (isinstance(alpha, int | float) and 0.0 < float(alpha) < 1.0):
-        raise ValidationError(f"alpha: found {alpha!r}; allowed: a number strictly between 0 and 1")
+    fixed = _checked_size_args(start, fixed, level, alpha)
     with_tpd = bool(with_tpd) and "tpd" in ds
     key = _cache_key(ds, start, fixed, alpha, correction, with_tpd, intervals, level)
     if key in _CACHE:
         return _CACHE[key]
-    # without dates no period can be told to be the sum of others: all are base periods
-    dated = "period_start" in ds and "period_end" in ds
-    base = list(base_periods(ds)) if dated else [str(p) for p in ds.period.values]
-    systems = {}
-    for p in base:
-        s = _period_system(ds, p, start, with_tpd)
-        if s is not None:
-            systems[p] = s
+    base, systems = _base_systems(ds, start, with_tpd)
     free = [k for k in KINDS if k not in fixed]
     crit = float(stats.chi2.isf(1.0 - float(level), 1))
     sub = ds.sel(period=base)
@@ -793,7 +807,6 @@ def estimate_sizes(
     current, rounds, (rel, est, status, lik, theta, v, held) = _settle(
         current, screen, fit_on, start, max_rounds
     )
-    model = replace(start, relative_pct=rel)
     ivals = {}
     if intervals:
         for j, k in enumerate(lik.free):
@@ -801,7 +814,7 @@ def estimate_sizes(
                 ivals[k] = _profile_interval(lik, theta, v, j, crit, held)
     excluded = tuple(p for p in base if p not in current)
     out = SizeEstimate(
-        model=model,
+        model=replace(start, relative_pct=rel),
         estimate_pct=MappingProxyType(est),
         interval_pct=MappingProxyType(ivals),
         status=MappingProxyType(status),

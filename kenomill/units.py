@@ -25,6 +25,30 @@ GRADE_UNITS: dict[str, float] = {
     "oz/t": GRAMS_PER_TROY_OZ * 1e-6,  # troy ounces per metric tonne
 }
 
+#: units of masses, rates, fractions and contained metal understood at the boundary, as the
+#: factor that turns them into tonnes, tonnes per day, a fraction and tonnes of metal
+MASS_UNITS: dict[str, float] = {"t": 1.0, "kt": 1e3, "Mt": 1e6}
+RATE_UNITS: dict[str, float] = {"t/d": 1.0, "kt/d": 1e3}
+FRACTION_UNITS: dict[str, float] = {"%": 1e-2, "pct": 1e-2, "fraction": 1.0, "1": 1.0}
+CONTAINED_UNITS: dict[str, float] = {"troy_oz": GRAMS_PER_TROY_OZ * 1e-6, "lb": 1.0 / LB_PER_TONNE, "t": 1.0}
+_DIMENSIONS: dict[str, tuple[dict[str, float], str]] = {
+    "mass": (MASS_UNITS, "a mass unit"),
+    "rate": (RATE_UNITS, "a rate unit"),
+    "fraction": (FRACTION_UNITS, "a fraction unit"),
+    "grade": (GRADE_UNITS, "a grade unit"),
+    "contained": (CONTAINED_UNITS, "a contained-metal unit"),
+}
+
+
+def base_factor(dimension: str, unit: str) -> float:
+    """Factor that takes a ``dimension`` (mass, rate, fraction, grade, contained) in ``unit`` to
+    tonnes, t/d, a fraction, a mass fraction or tonnes of metal; ValueError naming what is allowed."""
+    table, what = _DIMENSIONS[dimension]
+    if unit not in table:
+        raise ValueError(f"unit {unit!r} not understood; allowed ({what}): {', '.join(table)}")
+    return float(table[unit])
+
+
 #: the unit each element's grade is reported in by default (precious metals in g/t)
 DEFAULT_GRADE_UNIT: dict[str, str] = {"Ag": "g/t", "Au": "g/t"}
 

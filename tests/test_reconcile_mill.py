@@ -216,7 +216,10 @@ def test_unknown_unit_is_refused(reported):
         reconcile_dataset(ds)
     ds = reported.copy()
     ds["ag_oz"].attrs["units"] = "kg"
-    with pytest.raises(ValidationError, match=r"ag_oz: unit 'kg' not understood; allowed: troy_oz, lb, t"):
+    with pytest.raises(
+        ValidationError,
+        match=r"ag_oz: unit 'kg' not understood; allowed \(a contained-metal unit\): troy_oz, lb, t",
+    ):
         reconcile_dataset(ds)
 
 
