@@ -295,7 +295,11 @@ class MetalFigures:
 METAL_FIGURES: MappingProxyType[str, MetalFigures] = MappingProxyType(
     {
         "Ag": MetalFigures(
-            "Ag", "head_ag_gpt", "rec_ag_pct", "ag_oz", (("pbcon_t", "pbcon_ag_gpt"), ("zncon_t", "zncon_ag_gpt"))
+            "Ag",
+            "head_ag_gpt",
+            "rec_ag_pct",
+            "ag_oz",
+            (("pbcon_t", "pbcon_ag_gpt"), ("zncon_t", "zncon_ag_gpt")),
         ),
         "Pb": MetalFigures("Pb", "head_pb_pct", "rec_pb_pct", "pb_lb", (("pbcon_t", "pbcon_pb_pct"),)),
         "Zn": MetalFigures("Zn", "head_zn_pct", "rec_zn_pct", "zn_lb", (("zncon_t", "zncon_zn_pct"),)),
