@@ -80,13 +80,14 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from kenomill import _kernels, _numba_cache
+from kenomill import _kernels, _numba_cache, units
 from kenomill._kernels import forward_row
 from kenomill.errors import ValidationError
-from kenomill.units import GRAMS_PER_TROY_OZ, LB_PER_TONNE, PURE_MINERAL_GRADE
+from kenomill.units import PURE_MINERAL_GRADE
 
-# outputs_rows inlines _kernels.forward_row: its cache must notice when that file changes
-_numba_cache.track(__file__, [_kernels.__file__])
+# outputs_rows inlines _kernels.forward_row and the unit conversions of kenomill.units:
+# its cache must notice when those files change
+_numba_cache.track(__file__, [_kernels.__file__, units.__file__])
 
 #: reference operating throughput at which ``ktau_*`` parameters are stated [t/d].
 #: 250 t/d is the mill's quoted running rate in 2012 (Northern Miner, 2012).
@@ -491,8 +492,11 @@ OUTPUTS = (
 #: more columns of :func:`outputs_rows` (the final tails)
 EXTRA_OUTPUTS = ("tails_t", "tails_ag_gpt", "tails_pb_pct", "tails_zn_pct")
 ALL_OUTPUTS = OUTPUTS + EXTRA_OUTPUTS
-_G_PER_OZ = GRAMS_PER_TROY_OZ
-_LB_PER_T = LB_PER_TONNE
+# the conversions to the reported units, compiled from kenomill.units (one place for the factors)
+_to_oz = nb.njit(cache=True, inline="always")(units.t_to_troy_oz)
+_to_lb = nb.njit(cache=True, inline="always")(units.t_to_lb)
+_pct = nb.njit(cache=True, inline="always")(units.pct_of)
+_gpt = nb.njit(cache=True, inline="always")(units.gpt_of)
 
 
 @nb.njit(cache=True)
@@ -522,22 +526,22 @@ def outputs_rows(kind, grade_dep, p, ore_t, head, q, off, out):
         feed_zn = ore_t[i] * head[i, 2]
         ag = met[0, 0] + met[1, 0]
         o = out[i]
-        o[0] = ag * 1e6 / _G_PER_OZ
-        o[1] = met[0, 1] * _LB_PER_T
-        o[2] = met[1, 2] * _LB_PER_T
-        o[3] = 100.0 * ag / feed_ag if feed_ag > 0.0 else 0.0
-        o[4] = 100.0 * met[0, 1] / feed_pb if feed_pb > 0.0 else 0.0
-        o[5] = 100.0 * met[1, 2] / feed_zn if feed_zn > 0.0 else 0.0
+        o[0] = _to_oz(ag)
+        o[1] = _to_lb(met[0, 1])
+        o[2] = _to_lb(met[1, 2])
+        o[3] = _pct(ag, feed_ag) if feed_ag > 0.0 else 0.0
+        o[4] = _pct(met[0, 1], feed_pb) if feed_pb > 0.0 else 0.0
+        o[5] = _pct(met[1, 2], feed_zn) if feed_zn > 0.0 else 0.0
         o[6] = st[0]
-        o[7] = 1e6 * met[0, 0] / st[0] if st[0] > 0.0 else 0.0
-        o[8] = 100.0 * met[0, 1] / st[0] if st[0] > 0.0 else 0.0
+        o[7] = _gpt(met[0, 0], st[0]) if st[0] > 0.0 else 0.0
+        o[8] = _pct(met[0, 1], st[0]) if st[0] > 0.0 else 0.0
         o[9] = st[1]
-        o[10] = 1e6 * met[1, 0] / st[1] if st[1] > 0.0 else 0.0
-        o[11] = 100.0 * met[1, 2] / st[1] if st[1] > 0.0 else 0.0
+        o[10] = _gpt(met[1, 0], st[1]) if st[1] > 0.0 else 0.0
+        o[11] = _pct(met[1, 2], st[1]) if st[1] > 0.0 else 0.0
         o[12] = st[2]
-        o[13] = 1e6 * met[2, 0] / st[2] if st[2] > 0.0 else 0.0
-        o[14] = 100.0 * met[2, 1] / st[2] if st[2] > 0.0 else 0.0
-        o[15] = 100.0 * met[2, 2] / st[2] if st[2] > 0.0 else 0.0
+        o[13] = _gpt(met[2, 0], st[2]) if st[2] > 0.0 else 0.0
+        o[14] = _pct(met[2, 1], st[2]) if st[2] > 0.0 else 0.0
+        o[15] = _pct(met[2, 2], st[2]) if st[2] > 0.0 else 0.0
 
 
 # -------------------------------------------------------------------- named models

@@ -91,13 +91,36 @@ def from_fraction(values, unit: str):
     return np.asarray(values, dtype=float) / _factor(unit)
 
 
+# Scalar conversions of the mill's reported figures, plain arithmetic so that the numba
+# kernels that predict reported figures (:func:`kenomill.recovery.outputs_rows`) compile
+# these same functions: the factors stay here, the kernels keep tonnes and fractions.
+def t_to_troy_oz(t):
+    """Tonnes of metal -> troy ounces."""
+    return t * 1e6 / GRAMS_PER_TROY_OZ
+
+
+def t_to_lb(t):
+    """Tonnes of metal -> pounds."""
+    return t * LB_PER_TONNE
+
+
+def pct_of(part, whole):
+    """``part`` as a percentage of ``whole`` (a recovery, or a grade in %)."""
+    return 100.0 * part / whole
+
+
+def gpt_of(part, whole):
+    """Grams of ``part`` per tonne of ``whole`` (both in tonnes)."""
+    return 1e6 * part / whole
+
+
 def tonnes_to_contained(tonnes, unit: str):
     """Tonnes of metal to contained metal in ``unit`` (``troy_oz``, ``lb`` or ``t``)."""
     t = np.asarray(tonnes, dtype=float)
     if unit == "troy_oz":
-        return t * 1e6 / GRAMS_PER_TROY_OZ
+        return t_to_troy_oz(t)
     if unit == "lb":
-        return t * LB_PER_TONNE
+        return t_to_lb(t)
     if unit == "t":
         return t
     raise ValueError(f"unknown contained-metal unit {unit!r}; allowed: troy_oz, lb, t")
