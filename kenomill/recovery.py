@@ -80,7 +80,7 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from kenomill import _kernels, _numba_cache, units
+from kenomill import _kernels, _numba_cache, units, variables
 from kenomill._kernels import forward_row
 from kenomill.errors import ValidationError
 from kenomill.units import PURE_MINERAL_GRADE
@@ -112,7 +112,7 @@ KINETIC_KINDS = {
 }
 
 #: element order of the response: rows of ``split``
-ELEMENTS = ("Ag", "Pb", "Zn")
+ELEMENTS = variables.ELEMENTS
 
 #: number of random offsets :func:`respond` accepts (quarter-to-quarter scatter):
 #: 0 logit R_Pb, 1 logit R_Zn (zinc circuit), 2 logit R_Ag to lead con,

@@ -68,7 +68,7 @@ from kenomill.errors import ValidationError
 
 #: first training size of the rolling origin (fit on quarters 1..k, predict k+1, k >= 3)
 ROLLING_MIN = 3
-METALS = ("ag", "pb", "zn")
+METALS = variables.METALS
 #: the recoveries scored, as indices into the fitted figures (rec_ag, rec_pb, rec_zn)
 REC_INDEX = tuple(variables.FIT_FIGURES.index(f"rec_{m}_pct") for m in METALS)
 #: importance-sampling draws per fold, and the Student-t proposal's degrees of freedom
