@@ -712,24 +712,7 @@ def reconcile_bilinear(
 # the mill's figures
 # ---------------------------------------------------------------------------------------
 #: figures the per-period balances involve (``tpd`` too where it is reported)
-MILL_FIGURES: tuple[str, ...] = (
-    "ore_processed_t",
-    "head_ag_gpt",
-    "head_pb_pct",
-    "head_zn_pct",
-    "rec_ag_pct",
-    "rec_pb_pct",
-    "rec_zn_pct",
-    "pbcon_t",
-    "pbcon_ag_gpt",
-    "pbcon_pb_pct",
-    "zncon_t",
-    "zncon_ag_gpt",
-    "zncon_zn_pct",
-    "ag_oz",
-    "pb_lb",
-    "zn_lb",
-)
+MILL_FIGURES: tuple[str, ...] = variables.MILL_FIGURES
 #: figures that add up over periods (extensive)
 EXTENSIVE: tuple[str, ...] = (
     "ore_mined_t",

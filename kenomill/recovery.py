@@ -475,20 +475,7 @@ def respond_rows(kind, grade_dep, p, head, grade, q_ratio, offsets, split, pull)
 #: what :func:`outputs_rows` computes per row, in this order (the first twelve are the
 #: columns of ``kenomill predict``'s PRED.csv): contained metal [troy_oz, lb, lb],
 #: recoveries [%], concentrate tonnes [t] and grades [g/t, %], tails [t, g/t, %, %]
-OUTPUTS = (
-    "ag_oz",
-    "pb_lb",
-    "zn_lb",
-    "rec_ag_pct",
-    "rec_pb_pct",
-    "rec_zn_pct",
-    "pbcon_t",
-    "pbcon_ag_gpt",
-    "pbcon_pb_pct",
-    "zncon_t",
-    "zncon_ag_gpt",
-    "zncon_zn_pct",
-)
+OUTPUTS = (*variables.CONTAINED, *variables.FIT_FIGURES)
 #: more columns of :func:`outputs_rows` (the final tails)
 EXTRA_OUTPUTS = ("tails_t", "tails_ag_gpt", "tails_pb_pct", "tails_zn_pct")
 ALL_OUTPUTS = OUTPUTS + EXTRA_OUTPUTS

@@ -55,3 +55,18 @@ def test_unknown_name_lists_the_known_ones():
 
 def test_packaged_csv_columns_are_the_tables_reported_figures():
     assert list(data.COLUMNS) == list(data.reported_rows().columns)
+
+
+def test_figure_lists_keep_the_order_files_and_kernels_rely_on():
+    # written out by hand: the columns of PRED.csv (recovery.OUTPUTS) and the figures the
+    # balances need (reconcile.MILL_FIGURES) are built from variables.METAL_FIGURES and
+    # FIT_FIGURES; their order is part of the file formats and of outputs_rows' columns
+    from kenomill import reconcile, recovery
+
+    fit = ("rec_ag_pct", "rec_pb_pct", "rec_zn_pct", "pbcon_t", "pbcon_ag_gpt", "pbcon_pb_pct")
+    fit += ("zncon_t", "zncon_ag_gpt", "zncon_zn_pct")
+    assert recovery.OUTPUTS == ("ag_oz", "pb_lb", "zn_lb", *fit)
+    heads = ("head_ag_gpt", "head_pb_pct", "head_zn_pct")
+    assert reconcile.MILL_FIGURES == ("ore_processed_t", *heads, *fit, "ag_oz", "pb_lb", "zn_lb")
+    for name in reconcile.MILL_FIGURES:
+        assert name in variables.VARIABLES
