@@ -773,8 +773,6 @@ def estimate_sizes(
     Narasimhan, S., Jordache, C., *Data Reconciliation and Gross Error Detection*, Gulf, 2000
     (estimation of measurement error variances from constraint residuals).
     """
-    from scipy import stats
-
     from kenomill.data import reported_periods
 
     start = resolve(start)
@@ -784,6 +782,17 @@ def estimate_sizes(
     key = _cache_key(ds, start, fixed, alpha, correction, with_tpd, intervals, level)
     if key in _CACHE:
         return _CACHE[key]
+    out = _estimate(ds, start, fixed, alpha, correction, with_tpd, intervals, level, max_rounds)
+    if len(_CACHE) > 16:
+        _CACHE.clear()
+    _CACHE[key] = out
+    return out
+
+
+def _estimate(ds, start, fixed, alpha, correction, with_tpd, intervals, level, max_rounds) -> SizeEstimate:
+    """:func:`estimate_sizes` once its arguments are checked (screen, fit, re-test, intervals)."""
+    from scipy import stats
+
     base, systems = _base_systems(ds, start, with_tpd)
     free = [k for k in KINDS if k not in fixed]
     crit = float(stats.chi2.isf(1.0 - float(level), 1))
@@ -813,7 +822,7 @@ def estimate_sizes(
             if status[k].startswith("estimated"):
                 ivals[k] = _profile_interval(lik, theta, v, j, crit, held)
     excluded = tuple(p for p in base if p not in current)
-    out = SizeEstimate(
+    return SizeEstimate(
         model=replace(start, relative_pct=rel),
         estimate_pct=MappingProxyType(est),
         interval_pct=MappingProxyType(ivals),
@@ -825,7 +834,3 @@ def estimate_sizes(
         chi2=lik.chi2(theta) if lik.n else 0.0,
         level=float(level),
     )
-    if len(_CACHE) > 16:
-        _CACHE.clear()
-    _CACHE[key] = out
-    return out
