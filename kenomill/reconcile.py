@@ -227,13 +227,17 @@ def _check_common(y, sigma, corr, alpha, correction, names):
         raise ValidationError(f"alpha: found {alpha!r}; allowed: a number strictly between 0 and 1")
     if correction not in CORRECTIONS:
         raise ValidationError(f"correction: found {correction!r}; allowed: {', '.join(CORRECTIONS)}")
+    return y, sigma, chol, float(alpha), _names("names", names, n, "x", "one per measurement")
+
+
+def _names(field: str, names, n: int, prefix: str, what: str) -> tuple[str, ...]:
+    """``names`` as n strings (``prefix0``, ``prefix1``, ... when None); the count is checked."""
     if names is None:
-        names = tuple(f"x{i}" for i in range(n))
-    else:
-        names = tuple(str(s) for s in names)
-        if len(names) != n:
-            raise ValidationError(f"names: found {len(names)} names; {n} are required (one per measurement)")
-    return y, sigma, chol, float(alpha), names
+        return tuple(f"{prefix}{i}" for i in range(n))
+    out = tuple(str(s) for s in names)
+    if len(out) != n:
+        raise ValidationError(f"{field}: found {len(out)} names; {n} are required ({what})")
+    return out
 
 
 def _z_crit(alpha: float, m: int, correction: str) -> float:
@@ -452,15 +456,7 @@ def _check_constraints(y, A, B, b, unmeasured_names, labels):
     b = np.zeros(m) if b is None else _vector("b", b, None)
     if b.shape[0] != m:
         raise ValidationError(f"b: found {b.shape[0]} values; {m} are required (one per constraint row of A)")
-    if unmeasured_names is None:
-        unmeasured_names = tuple(f"u{j}" for j in range(p))
-    else:
-        unmeasured_names = tuple(str(s) for s in unmeasured_names)
-        if len(unmeasured_names) != p:
-            raise ValidationError(
-                f"unmeasured_names: found {len(unmeasured_names)} names; "
-                f"{p} are required (one per column of B)"
-            )
+    unmeasured_names = _names("unmeasured_names", unmeasured_names, p, "u", "one per column of B")
     if labels is not None and len(labels) != m:
         raise ValidationError(f"labels: found {len(labels)} labels; {m} are required (one per constraint)")
     return A, B, b, unmeasured_names
