@@ -27,10 +27,14 @@ SIMULATE_COPIES = 4.0
 #: wall time per draw, per daily step and feed source [s]: measured 0.58 ms per draw over
 #: 731 steps of one source (0.79 us), rounded up
 SIMULATE_SECONDS_PER_STEP = 1.0e-6
-#: peak memory of predict per draw and feed period [bytes]: measured 533 B
-PREDICT_BYTES_PER_DRAW = 640.0
-#: wall time of predict per draw and feed period [s]: measured about 20 us
-PREDICT_SECONDS_PER_DRAW = 25e-6
+#: memory predict keeps per draw and feed period [bytes]: its 16 outputs and 3 NSR figures
+#: (float64) until the quantiles, plus the one column the quantile sorts at a time
+PREDICT_BYTES_PER_DRAW = 8.0 * (16 + 3 + 1)
+#: working memory of one row (draw x period) of a block of predict [bytes]: the draws'
+#: inputs, the response and the settlement (:data:`kenomill.calibrate.PREDICT_BLOCK_ROWS` at a time)
+PREDICT_BLOCK_ROW_BYTES = 1200.0
+#: wall time of predict per draw and feed period [s]
+PREDICT_SECONDS_PER_DRAW = 3e-6
 #: memory kenomill needs besides the run (interpreter, numpy, xarray, numba) [bytes]: measured 250 MB
 BASE_BYTES = 300e6
 #: runs estimated longer than this print their estimate before they start [s]
@@ -127,6 +131,25 @@ def check(
             f"{fmt_bytes(peak)} of memory ({fmt_bytes(avail)} available)"
         )
     return peak, seconds
+
+
+def predict_check(draws: int, periods: int) -> tuple[float, float]:
+    """Size ``kenomill predict`` before work.
+
+    The draws are computed in blocks (:data:`kenomill.calibrate.PREDICT_BLOCK_ROWS` rows of
+    draws x periods, same numbers whatever the block): only each draw's outputs stay until the
+    quantiles, so a run is refused (one line, exit 2) only when those cannot fit.
+    """
+    from kenomill.calibrate import PREDICT_BLOCK_ROWS
+
+    rows = min(draws * periods, PREDICT_BLOCK_ROWS)
+    return check(
+        "predict",
+        draws,
+        PREDICT_BYTES_PER_DRAW * periods,
+        PREDICT_SECONDS_PER_DRAW * periods,
+        fixed_bytes=rows * PREDICT_BLOCK_ROW_BYTES,
+    )
 
 
 def simulate_estimate(plan, draws: int, *, daily: bool = False, reruns: int = 1) -> tuple[float, float]:

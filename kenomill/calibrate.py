@@ -1124,6 +1124,149 @@ def compare_models(
 
 
 # ---------------------------------------------------------------------------- predict
+#: rows (draws x periods) a prediction computes at a time: the per-draw inputs, the response
+#: and the settlement live only for one block, so memory grows with the kept outputs alone
+PREDICT_BLOCK_ROWS = 32768
+
+
+@dataclass(frozen=True)
+class _PredictSetup:
+    """What every block of a prediction shares: the feed as arrays and the posterior draws."""
+
+    spec: object
+    base: np.ndarray
+    ore: np.ndarray
+    head: np.ndarray  # (n, 3) mass fractions
+    tpd: np.ndarray
+    a_given: np.ndarray  # (n,) fraction, NaN where unknown
+    a_det: np.ndarray  # given, or the prior mean
+    a_prior: tuple[float, float]
+    post: dict
+    common_draws: bool
+
+    @property
+    def n(self) -> int:
+        return int(self.ore.shape[0])
+
+
+def _predict_setup(cal: Calibration, ds: xr.Dataset, common_draws: bool) -> _PredictSetup:
+    head = np.stack(
+        [
+            units.to_fraction(ds["head_ag_gpt"].values, "g/t"),
+            units.to_fraction(ds["head_pb_pct"].values, "%"),
+            units.to_fraction(ds["head_zn_pct"].values, "%"),
+        ],
+        axis=1,
+    ).astype(float)
+    a_given = ds["availability_pct"].values.astype(float) / 100.0
+    a_mu, a_sd = cal.meta.get("availability_prior", AVAILABILITY_PRIOR)
+    return _PredictSetup(
+        spec=cal.spec,
+        base=np.asarray(cal.base, dtype=float),
+        ore=ds["ore_processed_t"].values.astype(float),
+        head=head,
+        tpd=ds["tpd"].values.astype(float),
+        a_given=a_given,
+        a_det=np.where(np.isnan(a_given), a_mu, a_given),
+        a_prior=(float(a_mu), float(a_sd)),
+        post=cal.posterior_draws(),
+        common_draws=common_draws,
+    )
+
+
+def predictive_inputs(su: _PredictSetup, seed: int, draws) -> dict[str, np.ndarray]:
+    """Each draw's inputs of the posterior predictive, one row per (draw, period), draw-major.
+
+    Draw ``s`` takes the first numbers of its own counter-based stream keyed by
+    ``(seed, s)`` (:func:`kenomill.draw_inputs.stream_uniforms`, stream
+    :data:`kenomill.draw_inputs.PREDICT_STREAM`; the kernel's SplitMix64 keying): column 0
+    picks its posterior draw (``floor(u S)``), then per period (one set for all periods with
+    ``common_draws``) one normal of the unknown availability and the
+    :data:`kenomill.recovery.N_OFFSETS` normals of the quarter's offsets (``ndtri`` of the
+    uniforms). A draw's numbers depend on the seed and its index only, never on the block
+    it is computed in nor on how many draws run.
+
+    Returns
+    -------
+    dict
+        ``p`` (rows, N_FULL), ``head`` (rows, 3), ``ore`` (rows,), ``q`` (rows,),
+        ``off`` (rows, N_OFFSETS) and ``shape`` (draws, periods).
+    """
+    from scipy.special import ndtri
+
+    from kenomill.draw_inputs import PREDICT_STREAM, stream_uniforms
+
+    d = np.asarray(draws).reshape(-1)
+    n, n_off = su.n, recovery.N_OFFSETS
+    m = 1 if su.common_draws else n
+    u = stream_uniforms(seed, d, PREDICT_STREAM, 1 + m * (1 + n_off))
+    s_n = su.post["theta"].shape[0]
+    pick = np.minimum((u[:, 0] * s_n).astype(np.int64), s_n - 1)
+    # the half-step keeps ndtri away from u = 0 (-inf); the largest u is 1 - 2^-53
+    z = ndtri(u[:, 1:] + 2.0**-54).reshape(d.size, m, 1 + n_off)
+    a_mu, a_sd = su.a_prior
+    a = np.broadcast_to(su.a_det, (d.size, n)).copy()
+    unknown = np.isnan(su.a_given)
+    if unknown.any():
+        za = np.broadcast_to(z[:, :, 0], (d.size, n))
+        a[:, unknown] = np.clip(a_mu + a_sd * za[:, unknown], *AVAILABILITY_RANGE)
+    # a new quarter's offsets for draw s: offset_mean[s] + scatter_sd[s] * (scatter_chol[s] @ z);
+    # correlated within the quarter (a quarter of poor lead recovery keeps more of its silver)
+    zc = np.einsum("sij,smj->smi", su.post["scatter_chol"][pick], z[:, :, 1:])
+    off = su.post["offset_mean"][pick][:, None, :] + su.post["scatter_sd"][pick][:, None, :] * zc
+    p = np.tile(su.base, (d.size, 1))
+    p[:, su.spec.free_index] = su.post["theta"][pick]
+    return {
+        "p": np.repeat(p, n, axis=0),
+        "head": np.tile(su.head, (d.size, 1)),
+        "ore": np.tile(su.ore, d.size),
+        "q": operating_q_ratio(np.tile(su.tpd, d.size), a.reshape(-1)),
+        "off": np.broadcast_to(off, (d.size, n, n_off)).reshape(-1, n_off),
+        "shape": (d.size, n),
+    }
+
+
+#: what a prediction settles per draw when asked for NSR (:func:`predict` ``nsr``)
+NSR_OUTPUTS = ("nsr_usd", "nsr_usd_per_t_ore", "pbcon_zn_pct")
+_NSR_ATTRS = {"nsr_usd": "USD", "nsr_usd_per_t_ore": "USD/t", "pbcon_zn_pct": "%"}
+
+
+def _block_nsr(su: _PredictSetup, x: dict, prices, terms) -> np.ndarray:
+    """NSR of each row of a block (:data:`NSR_OUTPUTS`), settled by :func:`kenomill.value.nsr`
+    from both concentrates' tonnes and all three assays (the same response as the outputs)."""
+    from kenomill import value
+
+    split, pull = recovery.respond_many(su.spec, x["p"], x["head"], x["q"], x["off"])
+    shape = x["shape"]
+
+    def con(j):
+        assay = {m: x["head"][:, i] * split[:, i, j] / pull[:, j] for i, m in enumerate(("ag", "pb", "zn"))}
+        return {k: v.reshape(shape) for k, v in {"dmt": x["ore"] * pull[:, j], **assay}.items()}
+
+    lead, zinc = con(0), con(1)
+    r = value.nsr(lead, zinc, prices, terms, ore_t=su.ore, dims=("draw", "period"))
+    return np.stack([r["nsr_usd"].values, r["nsr_usd_per_t_ore"].values, 100.0 * lead["zn"]], axis=-1)
+
+
+def predictive_values(
+    su: _PredictSetup, n_draws: int, seed: int, *, nsr=None, block_rows: int = PREDICT_BLOCK_ROWS
+) -> np.ndarray:
+    """Every draw's outputs (:data:`ALL_OUTPUTS`, then :data:`NSR_OUTPUTS` with ``nsr``), shape
+    (n_draws, periods, outputs), computed :data:`PREDICT_BLOCK_ROWS` rows at a time into one
+    array: the numbers do not depend on ``block_rows``."""
+    k = len(ALL_OUTPUTS) + (len(NSR_OUTPUTS) if nsr is not None else 0)
+    out = np.empty((n_draws, su.n, k))
+    step = max(int(block_rows) // max(su.n, 1), 1)
+    for d0 in range(0, n_draws, step):
+        d = np.arange(d0, min(d0 + step, n_draws))
+        x = predictive_inputs(su, seed, d)
+        o = mill_outputs(su.spec, x["p"], x["ore"], x["head"], x["q"], x["off"])
+        out[d0 : d0 + d.size, :, : len(ALL_OUTPUTS)] = o.reshape(d.size, su.n, -1)
+        if nsr is not None:
+            out[d0 : d0 + d.size, :, len(ALL_OUTPUTS) :] = _block_nsr(su, x, *nsr)
+    return out
+
+
 def predict(
     calibration: Calibration | None = None,
     feed=None,
@@ -1132,6 +1275,8 @@ def predict(
     seed: int = 0,
     quantiles=(0.05, 0.95),
     common_draws: bool = False,
+    nsr=None,
+    block_rows: int = PREDICT_BLOCK_ROWS,
 ) -> xr.Dataset:
     """Predict production for new feeds, with prediction bounds.
 
@@ -1146,13 +1291,19 @@ def predict(
     n_draws : int
         Monte Carlo draws behind the bounds.
     seed : int
-        Seed of the draws (same seed, same bounds).
+        Seed of the draws (same seed, same bounds): draw ``s`` uses the stream keyed by
+        ``(seed, s)`` (:func:`predictive_inputs`).
     quantiles : (float, float)
         Lower and upper bound probabilities (default 5 % and 95 %).
     common_draws : bool
         Use the same offsets and availability draws for every period (common random
         numbers): for curves over a swept input, so bands are smooth. Default False: each
         period is an independent quarter.
+    nsr : (prices, terms), optional
+        Also settle every draw (:func:`kenomill.value.nsr`): ``nsr_usd``,
+        ``nsr_usd_per_t_ore`` and ``pbcon_zn_pct`` (means over draws) with their bounds.
+    block_rows : int
+        Rows (draws x periods) computed at a time (memory only; same numbers).
 
     Returns
     -------
@@ -1160,10 +1311,10 @@ def predict(
         Dimension ``period``. For every output of :data:`OUTPUTS` (and tails,
         :data:`EXTRA_OUTPUTS`): the deterministic value (parameters at the optimum, no
         offsets, availability as given or the prior mean) and ``<name>_p05`` /
-        ``<name>_p95`` bounds that include parameter uncertainty (draws from the
-        calibration's covariance), unknown availability (draws from its prior) and the
-        quarter-to-quarter scatter (offsets ~ N(0, scatter)). Also ``availability``
-        [fraction] and ``operating_tpd`` [t/d] used by the deterministic value.
+        ``<name>_p95`` bounds that include parameter uncertainty (posterior draws),
+        unknown availability (draws from its prior) and the quarter-to-quarter scatter.
+        Also ``availability`` [fraction] and ``operating_tpd`` [t/d] used by the
+        deterministic value, and ``extrapolation`` (words, empty inside the calibrated range).
     """
     cal = default_calibration() if calibration is None else calibration
     if feed is None:
@@ -1171,85 +1322,80 @@ def predict(
     ds = check_feed(feed)
     if n_draws < 2:
         raise ValidationError(f"n_draws: found {n_draws}; allowed: at least 2")
-    spec = cal.spec
-    n = ds.sizes["period"]
-    ore = ds["ore_processed_t"].values
-    head = np.stack(
-        [
-            units.to_fraction(ds["head_ag_gpt"].values, "g/t"),
-            units.to_fraction(ds["head_pb_pct"].values, "%"),
-            units.to_fraction(ds["head_zn_pct"].values, "%"),
-        ],
-        axis=1,
-    )
-    a_given = ds["availability_pct"].values / 100.0
-    a_mu, a_sd = cal.meta.get("availability_prior", AVAILABILITY_PRIOR)
-    a_det = np.where(np.isnan(a_given), a_mu, a_given)
-    tpd = ds["tpd"].values
-    det = mill_outputs(spec, cal.full(), ore, head, operating_q_ratio(tpd, a_det))
-
-    rng = np.random.default_rng(seed)
-    # the posterior draws (contract 2): stored thinned MCMC draws, or the Gaussian fallback
-    post = cal.posterior_draws()
-    pick = rng.integers(post["theta"].shape[0], size=n_draws)
-    p = np.tile(cal.base, (n_draws, 1))
-    p[:, spec.free_index] = post["theta"][pick]
-    a = np.tile(a_det, (n_draws, 1))
-    unknown = np.isnan(a_given)
-    if unknown.any():
-        z = rng.standard_normal((n_draws, 1 if common_draws else int(unknown.sum())))
-        a[:, unknown] = np.clip(a_mu + a_sd * z, *AVAILABILITY_RANGE)
-    m = 1 if common_draws else n
-    z = rng.standard_normal((n_draws, m, recovery.N_OFFSETS))
-    # a new quarter's offsets for draw s: offset_mean[s] + scatter_sd[s] * (scatter_chol[s] @ z);
-    # correlated within the quarter (a quarter of poor lead recovery keeps more of its silver)
-    zc = np.einsum("sij,smj->smi", post["scatter_chol"][pick], z)
-    z = post["offset_mean"][pick][:, None, :] + post["scatter_sd"][pick][:, None, :] * zc
-    off = np.broadcast_to(z, (n_draws, n, recovery.N_OFFSETS))
-    rows_p = np.repeat(p, n, axis=0)
-    out = mill_outputs(
-        spec,
-        rows_p,
-        np.tile(ore, n_draws),
-        np.tile(head, (n_draws, 1)),
-        operating_q_ratio(np.tile(tpd, n_draws), a.reshape(-1)),
-        off.reshape(-1, recovery.N_OFFSETS),
-    ).reshape(n_draws, n, len(ALL_OUTPUTS))
-    lo, hi = np.quantile(out, quantiles, axis=0)
-    tag_lo, tag_hi = (f"_p{round(100 * qq):02d}" for qq in quantiles)
-
-    # one Dataset constructor: assigning ~50 variables one by one costs ~8 ms each in xarray
-    v = {}
-    for j, name in enumerate(ALL_OUTPUTS):
-        u, ln = OUTPUT_ATTRS[name]
-        v[name] = ("period", det[:, j], {"units": u, "long_name": ln})
-    for j, name in enumerate(ALL_OUTPUTS):
-        u, ln = OUTPUT_ATTRS[name]
-        v[name + tag_lo] = (
-            "period",
-            lo[:, j],
-            {"units": u, "long_name": f"{ln}, {100 * quantiles[0]:g} % bound"},
-        )
-        v[name + tag_hi] = (
-            "period",
-            hi[:, j],
-            {"units": u, "long_name": f"{ln}, {100 * quantiles[1]:g} % bound"},
-        )
+    su = _predict_setup(cal, ds, common_draws)
+    det = mill_outputs(su.spec, cal.full(), su.ore, su.head, operating_q_ratio(su.tpd, su.a_det))
+    draws = predictive_values(su, n_draws, seed, nsr=nsr, block_rows=block_rows)
+    v = _bound_variables(det, draws, quantiles)
     for c in ("ore_processed_t", "head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd"):
         v[c] = ("period", ds[c].values, ds[c].attrs)
     v["availability"] = (
         "period",
-        a_det,
+        su.a_det,
         {"units": "1", "long_name": "availability used (given, or prior mean)"},
     )
     v["operating_tpd"] = (
         "period",
-        tpd / a_det,
+        su.tpd / su.a_det,
         {"units": "t/d", "long_name": "operating throughput = calendar tpd / availability"},
     )
-    fr = calibrated_feed_range(cal)
+    v["extrapolation"] = (
+        "period",
+        _extrapolation_words(ds, calibrated_feed_range(cal)),
+        {
+            "units": "",
+            "long_name": "feed outside the range the calibration was fitted on (empty: inside); "
+            "there the bounds rest on the model's form and its priors, not on quarters",
+        },
+    )
+    res = xr.Dataset(v, coords={"period": ds.period.values})
+    a_mu, a_sd = su.a_prior
+    res.attrs.update(
+        {
+            "model": cal.model,
+            "calibration_data": cal.data,
+            "n_draws": n_draws,
+            "seed": seed,
+            "draws": "draw s: counter-based stream keyed by (seed, s), as the simulation kernel's",
+            "availability_prior": f"{a_mu:g} +- {a_sd:g} where not given",
+            "bounds": f"{100 * quantiles[0]:g} % and {100 * quantiles[1]:g} % prediction bounds: parameter "
+            "uncertainty, unknown availability and quarter-to-quarter scatter",
+            "posterior": "MCMC draws"
+            if cal.posterior is not None
+            else "Gaussian approximation (no draws in file)",
+        }
+    )
+    if nsr is not None:
+        res.attrs["terms"] = getattr(nsr[1], "name", "")
+    return res
+
+
+def _bound_variables(det: np.ndarray, draws: np.ndarray, quantiles) -> dict:
+    """The Dataset's variables of the outputs: value and bounds (quantiles over draws, one
+    output at a time so the sort copies one column); NSR's value is its mean over draws."""
+    tags = [f"_p{round(100 * qq):02d}" for qq in quantiles]
+    names = list(ALL_OUTPUTS) + list(NSR_OUTPUTS[: draws.shape[2] - len(ALL_OUTPUTS)])
+    # one Dataset constructor: assigning ~50 variables one by one costs ~8 ms each in xarray
+    v, bounds = {}, {}
+    for j, name in enumerate(names):
+        if j < len(ALL_OUTPUTS):
+            u, ln = OUTPUT_ATTRS[name]
+            v[name] = ("period", det[:, j], {"units": u, "long_name": ln})
+        else:
+            u, ln = _NSR_ATTRS[name], f"{name}: mean over draws"
+            v[name] = ("period", draws[:, :, j].mean(axis=0), {"units": u, "long_name": ln})
+        q = np.quantile(draws[:, :, j], quantiles, axis=0)
+        for tag, qq, row in zip(tags, quantiles, q, strict=True):
+            bounds[name + tag] = ("period", row, {"units": u, "long_name": f"{ln}, {100 * qq:g} % bound"})
+    # the order of the variables: values, then each output's bounds
+    for name in names:
+        for tag in tags:
+            v[name + tag] = bounds[name + tag]
+    return v
+
+
+def _extrapolation_words(ds: xr.Dataset, fr: dict) -> np.ndarray:
     outside = []
-    for i in range(n):
+    for i in range(ds.sizes["period"]):
         why = []
         for c in ("tpd", "head_ag_gpt", "head_pb_pct", "head_zn_pct"):
             lo_c, hi_c = fr[c]
@@ -1259,31 +1405,7 @@ def predict(
             elif val > hi_c * (1 + 1e-9):
                 why.append(f"{c} {val:g} > {hi_c:g}")
         outside.append("; ".join(why))
-    v["extrapolation"] = (
-        "period",
-        np.array(outside, dtype=str),
-        {
-            "units": "",
-            "long_name": "feed outside the range the calibration was fitted on (empty: inside); "
-            "there the bounds rest on the model's form and its priors, not on quarters",
-        },
-    )
-    res = xr.Dataset(v, coords={"period": ds.period.values})
-    res.attrs.update(
-        {
-            "model": cal.model,
-            "calibration_data": cal.data,
-            "n_draws": n_draws,
-            "seed": seed,
-            "availability_prior": f"{a_mu:g} +- {a_sd:g} where not given",
-            "bounds": f"{100 * quantiles[0]:g} % and {100 * quantiles[1]:g} % prediction bounds: parameter "
-            "uncertainty, unknown availability and quarter-to-quarter scatter",
-            "posterior": "MCMC draws"
-            if cal.posterior is not None
-            else "Gaussian approximation (no draws in file)",
-        }
-    )
-    return res
+    return np.array(outside, dtype=str)
 
 
 def prediction_frame(pred: xr.Dataset) -> pd.DataFrame:

@@ -28,6 +28,8 @@ from kenomill.scenario import METALS, Scenario, per_quarter
 #: stream numbers of :func:`stream_uniforms` (0 and 1 are the kernel's normals and uniforms)
 RATE_STREAM = 2
 PRICE_STREAM = 3
+#: the posterior predictive of :func:`kenomill.calibrate.predict` (posterior pick, availability, offsets)
+PREDICT_STREAM = 4
 
 _GAMMA = np.uint64(0x9E3779B97F4A7C15)
 _C_DRAW = np.uint64(0xD1B54A32D192ED03)

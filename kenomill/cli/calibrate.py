@@ -667,20 +667,13 @@ def predict(feed, out, calibration, draws, seed, extrapolate):
     flags, domain_warnings = check_domain(ds, cal, extrapolate=extrapolate, where=str(feed))
     for w in [*ds.attrs.get("warnings", []), *domain_warnings]:
         click.echo(f"kenomill predict: warning: {w}", err=True)
-    from kenomill import budget
+    from kenomill import budget, terms
 
-    n = ds.sizes["period"]
-    budget.check("predict", draws, budget.PREDICT_BYTES_PER_DRAW * n, budget.PREDICT_SECONDS_PER_DRAW * n)
-    pred = cal_mod.predict(cal, ds, n_draws=draws, seed=seed)
-    from kenomill import value
-
-    # NSR per draw (typical 2012 terms, 2012 prices), so its bounds are of NSR itself
-    nsr_cols = ("nsr_usd", "nsr_usd_per_t_ore", "pbcon_zn_pct")
-    pred = pred.merge(
-        value.predict_nsr(ds, cal, n_draws=draws, seed=seed)[
-            [*nsr_cols] + [c + t for c in nsr_cols for t in ("_p05", "_p95")]
-        ]
-    )
+    budget.predict_check(draws, ds.sizes["period"])
+    # NSR per draw (typical 2012 terms, 2012 prices) from the same draws, so its bounds are of NSR itself
+    nsr_cols = cal_mod.NSR_OUTPUTS
+    prices = terms.prices_for(terms.read_prices(), "2012")
+    pred = cal_mod.predict(cal, ds, n_draws=draws, seed=seed, nsr=(prices, terms.packaged_terms()))
     console = Console(width=160)
     t = Table(
         title=f"Prediction, model {cal.model} ({cal.data} calibration), with 5 % and 95 % bounds",
