@@ -210,44 +210,51 @@ def whatif_chunk(
 
 
 #: peak memory of simulate per float64 of the kernel's outputs when the Dataset is built block
-#: by block (:func:`simulate_blocks`) [-]: peak RSS of the whole command (run, annual sums,
-#: drivers, NSR) measured 6.32 kB per draw built by blocks against 7.59 kB the usual way
-#: (bellekeno_only, 10000 and 60000 draws, the slope; 339 output values a draw), so the usual
-#: margin (:data:`SIMULATE_COPIES` for 7.59 kB) scaled by 6.32 / 7.59; what remains is the
-#: post-processing (the NSR's settlement lines per draw and quarter, the drivers' ranks)
-SIMULATE_LEAN_COPIES = SIMULATE_COPIES * 6.32 / 7.59
+#: by block and the NSR settled as many draws at a time (:func:`simulate_blocks`) [-]: peak RSS of
+#: the whole command (run, annual sums, targets, drivers, NSR) measured 4.07 kB per draw against
+#: 7.59 kB the usual way (bellekeno_only, the slope between 20000 and 100000 draws built by blocks
+#: of 16384; 339 output values a draw; 6.30 kB before the NSR was settled in blocks and the annual
+#: sums made once), so the usual margin (:data:`SIMULATE_COPIES` for 7.59 kB) scaled by 4.07 / 7.59;
+#: what remains is the Dataset itself (2.6 kB) and the annual sums while they are made
+SIMULATE_LEAN_COPIES = SIMULATE_COPIES * 4.07 / 7.59
 #: draws turned into the Dataset at a time by a run built block by block
 SIMULATE_BLOCK_DRAWS = 16384
 
 
 def simulate_blocks(
-    plan, draws: int, *, daily: bool = False, reruns: int = 1, what: str = "simulate", keep_all: bool = False
+    plan, draws: int, *, daily: bool = False, reruns: int = 1, what: str = "simulate"
 ) -> int | None:
     """Size a Monte Carlo run before work: None (run as usual) or the block size that fits.
 
     A run whose usual peak (the kernel's records held until the end, then the Dataset:
     :data:`SIMULATE_COPIES`) fits runs as before. One that does not, but fits when the
     Dataset is built every :data:`SIMULATE_BLOCK_DRAWS` draws into arrays allocated once
-    (:data:`SIMULATE_LEAN_COPIES`; :func:`kenomill.simulate.run` with ``block_draws``;
-    the same numbers bit for bit), is chunked to fit and says so. ``keep_all``: reruns
-    that need the usual peak (``--attribution``) refuse rather than chunk. Otherwise the
-    run is refused in one line with the estimate, the memory available and what fits.
+    and the NSR is settled as many draws at a time (:data:`SIMULATE_LEAN_COPIES`;
+    :func:`kenomill.simulate.run` with ``block_draws``, in process or on dask; the same
+    numbers bit for bit), is chunked to fit and says so. Reruns (``--attribution``) keep a
+    year's figures per draw and one chunk's records at a time: they add time, and the
+    records of one chunk of :data:`kenomill.simulate.DEFAULT_CHUNK` x 4 draws. Otherwise
+    the run is refused in one line with the estimate, the memory available and what fits.
     """
+    from kenomill.simulate import DEFAULT_CHUNK
+
     per_b, per_s = simulate_estimate(plan, draws, daily=daily, reruns=reruns)
+    rerun_bytes = (reruns > 1) * min(draws, 4 * DEFAULT_CHUNK) * per_b
     avail = MEMORY_SHARE * available_memory()
-    if keep_all or BASE_BYTES + draws * per_b <= avail:
-        check(what, draws, per_b, per_s)
+    if BASE_BYTES + rerun_bytes + draws * per_b <= avail:
+        check(what, draws, per_b, per_s, fixed_bytes=rerun_bytes)
         return None
     lean = per_b * SIMULATE_LEAN_COPIES / SIMULATE_COPIES
     block = min(SIMULATE_BLOCK_DRAWS, draws)
-    check(what, draws, lean, per_s, fixed_bytes=block * per_b, announce=False)
+    fixed = block * per_b + rerun_bytes
+    check(what, draws, lean, per_s, fixed_bytes=fixed, announce=False)
     from kenomill.progress import log
 
     log(
         f"{what}: {draws:,} draws need about {fmt_bytes(BASE_BYTES + draws * per_b)} held the usual way, "
-        f"{fmt_bytes(avail / MEMORY_SHARE)} available: chunked to fit, the results built every "
-        f"{block:,} draws "
-        f"(about {fmt_bytes(BASE_BYTES + draws * lean + block * per_b)}; same numbers); "
+        f"{fmt_bytes(avail / MEMORY_SHARE)} available: chunked to fit, the results built and the NSR "
+        f"settled every {block:,} draws "
+        f"(about {fmt_bytes(BASE_BYTES + draws * lean + fixed)}; same numbers); "
         f"estimated about {fmt_seconds(draws * per_s)}"
     )
     return block

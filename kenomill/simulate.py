@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -358,7 +359,7 @@ def run(
 ) -> xr.Dataset:
     """Run ``draws`` draws of a compiled scenario; see :func:`simulate`.
 
-    ``block_draws`` (in-process runs only): turn the kernel's records into the Dataset every
+    ``block_draws`` (in process or on dask): turn the kernel's records into the Dataset every
     ``block_draws`` draws, written into arrays allocated once for all draws, instead of
     holding every chunk's records until the end. The peak memory falls from about the
     records twice plus the Dataset to about the Dataset alone (what
@@ -373,52 +374,67 @@ def run(
     if chunk < 1:
         raise ValidationError(f"chunk_size: found {chunk}; allowed: >= 1")
     parts = _chunks(draws, chunk)
-    results: list = [None] * len(parts)
-    if scheduler is None and block_draws is not None and int(block_draws) < draws:
-        return _run_in_blocks(plan, draws, seed, chunk, int(block_draws), daily, progress)
-    if scheduler is None:
-        for i, (d0, n) in enumerate(parts):
-            results[i] = run_chunk(plan, seed, d0, n, daily)
-            if progress:
-                progress(n)
-    else:
-        from dask.distributed import Client, as_completed
-
-        if isinstance(scheduler, Client):
-            client, cluster, own = scheduler, None, False
-        else:
-            (client, cluster), own = _client(str(scheduler)), True
-        try:
-            futs = [client.submit(run_chunk, plan, seed, d0, n, daily, 1, pure=False) for d0, n in parts]
-            index = {f.key: i for i, f in enumerate(futs)}
-            for fut in as_completed(futs):
-                results[index[fut.key]] = fut.result()
-                if progress:
-                    progress(parts[index[fut.key]][1])
-        finally:
-            if own:
-                client.close()
-                if cluster is not None:
-                    cluster.close()
+    with _dask_client(scheduler) as client:
+        if block_draws is not None and int(block_draws) < draws:
+            return _run_in_blocks(plan, draws, seed, chunk, int(block_draws), daily, progress, client)
+        results = _chunk_results(plan, seed, 0, parts, daily, progress, client)
     out_q = np.concatenate([r[0] for r in results])
     out_d = np.concatenate([r[1] for r in results]) if daily else None
     out_draw = np.concatenate([r[2] for r in results])
     return to_dataset(plan, out_q, out_draw, seed=seed, out_d=out_d)
 
 
-def _run_in_blocks(plan, draws, seed, chunk, block, daily, progress) -> xr.Dataset:
-    """:func:`run` in process, converting every ``block`` draws into a preallocated Dataset."""
+@contextmanager
+def _dask_client(scheduler):
+    """None without a scheduler; else a dask.distributed Client (one made here is closed after)."""
+    if scheduler is None:
+        yield None
+        return
+    from dask.distributed import Client
+
+    if isinstance(scheduler, Client):
+        yield scheduler
+        return
+    client, cluster = _client(str(scheduler))
+    try:
+        yield client
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def _chunk_results(plan, seed, d0_all, parts, daily, progress, client) -> list:
+    """run_chunk of each (d0, n) of ``parts`` (offset by ``d0_all``), in order: in process, or
+    on the dask ``client`` (one thread per task), collected as they complete."""
+    results: list = [None] * len(parts)
+    if client is None:
+        for i, (d0, n) in enumerate(parts):
+            results[i] = run_chunk(plan, seed, d0_all + d0, n, daily)
+            if progress:
+                progress(n)
+        return results
+    from dask.distributed import as_completed
+
+    futs = [client.submit(run_chunk, plan, seed, d0_all + d0, n, daily, 1, pure=False) for d0, n in parts]
+    index = {f.key: i for i, f in enumerate(futs)}
+    for fut in as_completed(futs):
+        results[index[fut.key]] = fut.result()
+        if progress:
+            progress(parts[index[fut.key]][1])
+    return results
+
+
+def _run_in_blocks(plan, draws, seed, chunk, block, daily, progress, client=None) -> xr.Dataset:
+    """:func:`run` converting every ``block`` draws into a preallocated Dataset (in process, or
+    each block's chunks on the dask ``client``)."""
     import xarray as xr
 
     block = max(block, chunk)
     full = None
     for b0 in range(0, draws, block):
         nb = min(block, draws - b0)
-        res = []
-        for d0, n in _chunks(nb, chunk):
-            res.append(run_chunk(plan, seed, b0 + d0, n, daily))
-            if progress:
-                progress(n)
+        res = _chunk_results(plan, seed, b0, _chunks(nb, chunk), daily, progress, client)
         out_d = np.concatenate([r[1] for r in res]) if daily else None
         blk = to_dataset(
             plan,
@@ -807,16 +823,17 @@ def summarize(ds: xr.Dataset, variables: Sequence[str] | None = None) -> xr.Data
     return out
 
 
-def target_probabilities(ds: xr.Dataset, targets) -> pd.DataFrame:
+def target_probabilities(ds: xr.Dataset, targets, yr: xr.Dataset | None = None) -> pd.DataFrame:
     """Probability (share of draws) that each target (``Scenario.targets``) is met in its year.
 
     ``probability`` is P(min <= annual value <= max); ``p_at_least_min`` is P(value >= min).
+    ``yr``: :func:`annual` of ``ds`` when the caller has it (memory: not made again).
     """
     import pandas as pd
 
     if isinstance(targets, Scenario):
         targets = targets.targets
-    yr = annual(ds)
+    yr = annual(ds) if yr is None else yr
     rows = []
     for t in targets:
         if t.year not in yr.year.values:
@@ -843,17 +860,24 @@ def target_probabilities(ds: xr.Dataset, targets) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def drivers(ds: xr.Dataset, variable: str = "ag_oz", year: int | None = None, top: int = 6) -> pd.DataFrame:
+def drivers(
+    ds: xr.Dataset,
+    variable: str = "ag_oz",
+    year: int | None = None,
+    top: int = 6,
+    yr: xr.Dataset | None = None,
+) -> pd.DataFrame:
     """What drives the spread: Spearman rank correlation of a year's output with each per-draw driver.
 
     Drivers: calibration parameters, each source's response offsets, mean-grade factors
     and start delays, the year's mean scatter offsets, realised availability and head
     grades. Drivers that do not vary are skipped. ``share`` = rho^2 / sum(rho^2): a rough
     split of the explained spread (drivers are nearly independent by construction).
+    ``yr``: :func:`annual` of ``ds`` when the caller has it (memory: not made again).
     """
     import pandas as pd
 
-    yr = annual(ds)
+    yr = annual(ds) if yr is None else yr
     year = int(year if year is not None else yr.year.values[-1])
     y = yr[variable].sel(year=year).values
     cand: dict[str, np.ndarray] = {}
@@ -982,8 +1006,11 @@ def spread_attribution(
     qsel = years == y
 
     def values(p: Plan) -> dict[str, np.ndarray]:
-        out_q = np.concatenate([run_chunk(p, seed, d0, n)[0] for d0, n in _chunks(draws, 4 * DEFAULT_CHUNK)])
-        return _period_values(out_q[:, qsel].sum(axis=1))
+        # the year summed chunk by chunk: only one chunk's records live at a time
+        year_q = [
+            run_chunk(p, seed, d0, n)[0][:, qsel].sum(axis=1) for d0, n in _chunks(draws, 4 * DEFAULT_CHUNK)
+        ]
+        return _period_values(np.concatenate(year_q))
 
     base = values(plan)
     rows = []

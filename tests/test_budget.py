@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 from click.testing import CliRunner
@@ -53,11 +54,67 @@ def test_simulate_blocks_chooses_usual_blocks_or_refuses(plan, monkeypatch):
     assert budget.simulate_blocks(plan, draws) is None  # this machine: fits the usual way
     _memory_between(plan, draws, monkeypatch, 0.5)
     assert budget.simulate_blocks(plan, draws) == 64
-    with pytest.raises(ValidationError, match="allowed here: at most about"):
-        budget.simulate_blocks(plan, draws, keep_all=True)  # --attribution: no chunking
     _memory_between(plan, draws, monkeypatch, 0.0)
     with pytest.raises(ValidationError, match=r"--draws: 4,000 draws need about .* allowed here"):
         budget.simulate_blocks(plan, draws)
+
+
+def test_attribution_chunks_to_fit_too(plan, monkeypatch):
+    """--attribution (4 reruns): a year's figures per draw and one chunk of 4 x 1024 draws'
+    records at a time, so it chunks to fit like a plain run; its shares are unchanged."""
+    monkeypatch.setattr(budget, "SIMULATE_BLOCK_DRAWS", 64)
+    draws = 20000
+    per_b, _ = budget.simulate_estimate(plan, draws, reruns=4)
+    lean = per_b * budget.SIMULATE_LEAN_COPIES / budget.SIMULATE_COPIES
+    rerun = 4 * sim.DEFAULT_CHUNK * per_b
+    usual = budget.BASE_BYTES + rerun + draws * per_b
+    blocks = budget.BASE_BYTES + rerun + 64 * per_b + draws * lean
+    limit = (usual + blocks) / 2
+    monkeypatch.setattr(budget, "available_memory", lambda: limit / budget.MEMORY_SHARE)
+    assert budget.simulate_blocks(plan, draws, reruns=4) == 64
+    monkeypatch.setattr(budget, "available_memory", lambda: 0.999 * blocks / budget.MEMORY_SHARE)
+    with pytest.raises(ValidationError, match=r"--draws: 20,000 draws need about .* allowed here"):
+        budget.simulate_blocks(plan, draws, reruns=4)
+
+
+def test_attribution_summed_chunk_by_chunk_matches_a_direct_count(plan):
+    """The shares from the year's sums built per chunk against a direct computation from
+    whole runs: 1 - var(without) / var(all) of the year's silver."""
+    df = sim.spread_attribution(plan, 300, 4).set_index("group")
+    base = sim.annual(sim.run(plan, 300, 4))
+    year = int(df["year"].iloc[0])
+    v_all = float(base["ag_oz"].sel(year=year).var())
+    for group in df.index:
+        w = sim.annual(sim.run(sim._without(plan, group), 300, 4))
+        want = 1.0 - float(w["ag_oz"].sel(year=year).var()) / v_all
+        assert df.loc[group, "ag_oz_share"] == pytest.approx(want, rel=1e-9, abs=1e-12)
+
+
+def test_dask_runs_built_block_by_block_are_bit_identical(plan):
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        with Client(cluster) as client:
+            on_dask = sim.run(plan, 300, 7, chunk_size=32, scheduler=client, block_draws=100)
+    xr.testing.assert_identical(sim.run(plan, 300, 7, chunk_size=64), on_dask)
+
+
+def test_nsr_settled_in_blocks_equals_all_at_once(plan):
+    from kenomill import value
+    from kenomill.cli.simulate import settle_nsr
+
+    ds = sim.run(plan, 250, 3)
+    whole = value.simulation_nsr(ds, target_usd=1.5e8)
+    blocks = settle_nsr(ds, None, 1.5e8, block=33)
+    for v in ("nsr_year_usd", "nsr_year_usd_q", "p_target"):
+        np.testing.assert_array_equal(blocks[v].values, whole[v].values)
+    prices = value.price_draws(
+        {"ag": 30.0, "pb": 0.95, "zn": 0.9, "usd_cad": 1.0}, 250, sd_log={"ag": 0.2, "pb": 0.2, "zn": 0.2}
+    )
+    whole = value.simulation_nsr(ds, prices=prices)
+    np.testing.assert_array_equal(
+        settle_nsr(ds, prices, None, 40)["nsr_year_usd"].values, whole["nsr_year_usd"].values
+    )
 
 
 def test_cli_simulate_chunks_to_fit_and_prints_the_same_numbers(plan, monkeypatch):

@@ -113,10 +113,10 @@ def print_targets(df, console: Console) -> None:
     console.print(t)
 
 
-def print_drivers(ds, console: Console) -> None:
+def print_drivers(ds, console: Console, yr=None) -> None:
     from kenomill.simulate import annual, drivers
 
-    yr = annual(ds)
+    yr = annual(ds) if yr is None else yr
     full = [int(y) for y in yr.year.values if int(yr.quarters.sel(year=y)) == 4]
     year = full[0] if full else int(yr.year.values[-1])
     t = Table(
@@ -127,7 +127,7 @@ def print_drivers(ds, console: Console) -> None:
     for c in ("output", "driver", "rho", "share"):
         t.add_column(c)
     for v in ("ag_oz", "pb_lb", "zn_lb"):
-        df = drivers(ds, v, year, top=5)
+        df = drivers(ds, v, year, top=5, yr=yr)
         for i, r in df.iterrows():
             t.add_row(v if i == 0 else "", r.driver, f"{r.rho:+.2f}", f"{r.share:.0%}" if r.share else "-")
         t.add_section()
@@ -150,15 +150,13 @@ def print_attribution(df, console: Console) -> None:
     console.print(t)
 
 
-def print_nsr(ds, target, console: Console, prices=None) -> None:
+def print_nsr(ds, target, console: Console, prices=None, block: int | None = None) -> None:
     """NSR per year, P10/P50/P90, under the typical 2012 terms (kenomill.value).
 
     ``prices``: the scenario's price draws (:func:`kenomill.draw_inputs.price_draws`); None:
-    the packaged 2012 prices, fixed.
+    the packaged 2012 prices, fixed. ``block``: settle that many draws at a time (:func:`settle_nsr`).
     """
-    from kenomill import value
-
-    r = value.simulation_nsr(ds, prices=prices, target_usd=target)
+    r = settle_nsr(ds, prices, target, block)
     said = "2012 prices" if prices is None else "the scenario's uncertain prices"
     t = Table(
         title=f"NSR per year, M US$ ({r.attrs.get('terms', '')}, {said})",
@@ -177,6 +175,45 @@ def print_nsr(ds, target, console: Console, prices=None) -> None:
             row.append(f"{float(r['p_target'].sel(year=y)):.2f}")
         t.add_row(*row)
     console.print(t)
+
+
+def settle_nsr(ds, prices=None, target=None, block: int | None = None):
+    """:func:`kenomill.value.simulation_nsr` of ``ds``, settled ``block`` draws at a time.
+
+    The settlement's lines (about 40 arrays per draw and quarter) live only for one block;
+    what stays is each draw's annual NSR, from which the quantiles and ``p_target`` are
+    taken over all draws at the end (the same numbers as settling all draws at once:
+    each draw's settlement is its own). ``block`` None (or no fewer draws than ``ds``
+    holds): all at once, the full result.
+    """
+    import xarray as xr
+
+    from kenomill import value
+
+    nd = ds.sizes["draw"]
+    if block is None or block >= nd:
+        return value.simulation_nsr(ds, prices=prices, target_usd=target)
+    years, attrs, parts = None, {}, []
+    for d0 in range(0, nd, block):
+        sl = slice(d0, min(d0 + block, nd))
+        pr = None if prices is None else {k: _draw_slice(v, nd, sl) for k, v in prices.items()}
+        r = value.simulation_nsr(ds.isel(draw=sl), prices=pr)
+        parts.append(r["nsr_year_usd"].values)
+        years, attrs = r["nsr_year_usd"].year, dict(r.attrs)
+    y = xr.DataArray(
+        np.concatenate(parts), dims=("draw", "year"), coords={"draw": ds.draw.values, "year": years}
+    )
+    res = xr.Dataset({"nsr_year_usd": y.assign_attrs(units="USD")}, attrs={**attrs, "draws": nd})
+    res["nsr_year_usd_q"] = y.quantile([0.1, 0.5, 0.9], dim="draw")
+    if target is not None:
+        res["p_target"] = (y >= float(target)).mean("draw")
+    return res
+
+
+def _draw_slice(v, nd: int, sl: slice):
+    """A price entry for the draws ``sl``: arrays over draws are sliced, the rest kept."""
+    a = np.asarray(v) if not isinstance(v, str) else None
+    return a[sl] if a is not None and a.ndim == 1 and a.shape[0] == nd else v
 
 
 @click.command()
@@ -223,16 +260,9 @@ def simulate(
     from kenomill import budget
 
     reruns = 1 + (len(sim.UNCERTAINTY_GROUPS) if attribution else 0)
-    # a run that does not fit the usual way but fits built block by block is chunked to fit
-    # (the same numbers); --attribution and a dask scheduler need the usual way
-    block = budget.simulate_blocks(
-        plan,
-        draws,
-        daily=daily,
-        reruns=reruns,
-        what=f"simulate {sc.name}",
-        keep_all=attribution or bool(scheduler),
-    )
+    # a run that does not fit the usual way but fits built block by block (in process or on
+    # dask; with --attribution too) is chunked to fit: the same numbers
+    block = budget.simulate_blocks(plan, draws, daily=daily, reruns=reruns, what=f"simulate {sc.name}")
     console = Console(width=150)
     from kenomill.progress import progress
 
@@ -249,12 +279,13 @@ def simulate(
         )
     yr = sim.annual(ds)
     print_summary(ds, yr, console)
-    print_targets(sim.target_probabilities(ds, sc.targets), console)
-    print_drivers(ds, console)
+    # one annual() for all three (each would hold another copy of the years per draw)
+    print_targets(sim.target_probabilities(ds, sc.targets, yr=yr), console)
+    print_drivers(ds, console, yr=yr)
     from kenomill import draw_inputs
 
     prices = draw_inputs.price_draws(sc, seed, ds.draw.values)
-    print_nsr(ds, revenue_target, console, prices=prices)
+    print_nsr(ds, revenue_target, console, prices=prices, block=block)
     if prices is not None:
         # the draws file carries the prices each draw was valued at
         for m, unit in (("ag", "USD/troy_oz"), ("pb", "USD/lb"), ("zn", "USD/lb")):
