@@ -22,11 +22,11 @@ import numba as nb
 import numpy as np
 import xarray as xr
 
-from kenomill import _kernels, units
+from kenomill import _kernels, units, variables
 from kenomill.errors import ValidationError, check_range
 
 CONCENTRATES = ("pbcon", "zncon")
-STREAMS = ("feed", "pbcon", "zncon", "tails")
+STREAMS = variables.STREAMS
 STREAM_NAMES = {
     "feed": "mill feed",
     "pbcon": "lead concentrate",

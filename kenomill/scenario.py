@@ -35,7 +35,7 @@ import numpy as np
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from kenomill import recovery
+from kenomill import recovery, variables
 from kenomill.errors import ValidationError
 
 if TYPE_CHECKING:
@@ -465,7 +465,7 @@ class Mill(_Model):
     source: str = ""
 
 
-METALS = ("ag", "pb", "zn")
+METALS = variables.METALS
 
 
 class Prices(_Model):

@@ -37,8 +37,8 @@ if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
 
-ELEMENTS = ("Ag", "Pb", "Zn")
-STREAMS = ("feed", "pbcon", "zncon", "tails")
+ELEMENTS = variables.ELEMENTS
+STREAMS = variables.STREAMS
 STATS = ("mean", "p10", "p50", "p90")
 _GRADE_UNIT = {"ag_gpt": "g/t", "pb_pct": "%", "zn_pct": "%"}
 #: default draws per chunk: small enough for a live progress bar, large enough to keep

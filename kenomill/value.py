@@ -37,12 +37,13 @@ from pathlib import Path
 
 import numpy as np
 
+from kenomill import units, variables
 from kenomill.errors import ValidationError
 
 #: grams per troy ounce
-G_PER_OZ = 31.1034768
+G_PER_OZ = units.GRAMS_PER_TROY_OZ
 #: pounds per tonne
-LB_PER_T = 2204.62262
+LB_PER_T = units.LB_PER_TONNE
 
 #: the settlement lines of one concentrate, their units and long names, in report order
 LINES: dict[str, tuple[str, str]] = {
@@ -66,7 +67,7 @@ LINES: dict[str, tuple[str, str]] = {
     "nsr_usd": ("USD", "net smelter return"),
 }
 
-METALS = ("ag", "pb", "zn")
+METALS = variables.METALS
 
 
 def payable_content(content, payable, deduct=0.0, min_deduction=0.0):
