@@ -10,6 +10,8 @@ The report, the command line and the notebooks call the same functions:
   :func:`model_comparison`, :func:`leave_one_out`;
 * what-if (:mod:`kenomill.plots.whatif`): :func:`whatif_surface` (the one surface),
   :func:`whatif_tradeoff`, :func:`whatif_nsr`;
+* value (:mod:`kenomill.plots.value`): :func:`whatif_margin` (NSR and margin against
+  throughput at several availabilities), :func:`tornado` (which inputs move NSR most);
 * Monte Carlo (:mod:`kenomill.plots.scenarios`): :func:`fan_chart` (the one fan chart),
   :func:`histograms` (the one histogram figure).
 """
@@ -28,6 +30,7 @@ from kenomill.plots.calibration import (
 )
 from kenomill.plots.periods import balance_discrepancies, reconciliation_tests, reported_quarters
 from kenomill.plots.scenarios import FAN_VARIABLES, fan_chart, histograms
+from kenomill.plots.value import tornado, whatif_margin
 from kenomill.plots.whatif import whatif_nsr, whatif_surface, whatif_tradeoff
 
 __all__ = [
@@ -45,6 +48,8 @@ __all__ = [
     "reported_vs_fitted",
     "save_calibration_plots",
     "save_figure",
+    "tornado",
+    "whatif_margin",
     "whatif_nsr",
     "whatif_surface",
     "whatif_tradeoff",

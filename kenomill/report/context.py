@@ -551,6 +551,62 @@ def nsr(r: ReportResults) -> dict | None:
         "terms": w.attrs.get("terms", ""),
         "prices": w.attrs.get("prices", ""),
         "figure": fig_to_data_uri(plots.whatif_nsr(w, a)),
+        "margin": margin(w),
+        "tornado": tornado(r),
+    }
+
+
+def margin(w) -> dict | None:
+    """Margin = NSR - operating cost against throughput at several availabilities, the best rate by
+    margin per availability, the move's P(gain) by margin and the NSR of its extra tonne (helper value)."""
+    if "margin_usd_per_day" not in w:
+        return None
+    rows = []
+    for a in sorted({float(w.availability.values[i]) for i in (0, w.availability.size // 2, -1)}):
+        s = w.sel(availability=a)
+        best = float(s.best_margin_tpd)
+        rows.append(
+            [
+                f"{100 * a:.0f}",
+                "-"
+                if not np.isfinite(best)
+                else f"{best:g}" + (" *" if bool(s.extrapolated.sel(tpd=best)) else ""),
+                fm.band(s.best_margin_margin_usd_per_day, 1e-3, 1) if np.isfinite(best) else "-",
+                fm.pct(s.p_gain_margin) if "p_gain_margin" in s else "-",
+                fm.band(s.move_breakeven_cad_per_t, 1.0, 0) if "move_breakeven_cad_per_t" in s else "-",
+            ]
+        )
+    return {
+        "costs": w.attrs.get("costs", ""),
+        "costs_note": w.attrs.get("costs_note", ""),
+        "variable": float(w.attrs.get("variable_cad_per_t", float("nan"))),
+        "fixed": float(w.attrs.get("fixed_cad_per_day", float("nan"))),
+        "move": w.attrs.get("move", ""),
+        "rows": rows,
+        "figure": fig_to_data_uri(plots.whatif_margin(w)),
+    }
+
+
+def tornado(r) -> dict | None:
+    """Which inputs move NSR most (the tornado of :func:`kenomill.value.whatif_tornado`)."""
+    df = getattr(r, "tornado", None)
+    if df is None:
+        return None
+    rows = [
+        [x.input, f"{x.low:.4g} - {x.high:.4g}", fm.fixed(x.nsr_usd_per_day_at_low / 1e3, 1),
+         fm.fixed(x.nsr_usd_per_day_at_high / 1e3, 1), f"{x.nsr_usd_per_day_swing / 1e3:+,.1f}",
+         f"{x.margin_usd_per_day_swing / 1e3:+,.1f}", x.source]
+        for x in df.itertuples()
+    ]  # fmt: skip
+    return {
+        "rate": float(df.attrs["rate_tpd"]),
+        "availability_pct": 100 * float(df.attrs["availability"]),
+        "base_nsr": float(df.attrs["base"]["nsr_usd_per_day"]) / 1e3,
+        "base_margin": float(df.attrs["base"]["margin_usd_per_day"]) / 1e3,
+        "top": [str(x) for x in df["input"].head(3)],
+        "draws": int(df.attrs["draws"]),
+        "rows": rows,
+        "figure": fig_to_data_uri(plots.tornado(df)),
     }
 
 

@@ -108,6 +108,8 @@ class ReportResults:
     whatif_scenario: str
     scenarios: list[ScenarioRun]
     settings: dict = field(default_factory=dict)
+    #: which inputs move NSR most at one rate (:func:`kenomill.value.whatif_tornado`); None: not run
+    tornado: pd.DataFrame | None = None
     figures: dict[str, matplotlib.figure.Figure] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -269,6 +271,8 @@ def collect(
         progress=lambda k: say("", k),
     )
     lap("whatif")
+    parts["tornado"] = _tornado(study, paths[names.index(wi_name)], wtpd, wav, wd, say)
+    lap("tornado")
     runs = _scenario_runs(study, scenarios, draws, say)
     lap("scenarios")
     settings = {
@@ -288,6 +292,22 @@ def collect(
         settings=settings,
         figures=figures,
         timings=lap.timings,
+    )
+
+
+def _tornado(study, path, wtpd, wav, draws: int, say) -> pd.DataFrame:
+    """The tornado at the move's first rate (250 t/d when on the grid) and the baseline availability:
+    every input at its low and high, the others at their base (helper value, issue 15)."""
+    from kenomill import value
+
+    move = whatif_move(wtpd)
+    rate = move[0] if move is not None else nearest(wtpd, BASELINE_TPD)
+    a = nearest(wav, 0.92)
+    say(f"which inputs move NSR most: {rate:g} t/d, availability {a:g}", 1)
+    path = Path(path)
+    sc = study.load_scenario(path)
+    return value.whatif_tornado(
+        sc, rate, a, draws=draws, seed=study.seed, base_dir=path.parent, calibration=study._calibration_arg()
     )
 
 
