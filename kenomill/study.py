@@ -176,16 +176,19 @@ class Study:
 
         return self._cached("balance", lambda: balance_table(self.periods()))
 
-    def reconcile(self, across_periods: bool = False) -> xr.Dataset:
-        """Reconciled periods (:func:`kenomill.reconcile.reconciled_periods`)."""
+    def reconcile(self, across_periods: bool = False, *, error_sizes: str = "fixed") -> xr.Dataset:
+        """Reconciled periods (:func:`kenomill.reconcile.reconciled_periods`).
+
+        ``error_sizes``: "fixed" (the default here: the report's narrative speaks of the
+        documented 1-2 % sizes) or "estimated" (the reconciliation's own default since issue 10,
+        what ``kenomill reconcile`` and the first notebook show).
+        """
         from kenomill.reconcile import reconciled_periods
 
         return self._cached(
-            ("reconcile", bool(across_periods)),
-            # the packaged Dataset given explicitly: identical result, one read of the periods.
-            # Fixed error sizes: the report's narrative speaks of the documented 1-2 % sizes;
-            # error_sizes="estimated" (the reconciliation's default since issue 10) needs it rewritten
-            lambda: reconciled_periods(across_periods, periods=self.periods(), error_sizes="fixed"),
+            ("reconcile", bool(across_periods), error_sizes),
+            # the packaged Dataset given explicitly: identical result, one read of the periods
+            lambda: reconciled_periods(across_periods, periods=self.periods(), error_sizes=error_sizes),
         )
 
     def suspects(self):
@@ -314,6 +317,14 @@ class Study:
                 move=move,
                 progress=progress,
             ),
+        )
+
+    def annual(self, path: str | Path, *, draws: int) -> xr.Dataset:
+        """Calendar-year totals of :meth:`scenario` (:func:`kenomill.simulate.annual`)."""
+        from kenomill import simulate as sim
+
+        return self._cached(
+            ("annual", str(path), int(draws)), lambda: sim.annual(self.scenario(path, draws=draws))
         )
 
     def scenario(self, path: str | Path, *, draws: int) -> xr.Dataset:

@@ -84,9 +84,11 @@ This notebook shows
         "code",
         """\
 from kenomill import plots, report
-from kenomill.data import FIGURES, reported_periods
+from kenomill.data import FIGURES
+from kenomill.study import Study
 
-reported = reported_periods()
+study = Study()  # the packaged periods; each step below is computed once and kept
+reported = study.periods()
 cols = [c for c in FIGURES if c in reported]
 table = reported[cols].to_dataframe().T
 table.insert(0, "units", [reported[c].attrs.get("units", "") for c in cols])
@@ -114,9 +116,9 @@ case); a figure closes when both routes are within it.""",
     (
         "code",
         """\
-from kenomill.balance import balance_frame, balance_table
+from kenomill.balance import balance_frame
 
-bal = balance_table(reported)
+bal = study.balance()
 frame = balance_frame(bal)
 print(f"{int(bal.closes.sum())} of {bal.closes.size} figures close within printed rounding")
 frame[~frame.closes].round(2)""",
@@ -139,7 +141,7 @@ printed below; `kenomill reconcile --rel-pct` changes it.""",
         """\
 from kenomill.reconcile import reconciled_periods, suspects, summary_frame
 
-rec = reconciled_periods()
+rec = study.reconcile(error_sizes="estimated")  # the sizes estimated from the periods
 print("error model:", rec.attrs["error_model"])
 summary_frame(rec)[["period", "chi2", "dof", "p_value", "gross_error"]].round(4)""",
     ),
@@ -189,7 +191,7 @@ pd.DataFrame(
     (
         "code",
         """\
-rec_all = reconciled_periods(across_periods=True)
+rec_all = study.reconcile(across_periods=True, error_sizes="estimated")
 print(
     f"all periods together: chi2 = {rec_all.attrs['chi2_total']:.1f}, "
     f"dof = {rec_all.attrs['dof_total']}, p = {rec_all.attrs['p_value_total']:.3g}"
@@ -224,7 +226,9 @@ prediction error.""",
         "code",
         """\
 from kenomill import calibrate, plots, recovery
-from kenomill.calibration_file import default_calibration
+from kenomill.study import Study
+
+study = Study()  # the packaged periods and calibration; each step computed once and kept
 
 pd.DataFrame(
     [(m.name, ", ".join(m.free), m.doc) for m in recovery.MODELS.values()],
@@ -243,7 +247,7 @@ pin down.""",
     (
         "code",
         """\
-fit = calibrate.default_fit()
+fit = study.fit()  # the packaged periods: calibrate.default_fit()
 print(f"model {fit.spec.name}: chi2 = {fit.chi2:.1f} over {fit.n_obs} figures")
 print(f"residual scale {fit.scale:.2f} (quarters scatter that many times more than the error model allows)")
 for w in fit.warnings:
@@ -274,7 +278,7 @@ minute or two; here two of them, or all with `KENOMILL_FULL=1`).""",
         """\
 from kenomill import validation
 
-recorded = default_calibration().meta.get("comparison_by_prediction")
+recorded = study.calibration().meta.get("comparison_by_prediction")
 if recorded:
     show(plots.predictive_comparison(recorded["table"], recorded["chosen"]))
 cands = None if os.environ.get("KENOMILL_FULL") else ["constant", calibrate.DEFAULT_MODEL]
@@ -300,7 +304,7 @@ if os.environ.get("KENOMILL_FULL"):
     models = list(recovery.MODELS)
 else:
     models = ["constant", "fixed_tail", "plug_pb_tail_zn", calibrate.DEFAULT_MODEL]
-cmp_ = calibrate.compare_models(models, fit.data, starts=2, loo_starts=1)
+cmp_ = study.compare(models, starts=2, loo_starts=1)
 shown = ["model", "k", "aicc", "d_aicc", "d_bic", "loo_ag_oz_pct", "loo_pb_lb_pct", "loo_zn_lb_pct"]
 cmp_[shown].round(2)""",
     ),
@@ -315,7 +319,7 @@ with 5-95 % prediction bands (parameter uncertainty, unknown availability and th
 quarter-to-quarter scatter). The grey band is the throughput range the calibration saw:
 outside it the curve is the model's extrapolation.""",
     ),
-    ("code", "show(plots.recovery_curves(fit, default_calibration(), n_draws=DRAWS))"),
+    ("code", "show(plots.recovery_curves(fit, study.calibration(), n_draws=DRAWS))"),
     (
         "md",
         """\
@@ -343,7 +347,7 @@ expect on a new quarter.""",
     (
         "code",
         """\
-loo = calibrate.leave_one_out(fit.spec, fit.data, starts=2)
+loo = study.loo(starts=2)
 display(pd.Series(calibrate.loo_errors(loo)).round(2).to_frame("RMS error"))
 show(plots.leave_one_out(loo))""",
     ),
@@ -369,7 +373,7 @@ feed = pd.DataFrame(
         "tpd": [240.0],
     }
 )
-pred = calibrate.predict(None, feed, n_draws=max(DRAWS, 200), seed=0)
+pred = study.predict(feed, n_draws=max(DRAWS, 200))
 calibrate.prediction_frame(pred).T""",
     ),
 ]
@@ -391,12 +395,15 @@ random draws at every point.""",
         "code",
         """\
 from kenomill import plots, scenario, simulate
+from kenomill.study import Study
+
+study = Study()  # the packaged calibration; each run computed once and kept
 
 path = ROOT / "scenarios" / "bellekeno_only.toml"
 sc = scenario.load(path)
 tpd = [200.0, 250.0, 300.0, 350.0, 400.0]
 availability = [0.86, 0.92, 0.98]
-w = simulate.whatif(sc, tpd, availability, draws=DRAWS, seed=0, base_dir=path.parent)
+w = study.whatif(path, tpd, availability, draws=DRAWS)
 w""",
     ),
     (
@@ -416,7 +423,7 @@ median.rename(columns=names).round(2)""",
         """\
 from kenomill import calibrate
 
-quarters = calibrate.fit_data()  # the quarters the calibration saw
+quarters = study.fit().data  # the quarters the calibration saw
 fit_tpd = (float(np.nanmin(quarters.tpd)), float(np.nanmax(quarters.tpd)))
 print(f"calibrated on {fit_tpd[0]:.0f}-{fit_tpd[1]:.0f} t/d (calendar)")
 show(plots.whatif_tradeoff(w, 0.92, fit_tpd))""",
@@ -488,6 +495,9 @@ assumptions; this notebook runs them all.""",
         "code",
         """\
 from kenomill import plots, scenario, simulate
+from kenomill.study import Study
+
+study = Study()  # the packaged calibration; each run computed once and kept
 
 paths = sorted((ROOT / "scenarios").glob("*.toml"))
 scenarios = {p.stem: scenario.load(p) for p in paths}
@@ -502,7 +512,7 @@ print("\\n".join(scenarios["onek_lucky_queen_2012q4"].assumptions))""",
     (
         "code",
         """\
-runs = {name: simulate.simulate(p, draws=DRAWS, seed=0) for name, p in zip(scenarios, paths)}
+runs = {name: study.scenario(p, draws=DRAWS) for name, p in zip(scenarios, paths)}
 rows = []
 for name, ds in runs.items():
     summary = simulate.summarize(simulate.annual(ds)[["ag_oz", "pb_lb", "zn_lb"]])
@@ -556,8 +566,16 @@ Spearman rank correlation of 2013 silver with each uncertain input drawn per run
 (`share`: rough split of the explained spread among the inputs; realised availability and
 head grades are consequences, share 0).""",
     ),
-    ("code", """simulate.drivers(runs["onek_lucky_queen_2012q4"], "ag_oz", 2013, top=8).round(3)"""),
-    ("code", """simulate.drivers(runs["onek_lucky_queen_2012q4"], "zn_lb", 2013, top=8).round(3)"""),
+    (
+        "code",
+        """\
+from kenomill.study import summary_year
+
+ds = runs["onek_lucky_queen_2012q4"]
+year = summary_year(simulate.annual(ds))  # the one rule: the last complete year (2013 here)
+simulate.drivers(ds, "ag_oz", year, top=8).round(3)""",
+    ),
+    ("code", """simulate.drivers(ds, "zn_lb", year, top=8).round(3)"""),
     (
         "md",
         """\

@@ -91,12 +91,13 @@ def print_balance(table, console: Console | None = None, source: str | None = No
 def balance(out, periods):
     """Recompute contained metal and recoveries of every reported period by two routes."""
     from kenomill import io
-    from kenomill.balance import balance_frame, balance_table
+    from kenomill.balance import balance_frame
+    from kenomill.study import Study
 
     if out:
         io.check_output_path(out)
     ds = load_periods(periods)
-    table = balance_table(ds)
+    table = Study(ds).balance()
     print_balance(table, source=None if ds is None else "Periods: " + periods_label(ds) + ".")
     n_checked = int(table.checked.sum())
     n_bad = n_checked - int(table.closes.sum())

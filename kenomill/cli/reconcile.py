@@ -309,9 +309,9 @@ def reconcile(
     from dataclasses import replace
 
     from kenomill import io
-    from kenomill.data import reported_periods
     from kenomill.errormodel import DEFAULT_RELATIVE_PCT, KINDS, ErrorModel, estimate_sizes
     from kenomill.reconcile import gross_errors, reconcile_dataset, summary_dataset, summary_frame
+    from kenomill.study import Study
 
     if out:
         io.check_output_path(out)
@@ -328,7 +328,7 @@ def reconcile(
     if no_rounding:
         model = replace(model, rounding=False)
     given = load_periods(periods) if (error_sizes == "estimated" or not show_error_model) else None
-    reported = reported_periods() if given is None else given
+    reported = Study(given).periods()
     est = None
     if error_sizes == "estimated":
         est = estimate_sizes(reported, start=model, fixed=sorted(given_kinds), alpha=alpha)

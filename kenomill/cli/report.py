@@ -63,7 +63,6 @@ def report(out, draws, seed, scenarios, models, periods):
 
     from kenomill import recovery
     from kenomill import report as rp
-    from kenomill import scenario as scn
     from kenomill.study import Study
 
     path = rp.check_output_path(out)
@@ -72,7 +71,9 @@ def report(out, draws, seed, scenarios, models, periods):
     for m in model_list or ():
         recovery.get_model(m)
     paths = list(scenarios) or rp.default_scenario_paths()
-    loaded = [scn.load(p) for p in paths]  # a broken file is refused in one line before any work
+    study = Study(list(periods) or None, seed=seed)
+    # a broken file is refused in one line before any work; the study keeps it for the run
+    loaded = [study.load_scenario(p) for p in paths]
     # size before work: every scenario's draws are kept for the page (kenomill.budget.report_check)
     from pathlib import Path
 
@@ -84,7 +85,6 @@ def report(out, draws, seed, scenarios, models, periods):
     wi_plan = plans[names.index(rp.WHATIF_SCENARIO)] if rp.WHATIF_SCENARIO in names else plans[0]
     n_points = len(rp.DEFAULT_WHATIF_TPD) * len(rp.DEFAULT_WHATIF_AVAILABILITY)
     budget.report_check(plans, draws, wi_plan, n_points, max(20, draws // 5))
-    study = Study(list(periods) or None, seed=seed)
     study.periods()  # a bad periods file is refused in one line before any work
     console = Console(stderr=True)
     t0 = time.perf_counter()

@@ -20,11 +20,11 @@ __all__ = ["LABELS", "METALS", "RECOVERIES", "nearest", "plt", "save_figure"]
 LABELS: dict[str, tuple[str, str]] = {
     n: (variables.get(n).label, variables.get(n).units) for n in data.FIGURES
 }
-#: metals as the figures and the report show them: contained variable, plain name, display unit, scale
-METALS = (
-    ("ag_oz", "silver", "Moz", 1e-6),
-    ("pb_lb", "lead", "Mlb", 1e-6),
-    ("zn_lb", "zinc", "Mlb", 1e-6),
+#: metals as the figures and the report show them: contained variable, plain name, display
+#: unit and factor from the stored unit (both from kenomill.variables: Moz, Mlb, Mlb)
+METALS = tuple(
+    (v, name, variables.get(v).shown_units, variables.get(v).display_factor)
+    for v, name in (("ag_oz", "silver"), ("pb_lb", "lead"), ("zn_lb", "zinc"))
 )
 RECOVERIES = (("rec_ag_pct", "Ag"), ("rec_pb_pct", "Pb"), ("rec_zn_pct", "Zn"))
 

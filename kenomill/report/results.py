@@ -137,11 +137,11 @@ def _scenario_runs(study, scenarios, draws: int, say) -> list[ScenarioRun]:
     for p, sc in sorted(scenarios, key=lambda ps: (ps[1].horizon.start, ps[1].name)):
         say(f"Monte Carlo: {sc.name} ({draws} draws)", 0)
         ds = study.scenario(p, draws=draws)
-        yr = sim.annual(ds)
+        yr = study.annual(p, draws=draws)
         summ = sim.summarize(yr[[m for m, *_ in METALS] + ["ore_processed_t"]])
-        tp = sim.target_probabilities(ds, sc) if sc.targets else pd.DataFrame()
+        tp = sim.target_probabilities(ds, sc, yr=yr) if sc.targets else pd.DataFrame()
         year = summary_year(yr)
-        dr = {m: sim.drivers(ds, m, year, top=12) for m, *_ in METALS}
+        dr = {m: sim.drivers(ds, m, year, top=12, yr=yr) for m, *_ in METALS}
         runs.append(ScenarioRun(p, sc, ds, yr, summ, tp, dr))
         say("", 1)
     return runs
@@ -213,7 +213,6 @@ def collect(
         A study whose cached steps to use (its periods and seed win over ``periods``).
     """
     from kenomill import plots
-    from kenomill import scenario as scn
     from kenomill.study import Study
 
     if draws < 2:
@@ -222,7 +221,7 @@ def collect(
     study = study if study is not None else Study(periods, seed=seed)
     lap = _Laps()
     paths = [Path(p) for p in (scenario_paths or default_scenario_paths())]
-    scenarios = [(p, scn.load(p)) for p in paths]  # refuse a broken file before any work
+    scenarios = [(p, study.load_scenario(p)) for p in paths]  # refuse a broken file before any work
     names = [sc.name for _, sc in scenarios]
     wi_name = WHATIF_SCENARIO if WHATIF_SCENARIO in names else names[0]
     model_list = _model_list(models)
