@@ -258,24 +258,22 @@ def _throughput(throughput, scenario_file, availability, capacity, draws, seed, 
         caption=wi.attrs["note"],
         caption_justify="left",
     )
-    for col in ("t/d", "NSR kUS$/d mean", "P10", "P90", "NSR US$/t ore mean", "P10", "P90"):
+    cols = ("t/d", "NSR kUS$/d mean", "P10", "P90", "NSR US$/t ore mean", "P10", "P90")
+    for col in (*cols, "margin kUS$/d mean", "P10", "P90"):
         tab.add_column(col, justify="right")
     for i, rate in enumerate(wi.tpd.values):
         d = wi.nsr_usd_per_day.values[i] / 1e3
         o = wi.nsr_usd_per_t_ore.values[i]
-        tab.add_row(
-            f"{rate:g}",
-            f"{d[0]:,.1f}",
-            f"{d[1]:,.1f}",
-            f"{d[3]:,.1f}",
-            f"{o[0]:,.1f}",
-            f"{o[1]:,.1f}",
-            f"{o[3]:,.1f}",
-        )
+        m = wi.margin_usd_per_day.values[i] / 1e3
+        tab.add_row(f"{rate:g}", *(f"{x[k]:,.1f}" for x in (d, o, m) for k in (0, 1, 3)))
     Console(width=150).print(tab)
     limit = "" if capacity is None else f" at or below the {capacity:g} t/d capacity"
     click.echo(
         f"best throughput on the grid{limit}: {wi.attrs['best_tpd']:g} t/d (maximum of the mean NSR per day)"
+    )
+    click.echo(
+        f"best throughput by margin (NSR - operating cost, {wi.attrs['costs']}){limit}: "
+        f"{wi.attrs['best_margin_tpd']:g} t/d"
     )
     if "p_gain" in wi.attrs:
         click.echo(
