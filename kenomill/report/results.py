@@ -269,9 +269,8 @@ def collect(
         move=whatif_move(wtpd),
         progress=lambda k: say("", k),
     )
-    lap("whatif")
     parts["tornado"] = _tornado(study, paths[names.index(wi_name)], wtpd, wav, wd, say)
-    lap("tornado")
+    lap("whatif")  # the surface and the tornado
     runs = _scenario_runs(study, scenarios, draws, say)
     lap("scenarios")
     settings = {
