@@ -75,12 +75,35 @@ def ensure_env() -> None:
     want = _stamp_text()
     if STAMP.exists() and STAMP.read_text() == want:
         _say("environment up to date (pyproject.toml unchanged since the last install)")
+    else:
+        _say('installing kenomill with its test extras: pip install -e ".[test]"')
+        if _run([str(PY), "-m", "pip", "install", "-e", ".[test]"]) != 0:
+            STAMP.unlink(missing_ok=True)
+            sys.exit("dev.py: pip install failed (see above)")
+        STAMP.write_text(want)
+    ensure_kernels()
+
+
+def kernels_cached() -> bool:
+    """Whether numba's on-disk cache holds the Monte Carlo and circuit kernels (as
+    ``kenomill.cli.simulate._kernels_cached``; beside the package, or under NUMBA_CACHE_DIR)."""
+    cache = os.environ.get("NUMBA_CACHE_DIR")
+    where = Path(cache) if cache else ROOT / "kenomill" / "__pycache__"
+    names = ("_mc_kernels.simulate-*.nbi", "_kernels.circuit_forward-*.nbi")
+    return all(any(where.glob("**/" + n)) for n in names)
+
+
+def ensure_kernels() -> None:
+    """Compile the numba kernels once, right after installing, with a line saying so
+    (``kenomill warmup``), so that the first run does not wait for them silently."""
+    if kernels_cached():
         return
-    _say('installing kenomill with its test extras: pip install -e ".[test]"')
-    if _run([str(PY), "-m", "pip", "install", "-e", ".[test]"]) != 0:
-        STAMP.unlink(missing_ok=True)
-        sys.exit("dev.py: pip install failed (see above)")
-    STAMP.write_text(want)
+    _say("compiling the simulation kernels once per install (numba's cache), about 30-60 s")
+    t0 = time.perf_counter()
+    rc = _run(_venv_cmd(["kenomill", "warmup"]), env=_venv_env())
+    if rc != 0:
+        sys.exit(f"dev.py: compiling the kernels failed ({rc}; see above)")
+    _say(f"kernels compiled in {time.perf_counter() - t0:.0f} s")
 
 
 def _venv_env(**extra: str) -> dict[str, str]:

@@ -108,7 +108,18 @@ def main():
 
 
 def _register():
-    from kenomill.cli import balance, blend, calibrate, nsr, periods, reconcile, report, simulate, whatif
+    from kenomill.cli import (
+        balance,
+        blend,
+        calibrate,
+        nsr,
+        periods,
+        reconcile,
+        report,
+        simulate,
+        warmup,
+        whatif,
+    )
 
     for command in (
         balance.balance,
@@ -121,6 +132,7 @@ def _register():
         periods.periods,
         nsr.nsr,
         blend.blend,
+        warmup.warmup,
     ):
         main.add_command(command)
 
