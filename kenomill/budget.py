@@ -260,9 +260,12 @@ def simulate_blocks(
     return block
 
 
-#: wall time of the posterior sampler per walker and step [s]: measured 3 min 23 s for
-#: 10000 steps x 38 walkers at load 6-8 on 2 cores (0.53 ms), rounded up
-POSTERIOR_SECONDS_PER_WALKER_STEP = 0.6e-3
+#: wall time of the posterior sampler per walker and step [s]: bayes.sample of the default
+#: model (18 unknowns, 38 walkers) took 7.68 s for 2000 steps and 21.09 s for 6000 at load 4
+#: on 2 cores (slope 0.088 ms; the quarter density compiled by numba), rounded up for load;
+#: the figure before (0.53 ms at load 6-8, before the numba density) said "about 2 min" for
+#: the default 4000 steps, which take about 14 s
+POSTERIOR_SECONDS_PER_WALKER_STEP = 0.12e-3
 #: copies of the chain the sampler and its diagnostics hold (emcee's chain and log
 #: probabilities, the kept half, ArviZ's view of it) [-]
 POSTERIOR_COPIES = 3.0

@@ -157,3 +157,33 @@ def test_cli_calibrate_posterior_that_cannot_fit_is_one_line_before_the_fit(tmp_
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "--posterior-steps: 100,000 steps need about" in lines[0], res.stderr
     assert "fitting" not in res.output and not (out / "calibration.json").exists()
+
+
+def test_cli_calibrate_sizes_before_the_reconciliation_and_the_gross_error_screen(tmp_path, monkeypatch):
+    """Refused before any work: neither the reconciled figures nor the gross-error screen are made."""
+    from kenomill import calibrate as cal_mod
+    from kenomill.cli import calibrate as cli_cal
+
+    def no_work(*a, **k):
+        raise AssertionError("work started before the size check")
+
+    monkeypatch.setattr(cli_cal, "_gross_errors", no_work)
+    raw = cal_mod.fit_data
+    monkeypatch.setattr(
+        cal_mod, "fit_data", lambda data="raw", *a, **k: raw(data, *a, **k) if data == "raw" else no_work()
+    )
+    monkeypatch.setattr(budget, "available_memory", lambda: 400e6)
+    args = ["calibrate", "--data", "reconciled", "--posterior-steps", "100000", "--out", str(tmp_path / "c")]
+    res = CliRunner().invoke(main, args)
+    assert res.exit_code == 2, res.output
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    # 3 copies x 8 B x 38 walkers x 19 = 17,328 B a step; 100,000 steps: 1.73 GB + 300 MB base;
+    # 100,000 x 38 x 0.12 ms = 456 s = 8 min
+    assert len(lines) == 1 and "100,000 steps need about 2.0 GB" in lines[0], lines
+    assert "about 8 min" in lines[0]
+
+
+def test_posterior_time_estimate_of_the_default_run():
+    """4000 steps x 38 walkers x 0.12 ms = 18.2 s (measured 14 s at load 4): not '2 min'."""
+    _, secs = budget.posterior_check(4000, 38, 18, announce=False)
+    assert secs == pytest.approx(18.24) and budget.fmt_seconds(secs) == "18 s"

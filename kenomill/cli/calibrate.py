@@ -536,12 +536,7 @@ def calibrate(
 
     console = Console(width=160)
     if list_models:
-        t = Table(title="Recovery models (kenomill.recovery.MODELS)")
-        for c in ("model", "free parameters", "description", "reference"):
-            t.add_column(c)
-        for m in recovery.MODELS.values():
-            t.add_row(m.name, ", ".join(m.free), escape(m.doc), m.reference)
-        console.print(t)
+        _print_models(console)
         return
     name = model or cal_mod.DEFAULT_MODEL
     recovery.get_model(name)
@@ -557,12 +552,14 @@ def calibrate(
     given = load_periods(periods)
     if given is not None:
         console.print(escape(periods_label(given)))
-    fd = cal_mod.fit_data(data, error_model, periods=given)
-    fd = _gross_errors(fd, gross_errors, given, error_model, console)
-    # size before work (helper guard): emcee keeps every step of every walker
+    # size before any work (the reconciliation, the gross-error screen, the fit): emcee keeps
+    # every step of every walker; its dimension depends on the model and the periods only
     from kenomill import budget
 
-    budget.size_posterior(name, fd, posterior_steps, announce=False)
+    if posterior_steps:
+        budget.size_posterior(name, cal_mod.fit_data("raw", periods=given), posterior_steps, announce=False)
+    fd = cal_mod.fit_data(data, error_model, periods=given)
+    fd = _gross_errors(fd, gross_errors, given, error_model, console)
     from kenomill.progress import phase
 
     with phase(f"fitting {name} ({starts} starting points)"):
@@ -626,6 +623,18 @@ def calibrate(
 
         written += [plots.save_figure(f, out_dir / n) for n, f in figs]
     click.echo("wrote " + ", ".join(str(p) for p in written))
+
+
+def _print_models(console: Console) -> None:
+    """--list-models: the recovery models, their free parameters and references."""
+    from kenomill import recovery
+
+    t = Table(title="Recovery models (kenomill.recovery.MODELS)")
+    for c in ("model", "free parameters", "description", "reference"):
+        t.add_column(c)
+    for m in recovery.MODELS.values():
+        t.add_row(m.name, ", ".join(m.free), escape(m.doc), m.reference)
+    console.print(t)
 
 
 @click.command()
