@@ -578,13 +578,28 @@ def margin(w) -> dict | None:
         )
     return {
         "costs": w.attrs.get("costs", ""),
-        "costs_note": w.attrs.get("costs_note", ""),
+        "costs_note": str(w.attrs.get("costs_note", "")).rstrip("."),
+        "limits": _limits_words(w),
         "variable": float(w.attrs.get("variable_cad_per_t", float("nan"))),
         "fixed": float(w.attrs.get("fixed_cad_per_day", float("nan"))),
         "move": w.attrs.get("move", ""),
         "rows": rows,
         "figure": fig_to_data_uri(plots.whatif_margin(w)),
     }
+
+
+def _limits_words(w) -> str:
+    """The capacity limits the best rate was chosen within, in words."""
+    parts = []
+    for key, what in (("capacity_tpd", "calendar rate"), ("max_operating_tpd", "operating rate")):
+        v = float(w.attrs.get(key, np.inf))
+        if np.isfinite(v):
+            parts.append(f"{what} <= {v:g} t/d")
+    if not parts:
+        return (
+            "no capacity limit is stated here, so the grid's top stands for it (kenomill whatif --capacity)"
+        )
+    return "within " + " and ".join(parts)
 
 
 def tornado(r) -> dict | None:
