@@ -1647,14 +1647,13 @@ def whatif_tornado(
       ranges say so);
     - availability: the scenario's ``availability`` +- Z90 x ``availability_uncertainty``
       (its P10/P90), run as two more what-if points with the same draws;
-    - the calibrated model (recoveries, concentrate grades; each draw's parameters and
-      offsets): the P10 and P90 over the draws of NSR (margin) per day at the base inputs.
+    - the simulation's per-draw uncertainty, together and each part alone
+      (:func:`_uncertainty_components`): P10 and P90 over the draws at the base inputs.
 
     Returns
     -------
     pandas.DataFrame
-        :func:`tornado` with figures ``nsr_usd_per_day`` and ``margin_usd_per_day``;
-        ``attrs``: rate, availability, draws, terms, costs.
+        :func:`tornado` of ``nsr_usd_per_day`` and ``margin_usd_per_day``; ``attrs``: rate, availability etc.
     """
     from kenomill import terms as _terms
 
@@ -1692,15 +1691,19 @@ def whatif_tornado(
                 f"scenario: {a50:g} +- {Z90:.3f} x availability_uncertainty {sd:g} (P10/P90)",
             )
         )
-    inputs.append(
-        (
-            "calibrated model: recoveries, con grades (P10/P90 of draws)",
-            ("model", None),
-            0.1,
-            0.9,
-            f"P10 and P90 over the {draws} draws (calibration posterior and new-quarter offsets)",
+    runs = {"all the simulation's uncertainty together": figures(t, pr)}
+    runs.update(
+        _uncertainty_components(
+            scenario,
+            lambda s: whatif_nsr(
+                s, [float(rate)], a50, draws=draws, seed=seed, year=year, terms=t, prices=pr, costs=cst,
+                base_dir=base_dir, move=None, calibration=calibration, chunk_size=chunk_size, keep_draws=True,
+            ),
         )
-    )
+    )  # fmt: skip
+    for label in runs:
+        inputs.append((f"{label} (P10/P90 of draws)", ("draws", label), 0.1, 0.9,
+                       f"P10 and P90 over the {draws} draws at the base prices and terms"))  # fmt: skip
     kinds = {name: where for name, where, *_ in inputs}
 
     def evaluate(name, v):
@@ -1713,7 +1716,7 @@ def whatif_tornado(
             return tuple(x.mean() for x in figures(terms_with(t, where, v), pr))
         if kind == "availability":
             return tuple(x.mean() for x in figures(t, pr, avs.index(v)))
-        return tuple(np.quantile(x, v) for x in figures(t, pr))
+        return tuple(np.quantile(x, v) for x in runs[where])
 
     if _terms_path_missing(t, ("lead_concentrate", "penalties", 0)):
         inputs = [i for i in inputs if "penalty threshold" not in i[0]]
@@ -1732,6 +1735,56 @@ def whatif_tornado(
         }
     )
     return df
+
+
+def _uncertainty_components(sc, run) -> dict:
+    """Each per-draw uncertainty of a what-if on its own, the others switched off.
+
+    ``run(scenario)`` -> :func:`whatif_nsr` with ``keep_draws`` at one rate and availability.
+    Components: the calibration's posterior parameters (``uncertainty.parameters``), a new
+    quarter's scatter of the recovery offsets (``uncertainty.scatter``), and the ore grades'
+    per-draw mean uncertainty (``sources.*.{ag_gpt,pb_pct,zn_pct}.mean_uncertainty``); the
+    mill's per-draw availability and target factors are off in all three, the day-to-day
+    variation of grades stays (it averages out over a year).
+
+    Returns
+    -------
+    dict
+        label -> (NSR per day, margin per day) per draw [US$/d], for the components the
+        scenario has.
+    """
+
+    def only(parameters=False, scatter=False, grades=False):
+        unc = sc.uncertainty.model_copy(update={"parameters": parameters, "scatter": scatter})
+        src = {
+            n: s.model_copy(
+                update={
+                    g: getattr(s, g).model_copy(
+                        update={"mean_uncertainty": getattr(s, g).mean_uncertainty if grades else 0.0}
+                    )
+                    for g in ("ag_gpt", "pb_pct", "zn_pct")
+                }
+            )
+            for n, s in sc.sources.items()
+        }
+        mill = sc.mill.model_copy(update={"availability_uncertainty": 0.0, "target_uncertainty": None})
+        return sc.model_copy(update={"uncertainty": unc, "sources": src, "mill": mill})
+
+    has_grades = any(
+        getattr(s, g).mean_uncertainty > 0
+        for s in sc.sources.values()
+        for g in ("ag_gpt", "pb_pct", "zn_pct")
+    )
+    out = {}
+    for label, kw, on in (
+        ("recovery model: posterior parameters alone", {"parameters": True}, sc.uncertainty.parameters),
+        ("recovery model: new-quarter scatter alone", {"scatter": True}, sc.uncertainty.scatter),
+        ("ore grades: per-draw mean uncertainty alone", {"grades": True}, has_grades),
+    ):
+        if on:
+            w = run(only(**kw))
+            out[label] = (w.nsr_usd_per_day_draws.values[0], w.margin_usd_per_day_draws.values[0])
+    return out
 
 
 def _terms_path_missing(terms, path) -> bool:

@@ -201,7 +201,7 @@ def test_whatif_tornado_rows_equal_fresh_runs_with_the_input_moved(sc):
         float(base.nsr_usd_per_day.sel(stat="mean")[0])
     )
     x = base.nsr_usd_per_day_draws.values[0]
-    m = df.loc["calibrated model: recoveries, con grades (P10/P90 of draws)"]
+    m = df.loc["all the simulation's uncertainty together (P10/P90 of draws)"]
     assert (m.nsr_usd_per_day_at_low, m.nsr_usd_per_day_at_high) == pytest.approx(
         tuple(np.quantile(x, [0.1, 0.9]))
     )
@@ -283,3 +283,24 @@ def test_cli_nsr_realized_basis_names_each_periods_prices(tmp_path):
 
     df = pd.read_csv(out)
     assert df.set_index("period").loc["2011Q2", "price_ag"] == 37.45
+
+
+def test_tornado_component_is_a_run_with_only_that_uncertainty_on(sc, tmp_path):
+    """The scatter-alone row: the scenario file edited by hand (parameters off, no per-draw grade,
+    availability or target uncertainty) and run fresh; its P10/P90 of NSR per day over the draws."""
+    df = value.whatif_tornado(sc, 250.0, draws=12, seed=5, base_dir=SCEN.parent).set_index("input")
+    text = SCEN.read_text(encoding="utf-8")
+    text = text.replace("parameters = true", "parameters = false").replace(
+        "mean_uncertainty = 0.10", "mean_uncertainty = 0.0"
+    )
+    text = text.replace("availability_uncertainty = 0.02", "availability_uncertainty = 0.0")
+    text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("target_uncertainty"))
+    f = tmp_path / "scatter_only.toml"
+    f.write_text(text, encoding="utf-8")
+    kw = dict(draws=12, seed=5, base_dir=SCEN.parent, move=None, keep_draws=True)
+    alone = value.whatif_nsr(scenario.load(f), [250.0], 0.92, **kw)
+    x = alone.nsr_usd_per_day_draws.values[0]
+    row = df.loc["recovery model: new-quarter scatter alone (P10/P90 of draws)"]
+    assert (row.nsr_usd_per_day_at_low, row.nsr_usd_per_day_at_high) == pytest.approx(
+        tuple(np.quantile(x, [0.1, 0.9]))
+    )

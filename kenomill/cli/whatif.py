@@ -411,7 +411,8 @@ def _tornado(sc, path, rate, availability, draws, seed, year, t, pr, costs, deck
         f"{df.attrs['year']} ({draws} draws). Expected NSR {base['nsr_usd_per_day'] / 1e3:,.1f} kUS$/d, "
         f"margin {base['margin_usd_per_day'] / 1e3:,.1f} kUS$/d; each input at its low and high, "
         "the others at their base",
-        caption="low-high: P10-P90 of the uncertain inputs (prices, availability, the calibrated model); "
+        caption="low-high: P10-P90 of the uncertain inputs (prices, availability, the simulation's draws: "
+        "all together and each part alone, the others off); "
         "the sourced range of a term, or an assumed range where the source says so",
         caption_justify="left",
     )
