@@ -172,6 +172,19 @@ class _Laps:
         self._t0 = now
 
 
+def _calibration_figures(study, curve_draws: int) -> dict:
+    """The figures of the calibration the page shows (the recovery curves draw predictions)."""
+    from kenomill import plots
+
+    fit = study.fit()
+    return {
+        "reported_vs_fitted": plots.reported_vs_fitted(fit),
+        "recovery_curves": plots.recovery_curves(
+            fit, study.calibration(), n_draws=curve_draws, seed=study.seed
+        ),
+    }
+
+
 def collect(
     draws: int = DEFAULT_DRAWS,
     seed: int = 0,
@@ -212,7 +225,6 @@ def collect(
     study : kenomill.study.Study, optional
         A study whose cached steps to use (its periods and seed win over ``periods``).
     """
-    from kenomill import plots
     from kenomill.study import Study
 
     if draws < 2:
@@ -248,12 +260,7 @@ def collect(
     parts["loo"] = study.loo(starts=2)
     lap("loo")
     say("figures of the calibration", 1)
-    figures = {
-        "reported_vs_fitted": plots.reported_vs_fitted(parts["fit"]),
-        "recovery_curves": plots.recovery_curves(
-            parts["fit"], parts["calibration"], n_draws=curve_draws, seed=study.seed
-        ),
-    }
+    figures = _calibration_figures(study, curve_draws)
     lap("calibration figures")
     n_pts = len(whatif_tpd) * len(whatif_availability)
     say(f"what-if surface: {n_pts} points x {wd} draws ({wi_name})", 1)
@@ -261,15 +268,9 @@ def collect(
     wav = [float(v) for v in whatif_availability]
     # the surface and its NSR in one pass (value.whatif_nsr runs simulate.whatif and settles
     # each draw's concentrates under the typical 2012 terms and the 2012 prices)
-    parts["whatif"] = study.whatif_nsr(
-        paths[names.index(wi_name)],
-        wtpd,
-        wav,
-        draws=wd,
-        move=whatif_move(wtpd),
-        progress=lambda k: say("", k),
-    )
-    parts["tornado"] = _tornado(study, paths[names.index(wi_name)], wtpd, wav, wd, say)
+    wi_path, move = paths[names.index(wi_name)], whatif_move(wtpd)
+    parts["whatif"] = study.whatif_nsr(wi_path, wtpd, wav, draws=wd, move=move, progress=lambda k: say("", k))
+    parts["tornado"] = _tornado(study, wi_path, wtpd, wav, wd, say)
     lap("whatif")  # the surface and the tornado
     runs = _scenario_runs(study, scenarios, draws, say)
     lap("scenarios")
