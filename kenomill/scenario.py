@@ -76,6 +76,29 @@ def quarter_range(start: str, n: int) -> list[str]:
     return out
 
 
+def summary_year(quarter_years, year: int | None = None) -> int | None:
+    """The year a summary reports, the one rule of the package: ``year`` when the horizon
+    has it (the report's key answers ask about the 2012 guidance), else the last complete
+    year (four quarters), else the last year of the horizon; ``None`` for no quarters.
+
+    ``quarter_years`` gives the year of each quarter of the horizon (``[2012, 2012, 2013,
+    ...]``) or, as a mapping, the number of quarters per year.
+    """
+    if isinstance(quarter_years, dict):
+        counts = {int(y): int(n) for y, n in quarter_years.items()}
+    else:
+        counts = {}
+        for y in quarter_years:
+            counts[int(y)] = counts.get(int(y), 0) + 1
+    years = sorted(counts)
+    if year is not None and int(year) in counts:
+        return int(year)
+    complete = [y for y in years if counts[y] == 4]
+    if complete:
+        return complete[-1]
+    return years[-1] if years else None
+
+
 def quarter_days(label: str) -> int:
     """Calendar days in the quarter ``label`` (2012Q1: 91, leap year)."""
     y, q = parse_quarter(label)

@@ -29,7 +29,7 @@ from kenomill import recovery, units, variables
 from kenomill.calibration_file import Calibration, default_calibration
 from kenomill.draw_inputs import RateDraws, rate_draws
 from kenomill.errors import ValidationError
-from kenomill.scenario import GRADES, Scenario, per_quarter, quarter_days, quarter_index
+from kenomill.scenario import GRADES, Scenario, per_quarter, quarter_days, quarter_index, summary_year
 
 if TYPE_CHECKING:
     # annotations only; imported inside the functions that build outputs so that
@@ -878,7 +878,9 @@ def drivers(
     import pandas as pd
 
     yr = annual(ds) if yr is None else yr
-    year = int(year if year is not None else yr.year.values[-1])
+    if year is None:
+        year = summary_year({int(y): int(yr.quarters.sel(year=y)) for y in yr.year.values})
+    year = int(year)
     y = yr[variable].sel(year=year).values
     cand: dict[str, np.ndarray] = {}
     for p in ds.parameter.values:
@@ -1001,8 +1003,7 @@ def spread_attribution(
     import pandas as pd
 
     years = np.array([int(q[:4]) for q in plan.quarters])
-    full = [int(y) for y in np.unique(years) if (years == y).sum() == 4]
-    y = year if year is not None else (full[0] if full else int(years[-1]))
+    y = year if year is not None else summary_year(years.tolist())
     qsel = years == y
 
     def values(p: Plan) -> dict[str, np.ndarray]:
@@ -1126,8 +1127,8 @@ def whatif(
     -------
     xarray.Dataset
         Dims (tpd, availability, stat): ag_oz, pb_lb, zn_lb, ore_processed_t, rec_*_pct,
-        head grades and the operating rate, for the year ``year`` (default: the first
-        complete year of the horizon, else the horizon total).
+        head grades and the operating rate, for the year ``year`` (default: the year of
+        :func:`kenomill.scenario.summary_year`, the last complete year of the horizon).
 
     Each grid point runs its draws in chunks of ``chunk_size`` (default 1024) and keeps
     only the year's figures per draw, so memory grows by ~100 B per draw, not by the
@@ -1146,8 +1147,7 @@ def whatif(
         raise ValidationError(f"--availability: found {availability.tolist()}; allowed: fractions in (0, 1]")
     plan0 = compile_plan(scenario, calibration, base_dir=base_dir)
     years = np.array([int(q[:4]) for q in plan0.quarters])
-    full = [int(y) for y in np.unique(years) if (years == y).sum() == 4]
-    y = year if year is not None else (full[0] if full else None)
+    y = year if year is not None else summary_year(years.tolist())
     if y is not None and y not in years:
         raise ValidationError(
             f"--year: found {y}; the horizon covers {', '.join(map(str, np.unique(years)))}"

@@ -37,13 +37,9 @@ def summary_year(yr: xr.Dataset, year: int | None = None) -> int | None:
     ``yr`` is an annual Dataset (:func:`kenomill.simulate.annual`) with ``quarters`` per
     year. Without a complete year, the last year of the horizon; ``None`` for no years.
     """
-    years = [int(y) for y in yr.year.values]
-    if year is not None and int(year) in years:
-        return int(year)
-    complete = [y for y in years if int(yr.quarters.sel(year=y)) == 4]
-    if complete:
-        return complete[-1]
-    return years[-1] if years else None
+    from kenomill.scenario import summary_year as rule
+
+    return rule({int(y): int(yr.quarters.sel(year=y)) for y in yr.year.values}, year)
 
 
 #: figure groups set aside, one group at a time, to see which explains a gross error

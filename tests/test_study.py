@@ -92,3 +92,16 @@ def test_read_periods_is_public():
     assert callable(kenomill.read_periods)
     with pytest.raises(kenomill.ValidationError):
         kenomill.read_periods("no-such-file.csv")
+
+
+def test_one_year_rule_for_whatif_drivers_and_the_report():
+    # the scenario layer's rule is the study's: a horizon 2012Q3-2014Q4 reports 2014 (its
+    # last complete year) in the report, the what-if and the drivers alike
+    from kenomill.scenario import summary_year as rule
+
+    quarters = [2012, 2012, 2013, 2013, 2013, 2013, 2014, 2014, 2014, 2014]
+    assert rule(quarters) == 2014
+    assert rule({2012: 2, 2013: 4, 2014: 4}) == 2014
+    assert summary_year(_annual({2012: 2, 2013: 4, 2014: 4})) == 2014
+    assert rule([2012, 2012]) == 2012 and rule([]) is None
+    assert rule(quarters, 2013) == 2013

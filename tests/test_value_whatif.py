@@ -101,7 +101,7 @@ def test_one_draw_nsr_per_day_by_hand_from_the_terms_file(sc):
     days = o[:, K.F_CAL_H].sum() / 24.0
     import calendar
 
-    assert o.shape[0] == 4  # the first complete year of the scenario's horizon
+    assert o.shape[0] == 4  # a complete year of the scenario's horizon (its last)
     assert days == (366.0 if calendar.isleap(int(wi.attrs["year"])) else 365.0)
     ds = value.whatif_nsr(sc, [300.0], [0.92], draws=3, seed=11, base_dir=SCEN.parent, keep_draws=True)
     got = float(ds.nsr_usd_per_day_draws.sel(tpd=300.0, availability=0.92).values[2])

@@ -114,11 +114,11 @@ def print_targets(df, console: Console) -> None:
 
 
 def print_drivers(ds, console: Console, yr=None) -> None:
+    from kenomill.scenario import summary_year
     from kenomill.simulate import annual, drivers
 
     yr = annual(ds) if yr is None else yr
-    full = [int(y) for y in yr.year.values if int(yr.quarters.sel(year=y)) == 4]
-    year = full[0] if full else int(yr.year.values[-1])
+    year = summary_year({int(y): int(yr.quarters.sel(year=y)) for y in yr.year.values})
     t = Table(
         title=f"What drives the spread in {year} (Spearman rank correlation with the year's output)",
         caption="share: rho^2 / sum rho^2 over the independent inputs; realised availability and "

@@ -243,7 +243,9 @@ def price_model_of(sc, price_uncertainty: bool, prices_from):
 )
 @click.option("--draws", type=DRAWS, default=100, show_default=True, help="Draws per grid point.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed (the same draws at every point).")
-@click.option("--year", type=int, default=None, help="Year reported (default: first complete year).")
+@click.option(
+    "--year", type=int, default=None, help="Year reported (default: the last complete year of the horizon)."
+)
 @terms_prices_options
 @click.option("--price-year", default="2012", show_default=True, help="Period of the price deck used.")
 @costs_option
