@@ -116,3 +116,12 @@ def test_each_draws_slsqp_optimum_with_a_binding_zinc_limit_against_brute_force(
     assert own["binding"].any()
     d = int(np.flatnonzero(own["binding"])[0])
     assert 0.0 < own["fractions"][d, 2] < 1.0  # interior: the quality limit, not a supply limit, decides
+
+
+def test_comparison_with_bellekeno_alone_says_when_that_blend_breaks_the_zinc_limit():
+    from kenomill.cli.blend import _alone_breaks_limit
+
+    opt = {"by_source": {"bellekeno": {"pbcon_zn_pct": 3.42}}}
+    assert _alone_breaks_limit(opt, 3.0) == " (Bellekeno alone breaks the zinc limit: 3.4 % Zn in Pb con > 3 %)"
+    assert _alone_breaks_limit(opt, 7.0) == ""
+    assert _alone_breaks_limit({"by_source": {}}, 3.0) == ""

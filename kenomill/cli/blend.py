@@ -150,6 +150,14 @@ def blend(scenario_file, year, draws, seed, zn_in_pbcon_max, max_fraction, grid_
         click.echo(f"wrote {out}")
 
 
+def _alone_breaks_limit(opt: dict, zn_max: float) -> str:
+    """Words for a comparison with Bellekeno alone when that blend is itself outside the zinc limit."""
+    zn = opt["by_source"].get("bellekeno", {}).get("pbcon_zn_pct", 0.0)
+    if zn <= zn_max:
+        return ""
+    return f" (Bellekeno alone breaks the zinc limit: {zn:.1f} % Zn in Pb con > {zn_max:g} %)"
+
+
 def _own_line(own, unc, zn_max, step) -> str:
     """Each draw's SLSQP optimum against its grid optimum, in words (the measurement of the grid)."""
     import numpy as np
@@ -229,6 +237,7 @@ def _print_result(
         + (
             f", P(beats Bellekeno alone) = {opt['p_better_than_bellekeno']:.2f}"
             + (" (Bellekeno alone is beyond its supply limit)" if limits.get("bellekeno", 1.0) < 1.0 else "")
+            + _alone_breaks_limit(opt, zn_max)
             if opt["p_better_than_bellekeno"] is not None
             else ""
         )
