@@ -122,6 +122,7 @@ def test_comparison_with_bellekeno_alone_says_when_that_blend_breaks_the_zinc_li
     from kenomill.cli.blend import _alone_breaks_limit
 
     opt = {"by_source": {"bellekeno": {"pbcon_zn_pct": 3.42}}}
-    assert _alone_breaks_limit(opt, 3.0) == " (Bellekeno alone breaks the zinc limit: 3.4 % Zn in Pb con > 3 %)"
+    words = " (Bellekeno alone breaks the zinc limit: 3.4 % Zn in Pb con > 3 %)"
+    assert _alone_breaks_limit(opt, 3.0) == words
     assert _alone_breaks_limit(opt, 7.0) == ""
     assert _alone_breaks_limit({"by_source": {}}, 3.0) == ""
