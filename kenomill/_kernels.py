@@ -21,6 +21,15 @@ PBCON, ZNCON, TAILS = 0, 1, 2
 
 
 @nb.njit(cache=True, inline="always")
+def forward_element(feed_t, frac, split0, split1):
+    """One element of :func:`forward_row` as values: (to lead con, to zinc con, to tails) [t]."""
+    e = feed_t * frac
+    a = e * split0
+    b = e * split1
+    return a, b, e - a - b
+
+
+@nb.njit(cache=True, inline="always")
 def forward_row(feed_t, feed_frac, split, con_t, out_t, out_metal):
     """One separation: feed -> lead con, zinc con, tails (solids and each element).
 
@@ -32,12 +41,9 @@ def forward_row(feed_t, feed_frac, split, con_t, out_t, out_metal):
     out_t[ZNCON] = con_t[1]
     out_t[TAILS] = feed_t - con_t[0] - con_t[1]
     for j in range(feed_frac.shape[0]):
-        e = feed_t * feed_frac[j]
-        a = e * split[j, 0]
-        b = e * split[j, 1]
-        out_metal[PBCON, j] = a
-        out_metal[ZNCON, j] = b
-        out_metal[TAILS, j] = e - a - b
+        out_metal[PBCON, j], out_metal[ZNCON, j], out_metal[TAILS, j] = forward_element(
+            feed_t, feed_frac[j], split[j, 0], split[j, 1]
+        )
 
 
 @nb.njit("void(f8[:], f8[:, :], f8[:, :, :], f8[:, :], f8[:, :], f8[:, :, :])", cache=True)

@@ -80,7 +80,7 @@ import numba as nb
 import numpy as np
 
 from kenomill import _kernels, _numba_cache, _simd, recovery
-from kenomill._kernels import forward_row
+from kenomill._kernels import PBCON, TAILS, ZNCON, forward_element
 from kenomill._simd import (  # noqa: F401  (ZIG_*, normal, uniform: re-exported for the reference and tests)
     BLOCK,
     ZIG_R,
@@ -115,7 +115,7 @@ from kenomill.recovery import (
     RC_RZN,
     circuit_recovery,
     response_constants,
-    split_pull,
+    split_pull_values,
 )
 
 # the kernel inlines the mill response (recovery), forward_row (_kernels) and the vector
@@ -387,10 +387,29 @@ def initial_state(stock0, g_mean):
 
 @nb.njit(cache=True, inline="always")
 def quarter_constants(
-    nl, keys, iz, use_pre, pre_z, rows, zq, flag, post, s_post, src_off, kind, p, qr, qoff, soff, rc
+    nl,
+    keys,
+    iz,
+    use_pre,
+    pre_z,
+    rows,
+    zq,
+    flag,
+    post,
+    s_post,
+    src_off,
+    kind,
+    p,
+    qr,
+    qoff,
+    soff,
+    rc,
+    offl,
+    rcl,
 ):
     """A new quarter (normals iz .. iz + 4): its scatter offsets ``qoff[5, BLOCK]``, and each
-    draw's and source's offsets ``soff[b, s]`` and response constants ``rc[b, s]``.
+    draw's and source's offsets ``soff[b, s]`` and response constants ``rc[b, s]`` (and their
+    lane-last copies ``offl[s, :, b]``, ``rcl[s, :, b]``).
 
     Offsets of posterior draw ``s``: offset_mean[s] + scatter_sd[s] * (scatter_chol[s] @ z),
     ``post`` = (offset_mean, scatter_sd, scatter_chol) (contract of
@@ -410,6 +429,10 @@ def quarter_constants(
             for j in range(NOFF):
                 soff[b, s, j] = qoff[j, b] + src_off[b, s, j]
             response_constants(kind, p[b], qr, soff[b, s], rc[b, s])
+            for j in range(NOFF):  # lane-last copies for the mill's SIMD lanes
+                offl[s, j, b] = soff[b, s, j]
+            for j in range(N_RC):
+                rcl[s, j, b] = rc[b, s, j]
 
 
 @nb.njit(cache=True, inline="always")
@@ -532,120 +555,138 @@ def stockpile_in(nl, t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, acc, r
 
 
 @nb.njit(cache=True, inline="always")
-def stockpile_divert(nl, st_t, st_m, stock_cap, acc, rec, daily):
-    """Stockpile over capacity: divert the excess (mixed composition)."""
+def stockpile_divert(nl, st_t, st_m, stock_cap, acc, rec, daily, stock):
+    """Stockpile over capacity: divert the excess (mixed composition); ``stock[BLOCK]``: scratch."""
+    ns = st_t.shape[0]
     for b in range(nl):
-        stock = 0.0
-        for s in range(st_t.shape[0]):
-            stock += st_t[s, b]
-        if stock > stock_cap:
-            g = (stock - stock_cap) / stock
-            for s in range(st_t.shape[0]):
-                dv = st_t[s, b] * g
-                _flow(acc, rec, daily, F_DIVERTED_T, b, dv)
-                st_t[s, b] -= dv
-                for e in range(3):
-                    dm = st_m[s, e, b] * g
-                    _flow(acc, rec, daily, F_DIVERTED_M + e, b, dm)
-                    st_m[s, e, b] -= dm
+        stock[b] = 0.0
+    for s in range(ns):
+        for b in range(nl):
+            stock[b] += st_t[s, b]
+    for b in range(nl):
+        v = stock[b]
+        over = v > stock_cap
+        stock[b] = (v - stock_cap) / v if over else 0.0  # the diverted fraction (0: none)
+    for s in range(ns):
+        for b in range(nl):
+            g = stock[b]
+            over = g > 0.0
+            dv = st_t[s, b] * g
+            _flow(acc, rec, daily, F_DIVERTED_T, b, dv if over else 0.0)
+            st_t[s, b] = st_t[s, b] - dv if over else st_t[s, b]
+            for e in range(3):
+                dm = st_m[s, e, b] * g
+                _flow(acc, rec, daily, F_DIVERTED_M + e, b, dm if over else 0.0)
+                st_m[s, e, b] = st_m[s, e, b] - dm if over else st_m[s, e, b]
 
 
 @nb.njit(cache=True, inline="always")
-def reclaim(nl, demand, st_t, st_m, part_t, part_m, blend):
+def reclaim(nl, demand, st_t, st_m, part_t, part_m, blend, stock, frac, bt):
     """The block's feed from the mixed stockpile: every source in its stockpile share.
 
     ``part_t[ns, BLOCK]``, ``part_m[ns, 3, BLOCK]`` (each source's tonnes and metal in the
     blend; ``part_m`` is left as it was where ``part_t <= 0``), ``blend[3, BLOCK]`` (the
-    blend's mass fractions).
+    blend's mass fractions). Lane loops (SIMD); ``stock``, ``frac``, ``bt``: ``[BLOCK]`` scratch.
     """
     ns = st_t.shape[0]
     for b in range(nl):
-        stock = 0.0
-        for s in range(ns):
-            stock += st_t[s, b]
-        f = min(demand[b], stock) / stock if stock > 0.0 else 0.0
-        bt = 0.0
+        stock[b] = 0.0
+    for s in range(ns):
+        for b in range(nl):
+            stock[b] += st_t[s, b]
+    for b in range(nl):
+        v = stock[b]
+        frac[b] = min(demand[b], v) / v if v > 0.0 else 0.0
+        bt[b] = 0.0
         for e in range(3):
             blend[e, b] = 0.0
-        for s in range(ns):
-            ts = st_t[s, b] * f
+    for s in range(ns):
+        for b in range(nl):
+            ts = st_t[s, b] * frac[b]
             part_t[s, b] = ts
-            if ts <= 0.0:
-                continue
+            on = ts > 0.0
             for e in range(3):
-                me = st_m[s, e, b] * f
-                part_m[s, e, b] = me
-                blend[e, b] += me
-                st_m[s, e, b] -= me
-            st_t[s, b] -= ts
-            bt += ts
-        if bt > 0.0:
-            for e in range(3):
-                blend[e, b] /= bt
+                me = st_m[s, e, b] * frac[b]
+                part_m[s, e, b] = me if on else part_m[s, e, b]
+                blend[e, b] += me if on else 0.0
+                st_m[s, e, b] = st_m[s, e, b] - me if on else st_m[s, e, b]
+            st_t[s, b] = st_t[s, b] - ts if on else st_t[s, b]
+            bt[b] += ts if on else 0.0
+    for b in range(nl):
+        v = bt[b]
+        d = v if v > 0.0 else 1.0
+        for e in range(3):
+            blend[e, b] = blend[e, b] / d if v > 0.0 else blend[e, b]
 
 
 @nb.njit(cache=True, inline="always")
-def mill(
-    nl, grade_dep, p, soff, rc, part_t, part_m, blend, r_pb, r_zn, rel_pb, rel_zn,
-    head, split, pull, con_t, o_t, o_m, acc, rec, daily,
-):  # fmt: skip
+def mill(nl, grade_dep, pl, offl, rcl, part_t, part_m, blend, rr, acc, rec, daily):
     """Mill the block's blends: every source's component at its own offsets, the blend's grade factor.
 
-    The response (:func:`kenomill.recovery.respond_feed`, in its pieces) in three passes:
-    each circuit's recovery (:func:`~kenomill.recovery.circuit_recovery`) per draw and
-    component into ``r_pb``/``r_zn[ns, BLOCK]``; the silver terms ``1 - (1 - R)^a`` for the
-    whole block in SIMD lanes (``pow1``) into ``rel_pb``/``rel_zn``; shares, pulls and the
-    closed balance (:func:`~kenomill.recovery.split_pull`, ``forward_row``) per draw and
-    component. ``head[3]``, ``split[3, 2]``, ``pull[2]``, ``con_t[2]``, ``o_t[3]``,
-    ``o_m[3, 3]``: scratch of one component.
+    The response (:func:`kenomill.recovery.respond_feed`, in its pieces:
+    :func:`~kenomill.recovery.circuit_recovery`, the silver terms ``1 - (1 - R)^a`` by
+    ``pow1``, :func:`~kenomill.recovery.split_pull_values`) and the closed balance
+    (:func:`~kenomill._kernels.forward_element`), source by source, in lane loops: lane-last
+    inputs ``pl[N_FULL, BLOCK]`` (parameters), ``offl[ns, NOFF, BLOCK]`` (offsets),
+    ``rcl[ns, N_RC, BLOCK]`` (response constants); ``rr[4, BLOCK]`` scratch (the two
+    recoveries and their silver terms). A component with no feed adds exact zeros. With
+    per-step output the same flows go to ``rec`` too.
     """
-    ns = part_t.shape[0]
-    for s in range(ns):
+    for s in range(part_t.shape[0]):
         for b in range(nl):
-            if part_t[s, b] > 0.0:
-                r_pb[s, b] = circuit_recovery(
-                    grade_dep, rc[b, s, RC_RPB], p[b, I_TAIL_PB], blend[1, b],
-                    soff[b, s, O_LOGIT_REC_PB], rc[b, s, RC_EINV_PB],
-                )  # fmt: skip
-                r_zn[s, b] = circuit_recovery(
-                    grade_dep, rc[b, s, RC_RZN], p[b, I_TAIL_ZN], blend[2, b],
-                    soff[b, s, O_LOGIT_REC_ZN], rc[b, s, RC_EINV_ZN],
-                )  # fmt: skip
-            else:
-                r_pb[s, b] = 0.0
-                r_zn[s, b] = 0.0
-    for s in range(ns):
+            rr[0, b] = circuit_recovery(
+                grade_dep, rcl[s, RC_RPB, b], pl[I_TAIL_PB, b], blend[1, b], offl[s, O_LOGIT_REC_PB, b],
+                rcl[s, RC_EINV_PB, b],
+            )  # fmt: skip
+            rr[1, b] = circuit_recovery(
+                grade_dep, rcl[s, RC_RZN, b], pl[I_TAIL_ZN, b], blend[2, b], offl[s, O_LOGIT_REC_ZN, b],
+                rcl[s, RC_EINV_ZN, b],
+            )  # fmt: skip
         for b in range(nl):
             # kenomill.recovery._relative_floatability, its power in lanes
-            a = p[b, I_AG_PB]
-            w = 1.0 - min(max(r_pb[s, b], 0.0), 1.0)
-            rel_pb[s, b] = 1.0 - pow1(w, a) if a != 0.0 else 0.0
-            a = p[b, I_AG_ZN]
-            w = 1.0 - min(max(r_zn[s, b], 0.0), 1.0)
-            rel_zn[s, b] = 1.0 - pow1(w, a) if a != 0.0 else 0.0
+            a = pl[I_AG_PB, b]
+            rr[2, b] = 1.0 - pow1(1.0 - min(max(rr[0, b], 0.0), 1.0), a) if a != 0.0 else 0.0
+            a = pl[I_AG_ZN, b]
+            rr[3, b] = 1.0 - pow1(1.0 - min(max(rr[1, b], 0.0), 1.0), a) if a != 0.0 else 0.0
+        mill_source(nl, s, pl, offl, rcl, part_t, part_m, rr, acc)
+        if daily:
+            mill_source(nl, s, pl, offl, rcl, part_t, part_m, rr, rec)
+
+
+@nb.njit(cache=True, inline="always")
+def mill_source(nl, s, pl, offl, rcl, part_t, part_m, rr, acc):
+    """Source ``s``'s component of the block's feed: shares, pulls, closed balance; flows into ``acc``."""
     for b in range(nl):
-        for s in range(ns):
-            ts = part_t[s, b]
-            if ts <= 0.0:
-                continue
-            for e in range(3):
-                head[e] = part_m[s, e, b] / ts
-            split_pull(
-                head, r_pb[s, b], r_zn[s, b], rel_pb[s, b], rel_zn[s, b], soff[b, s, O_LOGIT_REC_AG_PBCON],
-                rc[b, s, RC_EINV_AG], p[b, I_ZN_PB], p[b, I_PB_ZN], rc[b, s, RC_EPB], rc[b, s, RC_EZN],
-                split, pull,
-            )  # fmt: skip
-            con_t[0] = pull[0] * ts
-            con_t[1] = pull[1] * ts
-            forward_row(ts, head, split, con_t, o_t, o_m)
-            _flow(acc, rec, daily, F_FEED_T, b, ts)
-            _flow(acc, rec, daily, F_SRC_T + s, b, ts)
-            for e in range(3):
-                _flow(acc, rec, daily, F_FEED_M + e, b, ts * head[e])
-            for i in range(3):
-                _flow(acc, rec, daily, F_STREAM_T + i, b, o_t[i])
-                for e in range(3):
-                    _flow(acc, rec, daily, F_STREAM_M + 3 * i + e, b, o_m[i, e])
+        ts = part_t[s, b]
+        on = ts > 0.0
+        tsd = ts if on else 1.0  # lanes without feed: finite numbers, discarded below
+        h0 = part_m[s, 0, b] / tsd
+        h1 = part_m[s, 1, b] / tsd
+        h2 = part_m[s, 2, b] / tsd
+        s00, s01, s10, s11, s20, s21, pull0, pull1 = split_pull_values(
+            h0, h1, h2, rr[0, b], rr[1, b], rr[2, b], rr[3, b], offl[s, O_LOGIT_REC_AG_PBCON, b],
+            rcl[s, RC_EINV_AG, b], pl[I_ZN_PB, b], pl[I_PB_ZN, b], rcl[s, RC_EPB, b], rcl[s, RC_EZN, b],
+        )  # fmt: skip
+        c0 = pull0 * ts
+        c1 = pull1 * ts
+        acc[F_FEED_T, b] += ts if on else 0.0
+        acc[F_SRC_T + s, b] += ts if on else 0.0
+        acc[F_STREAM_T + PBCON, b] += c0 if on else 0.0
+        acc[F_STREAM_T + ZNCON, b] += c1 if on else 0.0
+        acc[F_STREAM_T + TAILS, b] += ts - c0 - c1 if on else 0.0
+        _element_flows(acc, b, on, 0, ts, h0, s00, s01)
+        _element_flows(acc, b, on, 1, ts, h1, s10, s11)
+        _element_flows(acc, b, on, 2, ts, h2, s20, s21)
+
+
+@nb.njit(cache=True, inline="always")
+def _element_flows(acc, b, on, e, ts, h, split0, split1):
+    # element e of a component: its feed and its three products (kenomill._kernels.forward_element)
+    to_pb, to_zn, to_tails = forward_element(ts, h, split0, split1)
+    acc[F_FEED_M + e, b] += ts * h if on else 0.0
+    acc[F_STREAM_M + 3 * PBCON + e, b] += to_pb if on else 0.0
+    acc[F_STREAM_M + 3 * ZNCON + e, b] += to_zn if on else 0.0
+    acc[F_STREAM_M + 3 * TAILS + e, b] += to_tails if on else 0.0
 
 
 @nb.njit(cache=True, inline="always")
@@ -852,23 +893,23 @@ def simulate(
         qoff = np.zeros((NOFF, BLOCK))
         soff = np.empty((BLOCK, ns, NOFF))
         rc = np.empty((BLOCK, ns, N_RC))
+        offl = np.zeros((ns, NOFF, BLOCK))
+        rcl = np.zeros((ns, N_RC, BLOCK))
+        pl = np.zeros((p_base.shape[0], BLOCK))  # the draws' parameters, lane-last
+        for b in range(nl):
+            for i in range(p_base.shape[0]):
+                pl[i, b] = p[b, i]
+        stock = np.empty(BLOCK)
+        frac = np.empty(BLOCK)
+        bt = np.empty(BLOCK)
+        rr = np.empty((4, BLOCK))
         arr_t = np.empty((ns, BLOCK))
         arr_g = np.empty((ns, 3, BLOCK))
         up = np.empty(BLOCK)
         demand = np.empty(BLOCK)
         part_t = np.empty((ns, BLOCK))
-        part_m = np.empty((ns, 3, BLOCK))
+        part_m = np.zeros((ns, 3, BLOCK))
         blend = np.empty((3, BLOCK))
-        r_pb = np.empty((ns, BLOCK))
-        r_zn = np.empty((ns, BLOCK))
-        rel_pb = np.empty((ns, BLOCK))
-        rel_zn = np.empty((ns, BLOCK))
-        head = np.empty(3)
-        split = np.empty((3, 2))
-        pull = np.empty(2)
-        con_t = np.empty(2)
-        o_t = np.empty(3)
-        o_m = np.empty((3, 3))
         rec = np.zeros((nf, BLOCK))  # the step's record: only written when daily
         q_prev = -1
         for t in range(n_steps):
@@ -877,7 +918,7 @@ def simulate(
                 qr = mill_rate[q] * 24.0 / recovery.REFERENCE_TPD
                 # fmt: off
                 quarter_constants(nl, kn, iz, use_pre, pre_z, rows, zq, flag, post, s_post, src_off, kind,
-                                  p, qr, qoff, soff, rc)
+                                  p, qr, qoff, soff, rc, offl, rcl)
                 # fmt: on
                 iz += NOFF
                 q_prev = q
@@ -900,12 +941,9 @@ def simulate(
                     blend_deliveries(b, t, q, demand[b], supply, start, hold_until, arr_t)
             iu += 2 * N_FAIL
             stockpile_in(nl, t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, acc, rec, daily)
-            reclaim(nl, demand, st_t, st_m, part_t, part_m, blend)
-            # fmt: off
-            mill(nl, grade_dep, p, soff, rc, part_t, part_m, blend, r_pb, r_zn, rel_pb, rel_zn,
-                 head, split, pull, con_t, o_t, o_m, acc, rec, daily)
-            # fmt: on
-            stockpile_divert(nl, st_t, st_m, stock_cap, acc, rec, daily)
+            reclaim(nl, demand, st_t, st_m, part_t, part_m, blend, stock, frac, bt)
+            mill(nl, grade_dep, pl, offl, rcl, part_t, part_m, blend, rr, acc, rec, daily)
+            stockpile_divert(nl, st_t, st_m, stock_cap, acc, rec, daily, stock)
             if t + 1 == n_steps or step_q[t + 1] != q:
                 levels(nl, st_t, st_m, hd_t, hd_m, qoff, acc)
             if daily:

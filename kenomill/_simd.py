@@ -40,8 +40,10 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-#: lanes processed together (8 float64 = one AVX-512 register; two AVX2 registers)
-BLOCK = 8
+#: lanes processed together: 16 float64 = four 256-bit vectors per lane loop, enough independent
+#: work to hide the latency of the exp/pow polynomials and the hash multiplies (8 lanes were
+#: latency-bound: 231 -> 183 ns per draw-step with the mill in lane loops, see benchmarks/README.md)
+BLOCK = 16
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 with its low 32 bits zero: n * _LN2_HI is exact
 _LN2_LO = 1.90821492927058770002e-10

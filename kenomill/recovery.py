@@ -358,6 +358,28 @@ def circuit_recovery(grade_dep, r0, tail, grade, offset, einv):
 
 
 @nb.njit(cache=True, inline="always")
+def split_pull_values(
+    f_ag, f_pb, f_zn, r_pb, r_znc, rel_pb, rel_zn, offset_ag, einv_ag, zn_pb, pb_zn_share, e_pb, e_zn
+):
+    """:func:`split_pull` as values: ``(split[0, 0], split[0, 1], ..., split[2, 1], pull[0], pull[1])``.
+
+    Scalars in, scalars out, so that the Monte Carlo kernel runs it for a block of draws in
+    SIMD lanes; ``f_ag``, ``f_pb``, ``f_zn``: the component's mass fractions (``head``).
+    """
+    r_ag_pb = _logit_shift(rel_pb, offset_ag, einv_ag)
+    r_ag_zn = (1.0 - r_ag_pb) * rel_zn
+    pb_zn = (1.0 - r_pb) * pb_zn_share
+    zn_zn = (1.0 - zn_pb) * r_znc
+    # concentrate masses from minerals + gangue (per tonne of the component)
+    galena = f_pb / GALENA_PB
+    sphal = f_zn / SPHALERITE_ZN
+    gangue = max(1.0 - galena - sphal, 0.0)
+    pull0 = galena * r_pb + sphal * zn_pb + gangue * e_pb + f_ag * r_ag_pb
+    pull1 = galena * pb_zn + sphal * zn_zn + gangue * (1.0 - e_pb) * e_zn + f_ag * r_ag_zn
+    return r_ag_pb, r_ag_zn, r_pb, pb_zn, zn_pb, zn_zn, pull0, pull1
+
+
+@nb.njit(cache=True, inline="always")
 def split_pull(
     head, r_pb, r_znc, rel_pb, rel_zn, offset_ag, einv_ag, zn_pb, pb_zn_share, e_pb, e_zn, split, pull
 ):
@@ -366,25 +388,24 @@ def split_pull(
     ``rel_pb``, ``rel_zn``: :func:`_relative_floatability` of ``r_pb`` with ``ag_pb`` and of
     ``r_znc`` with ``ag_zn``; ``offset_ag``, ``einv_ag``: the logit offset of silver to the
     lead con and its ``exp(-offset)``; ``zn_pb``, ``pb_zn_share``: the parameters ``zn_pb``
-    and ``pb_zn``; ``e_pb``, ``e_zn``: the gangue entrainment constants (``rc``). Scalars,
-    so that the Monte Carlo kernel passes one draw's values without making array views.
+    and ``pb_zn``; ``e_pb``, ``e_zn``: the gangue entrainment constants (``rc``).
     """
-    r_ag_pb = _logit_shift(rel_pb, offset_ag, einv_ag)
-    r_ag_zn = (1.0 - r_ag_pb) * rel_zn
-    pb_zn = (1.0 - r_pb) * pb_zn_share
-    split[0, 0] = r_ag_pb
-    split[0, 1] = r_ag_zn
-    split[1, 0] = r_pb
-    split[1, 1] = pb_zn
-    split[2, 0] = zn_pb
-    split[2, 1] = (1.0 - zn_pb) * r_znc
-    # concentrate masses from minerals + gangue (per tonne of the component)
-    f_ag = head[0]
-    galena = head[1] / GALENA_PB
-    sphal = head[2] / SPHALERITE_ZN
-    gangue = max(1.0 - galena - sphal, 0.0)
-    pull[0] = galena * split[1, 0] + sphal * split[2, 0] + gangue * e_pb + f_ag * split[0, 0]
-    pull[1] = galena * split[1, 1] + sphal * split[2, 1] + gangue * (1.0 - e_pb) * e_zn + f_ag * split[0, 1]
+    v = split_pull_values(
+        head[0],
+        head[1],
+        head[2],
+        r_pb,
+        r_znc,
+        rel_pb,
+        rel_zn,
+        offset_ag,
+        einv_ag,
+        zn_pb,
+        pb_zn_share,
+        e_pb,
+        e_zn,
+    )
+    split[0, 0], split[0, 1], split[1, 0], split[1, 1], split[2, 0], split[2, 1], pull[0], pull[1] = v
 
 
 @nb.njit(cache=True, inline="always")
