@@ -141,6 +141,8 @@ def simulate(
     availability,
     availability_sd,
     mttr_h,
+    draw_supply,
+    draw_mill_rate,
     use_pre,
     pre_z,
     pre_u,
@@ -148,7 +150,13 @@ def simulate(
     out_d,
     out_draw,
 ):
-    """The kernel's model, vectorised over draws (same arguments and outputs as the kernel)."""
+    """The kernel's model, vectorised over draws (same arguments and outputs as the kernel).
+
+    The plan's rates only: draws with their own rates (``draw_supply``) are not part of the
+    benchmark's workload.
+    """
+    if draw_supply.shape[0] > 0:
+        raise ValueError("numpy_peer.simulate: per-draw rates (draw_supply) are not supported")
     nd, nq, nf = out_q.shape
     ns = supply.shape[0]
     n_steps = step_q.shape[0]

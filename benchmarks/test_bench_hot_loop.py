@@ -63,6 +63,15 @@ def test_hot_loop(benchmark, size, full, impl):
         check_against_reference(outputs)
 
 
+def test_peer_takes_the_kernels_arguments():
+    """The fast NumPy peer's parameters are the kernel's (kenomill._mc_kernels.ARGS), in order."""
+    import inspect
+
+    from kenomill import _mc_kernels
+
+    assert tuple(inspect.signature(numpy_peer.simulate).parameters) == _mc_kernels.ARGS
+
+
 def test_peer_equals_kernel():
     """Fed the kernel's pre-made numbers, the fast NumPy peer equals the kernel to rounding."""
     plan = workload()

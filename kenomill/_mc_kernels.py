@@ -204,8 +204,67 @@ N_RC = recovery.N_RC
 # ----------------------------------------------------------------- the kernel's inputs
 #: The kernel's inputs in order, (name, numba type): the one spelling from which the
 #: signature (:data:`SIGNATURE`) and :meth:`kenomill.simulate.Plan.kernel_args` are made;
-#: tests/test_simulate.py checks that :func:`simulate`, the NumPy reference and the plan
-#: agree with it. Units: t, h, mass fractions (see :func:`simulate`).
+#: tests/test_simulate.py checks that :func:`simulate`, the NumPy reference (which names its
+#: positional arguments by :data:`ARGS`) and the plan agree with it.
+#:
+#: The kernel's arguments (units: t, h, mass fractions; ``ns`` sources, ``nq`` quarters,
+#: ``k`` free parameters, ``nd`` draws of the call):
+#:
+#: seed : uint64
+#:     Seed; with ``draw0 + d`` the only input of draw ``d``'s random streams.
+#: kind, grade_dep : int
+#:     Recovery model (:func:`kenomill.recovery.respond`).
+#: p_base : f8[N_FULL]
+#:     Full parameter vector; ``free_idx`` entries replaced by each draw's theta.
+#: post_theta : f8[S, k]
+#:     The calibration's posterior draws of the free parameters (``spec.free`` order);
+#:     each Monte Carlo draw takes row ``s = floor(U S)``, U its first uniform.
+#: post_offset_mean, post_scatter_sd, post_scatter_chol : f8[S, 5], f8[S, 5], f8[S, 5, 5]
+#:     Per posterior draw: mean and SD of a new quarter's offsets and the lower Cholesky
+#:     factor of their correlation; each quarter of a draw gets offset_mean[s] +
+#:     scatter_sd[s] * (scatter_chol[s] @ z), z standard normal (5 per quarter).
+#: step_q : i8[n_steps]
+#:     Quarter index of each step (non-decreasing); ``step_h`` hours per step.
+#: mode : int
+#:     ``MODE_RATES``: ``supply[s, q]`` = tonnes mined per step; ``MODE_BLEND``:
+#:     ``supply[s, q]`` = share of the mill's demand delivered by source ``s``.
+#: rate_cv : f8[ns]
+#:     Step-to-step log-SD of tonnes mined (rates mode; lognormal, mean kept).
+#: start_lo, start_span : f8[ns]
+#:     First step of deliveries = start_lo + floor(U * start_span) (uncertain start).
+#: hold_until : i8[ns]
+#:     Deliveries before this step wait in a holding pile; it joins the ROM stockpile then.
+#: g_mean : f8[ns, nq, 3]
+#:     Mean Ag, Pb, Zn mass fractions of delivered ore.
+#: g_sd, g_phi, g_chol, g_mean_sd : f8[ns, 3], f8[ns, 3], f8[ns, 3, 3], f8[ns, 3]
+#:     Stationary log-SD, AR(1) coefficient per step, Cholesky factor of the correlation
+#:     of the innovations, and the per-draw log-SD of the mean grade (resource uncertainty).
+#: r_mean, r_sd : f8[ns, N_OFFSETS]
+#:     Per-draw response offsets of each source's ore (mean, SD).
+#: stock0 : f8[ns]
+#:     Initial ROM stockpile by source (at the source's first-quarter mean grade) [t].
+#: stock_cap : float
+#:     ROM stockpile capacity [t]; the excess is diverted (mixed composition).
+#: mill_rate : f8[nq]
+#:     Feed rate while operating [t/h].
+#: availability, availability_sd, mttr_h : float
+#:     Long-run availability, its per-draw SD (the long-run value is itself uncertain:
+#:     each draw runs at clip(availability + SD z, 0.05, 1)) and the mean repair time
+#:     [h]; ``mttr_h == 0``: every step runs ``availability * step_h`` hours (no
+#:     stochastic downtime). The mill's feed rate (``mill_rate``) is planned on the
+#:     stated availability whatever a draw's turns out to be.
+#: draw_supply, draw_mill_rate : f8[nd, ns, nq], f8[nd, nq]
+#:     Each draw's own ``supply`` and ``mill_rate`` (rate uncertainty), or arrays with a
+#:     first dimension 0: every draw at ``supply`` and ``mill_rate``.
+#: use_pre, pre_z, pre_u : int, f8[nd, nz], f8[nd, nu]
+#:     1 to read the random numbers from ``pre_z``/``pre_u`` (:func:`fill_random`).
+#: out_q : f8[nd, nq, N_FIXED + ns] (out)
+#:     Quarterly sums (flows) and end-of-quarter levels (``LEVEL_FIELDS``).
+#: out_d : f8[nd, n_steps or 0, N_FIXED + ns] (out)
+#:     Per-step records when its second dimension is ``n_steps``.
+#: out_draw : f8[nd, k + 9 ns + 2] (out)
+#:     Per-draw drivers: theta, response offsets (5 ns), mean-grade factors (3 ns),
+#:     start delay in steps (ns), index of the posterior draw used (1), long-run availability (1).
 INPUTS: tuple[tuple[str, str], ...] = (
     ("seed", "u8"),
     ("draw0", "i8"),
@@ -246,6 +305,10 @@ INPUTS: tuple[tuple[str, str], ...] = (
     ("availability", "f8"),
     ("availability_sd", "f8"),
     ("mttr_h", "f8"),
+    # per-draw rates (scenario rate uncertainty): supply[d] and mill_rate[d] of each draw, or
+    # empty (first dimension 0): every draw at the plan's supply and mill_rate
+    ("draw_supply", "f8[:, :, ::1]"),
+    ("draw_mill_rate", "f8[:, ::1]"),
     # pre-generated random numbers
     ("use_pre", "i8"),
     ("pre_z", "f8[:, ::1]"),
@@ -258,9 +321,11 @@ OUTPUTS: tuple[tuple[str, str], ...] = (
     ("out_draw", "f8[:, ::1]"),
 )
 #: inputs given per run (seed, draws, random numbers); the plan compiles all the others
-RUN_INPUTS = ("seed", "draw0", "use_pre", "pre_z", "pre_u")
+RUN_INPUTS = ("seed", "draw0", "draw_supply", "draw_mill_rate", "use_pre", "pre_z", "pre_u")
 #: the inputs a compiled plan holds, in kernel order
 PLAN_INPUTS = tuple(n for n, _ in INPUTS if n not in RUN_INPUTS)
+#: the kernel's arguments in order: its inputs, then its outputs
+ARGS = tuple(n for n, _ in INPUTS + OUTPUTS)
 SIGNATURE = "void(" + ", ".join(t for _, t in INPUTS + OUTPUTS) + ")"
 
 
@@ -372,6 +437,45 @@ def _chol_row(g_chol, s, e, z0, z1, z2):
 
 
 @nb.njit(cache=True, inline="always")
+def setup_draws(
+    nl, kn, ku, rows, use_pre, pre_z, pre_u, p_base, free_idx, post_theta, availability,
+    availability_sd, mttr_h, r_mean, r_sd, g_mean_sd, g_sd, g_phi, g_chol, start_lo, start_span, bod,
+):  # fmt: skip
+    """Per-draw setup of a block (uniforms 0 .. ns + 1, normals 0 .. 11 ns): posterior draw,
+    availability, sources, start delays; the drivers into ``bod[BLOCK, :]``.
+
+    Returns (p[BLOCK, N_FULL], its lane-last copy pl[N_FULL, BLOCK], s_post, a_d, mtbf_h, time
+    to the first failure, src_off, x, innov, gfac, start).
+    """
+    ns = r_mean.shape[0]
+    k = post_theta.shape[1]
+    p = np.empty((BLOCK, p_base.shape[0]))
+    pl = np.zeros((p_base.shape[0], BLOCK))
+    s_post = np.empty(BLOCK, np.int64)
+    a_d, mtbf_h, ttf = np.empty(BLOCK), np.empty(BLOCK), np.empty(BLOCK)
+    src_off = np.empty((BLOCK, ns, NOFF))
+    x, innov, gfac = np.empty((ns, 3, BLOCK)), np.empty((ns, 3, BLOCK)), np.empty((ns, 3, BLOCK))
+    start = np.empty((ns, BLOCK), np.int64)
+    for b in range(nl):
+        p[b, :] = p_base
+        s_post[b] = draw_parameters(b, ku[b], use_pre, pre_u, rows[b], p, free_idx, post_theta, bod)
+        bod[b, k + 9 * ns] = s_post[b]
+        a_d[b], mtbf_h[b] = draw_availability(
+            kn[b], use_pre, pre_z, rows[b], availability, availability_sd, mttr_h
+        )
+        bod[b, k + 9 * ns + 1] = a_d[b]
+        # fmt: off
+        draw_sources(b, kn[b], use_pre, pre_z, rows[b], r_mean, r_sd, g_mean_sd, g_sd, g_phi, g_chol,
+                     k, src_off, x, innov, gfac, bod)
+        ttf[b] = draw_starts(b, ku[b], use_pre, pre_u, rows[b], start_lo, start_span, mtbf_h[b],
+                             start, bod, k + 8 * ns)
+        # fmt: on
+        for i in range(p_base.shape[0]):
+            pl[i, b] = p[b, i]
+    return p, pl, s_post, a_d, mtbf_h, ttf, src_off, x, innov, gfac, start
+
+
+@nb.njit(cache=True, inline="always")
 def initial_state(stock0, g_mean):
     """ROM stockpile by source [t] and its metal [t] (at each source's first-quarter grade), empty holds."""
     ns = stock0.shape[0]
@@ -387,26 +491,9 @@ def initial_state(stock0, g_mean):
 
 @nb.njit(cache=True, inline="always")
 def quarter_constants(
-    nl,
-    keys,
-    iz,
-    use_pre,
-    pre_z,
-    rows,
-    zq,
-    flag,
-    post,
-    s_post,
-    src_off,
-    kind,
-    p,
-    qr,
-    qoff,
-    soff,
-    rc,
-    offl,
-    rcl,
-):
+    nl, keys, iz, use_pre, pre_z, rows, zq, flag, post, s_post, src_off, kind, p, mr_l, q,
+    qoff, soff, rc, offl, rcl,
+):  # fmt: skip
     """A new quarter (normals iz .. iz + 4): its scatter offsets ``qoff[5, BLOCK]``, and each
     draw's and source's offsets ``soff[b, s]`` and response constants ``rc[b, s]`` (and their
     lane-last copies ``offl[s, :, b]``, ``rcl[s, :, b]``).
@@ -419,6 +506,7 @@ def quarter_constants(
     for j in range(NOFF):
         lane_normals(nl, keys, iz + j, use_pre, pre_z, rows, zq, j, flag)
     for b in range(nl):
+        qr = mr_l[q, b] * 24.0 / recovery.REFERENCE_TPD
         sp = s_post[b]
         for j in range(NOFF):
             c = 0.0
@@ -441,7 +529,8 @@ def deliveries(
     g_mean, g_chol, g_phi, innov, gfac, x, arr_t, arr_g,
 ):  # fmt: skip
     """Grades (AR(1) in log) and, in rates mode, tonnes of the block's deliveries
-    (normals iz .. iz + 4 ns - 1: per source 3 grade innovations and 1 tonnage).
+    (normals iz .. iz + 4 ns - 1: per source 3 grade innovations and 1 tonnage; ``supply``:
+    the block's draws' ``[ns, nq, BLOCK]``).
 
     The numbers are drawn whether used or not, so that a draw's stream does not depend on
     when its sources start. The ``exp`` of a block's grades and tonnes run in SIMD lanes
@@ -465,9 +554,8 @@ def deliveries(
         if mode == MODE_RATES:
             cv = rate_cv[s]
             h = 0.5 * cv * cv
-            sq = supply[s, q]
             for b in range(nl):
-                v = sq * exp1(cv * zb[3, b] - h)
+                v = supply[s, q, b] * exp1(cv * zb[3, b] - h)
                 arr_t[s, b] = v if t >= start[s, b] else 0.0
         else:
             for b in range(nl):
@@ -476,7 +564,8 @@ def deliveries(
 
 @nb.njit(cache=True, inline="always")
 def blend_deliveries(b, t, q, demand, supply, start, hold_until, arr_t):
-    """Blend mode, draw ``b``: deliveries meet demand in the quarter's shares of the active sources.
+    """Blend mode, draw ``b``: deliveries meet demand in the quarter's shares ``supply[s, q, b]`` of the
+    active sources.
 
     Active: started and not held.
     """
@@ -484,10 +573,10 @@ def blend_deliveries(b, t, q, demand, supply, start, hold_until, arr_t):
     tot = 0.0
     for s in range(ns):
         if t >= start[s, b] and t >= hold_until[s]:
-            tot += supply[s, q]
+            tot += supply[s, q, b]
     for s in range(ns):
         if tot > 0.0 and t >= start[s, b] and t >= hold_until[s]:
-            arr_t[s, b] = demand * supply[s, q] / tot
+            arr_t[s, b] = demand * supply[s, q, b] / tot
         else:
             arr_t[s, b] = 0.0
 
@@ -723,6 +812,22 @@ def block_streams(seed, draw0, d0, nd):
 
 
 @nb.njit(cache=True, inline="always")
+def block_rates(nl, d0, supply, mill_rate, draw_supply, draw_mill_rate):
+    """The block's draws' supply ``[ns, nq, BLOCK]`` and mill feed rate ``[nq, BLOCK]``: their own
+    (``draw_*``) or the plan's."""
+    ns, nq = supply.shape
+    sup_l = np.zeros((ns, nq, BLOCK))
+    mr_l = np.zeros((nq, BLOCK))
+    own = draw_supply.shape[0] > 0
+    for b in range(nl):
+        for q in range(nq):
+            mr_l[q, b] = draw_mill_rate[d0 + b, q] if own else mill_rate[q]
+            for s in range(ns):
+                sup_l[s, q, b] = draw_supply[d0 + b, s, q] if own else supply[s, q]
+    return sup_l, mr_l
+
+
+@nb.njit(cache=True, inline="always")
 def store_step(d0, t, rec, out_d):
     """The step's record of the block's kept draws into ``out_d[:, t]``."""
     for b in range(BLOCK):
@@ -745,107 +850,22 @@ def store_block(d0, bq, bod, out_q, out_draw):
 # ----------------------------------------------------------------- the hot loop
 @nb.njit(SIGNATURE, cache=True, parallel=True, error_model="numpy")
 def simulate(
-    seed,
-    draw0,
-    kind,
-    grade_dep,
-    p_base,
-    free_idx,
-    post_theta,
-    post_offset_mean,
-    post_scatter_sd,
-    post_scatter_chol,
-    step_q,
-    step_h,
-    mode,
-    supply,
-    rate_cv,
-    start_lo,
-    start_span,
-    hold_until,
-    g_mean,
-    g_sd,
-    g_phi,
-    g_chol,
-    g_mean_sd,
-    r_mean,
-    r_sd,
-    stock0,
-    stock_cap,
-    mill_rate,
-    availability,
-    availability_sd,
-    mttr_h,
-    use_pre,
-    pre_z,
-    pre_u,
-    out_q,
-    out_d,
-    out_draw,
-):
+    seed, draw0, kind, grade_dep, p_base, free_idx, post_theta, post_offset_mean, post_scatter_sd,
+    post_scatter_chol, step_q, step_h, mode, supply, rate_cv, start_lo, start_span, hold_until, g_mean,
+    g_sd, g_phi, g_chol, g_mean_sd, r_mean, r_sd, stock0, stock_cap, mill_rate, availability,
+    availability_sd, mttr_h, draw_supply, draw_mill_rate, use_pre, pre_z, pre_u, out_q, out_d, out_draw,
+):  # fmt: skip
     """Simulate ``out_q.shape[0]`` draws (global indices ``draw0 + d``) over ``step_q.size`` steps.
 
-    Parameters (units: t, h, mass fractions; ``ns`` sources, ``nq`` quarters, ``k`` free parameters)
-    ----------
-    seed : uint64
-        Seed; with ``draw0 + d`` the only input of draw ``d``'s random streams.
-    kind, grade_dep : int
-        Recovery model (:func:`kenomill.recovery.respond`).
-    p_base : f8[N_FULL]
-        Full parameter vector; ``free_idx`` entries replaced by each draw's theta.
-    post_theta : f8[S, k]
-        The calibration's posterior draws of the free parameters (``spec.free`` order);
-        each Monte Carlo draw takes row ``s = floor(U S)``, U its first uniform.
-    post_offset_mean, post_scatter_sd, post_scatter_chol : f8[S, 5], f8[S, 5], f8[S, 5, 5]
-        Per posterior draw: mean and SD of a new quarter's offsets and the lower Cholesky
-        factor of their correlation; each quarter of a draw gets offset_mean[s] +
-        scatter_sd[s] * (scatter_chol[s] @ z), z standard normal (5 per quarter).
-    step_q : i8[n_steps]
-        Quarter index of each step (non-decreasing); ``step_h`` hours per step.
-    mode : int
-        ``MODE_RATES``: ``supply[s, q]`` = tonnes mined per step; ``MODE_BLEND``:
-        ``supply[s, q]`` = share of the mill's demand delivered by source ``s``.
-    rate_cv : f8[ns]
-        Step-to-step log-SD of tonnes mined (rates mode; lognormal, mean kept).
-    start_lo, start_span : f8[ns]
-        First step of deliveries = start_lo + floor(U * start_span) (uncertain start).
-    hold_until : i8[ns]
-        Deliveries before this step wait in a holding pile; it joins the ROM stockpile then.
-    g_mean : f8[ns, nq, 3]
-        Mean Ag, Pb, Zn mass fractions of delivered ore.
-    g_sd, g_phi, g_chol, g_mean_sd : f8[ns, 3], f8[ns, 3], f8[ns, 3, 3], f8[ns, 3]
-        Stationary log-SD, AR(1) coefficient per step, Cholesky factor of the correlation
-        of the innovations, and the per-draw log-SD of the mean grade (resource uncertainty).
-    r_mean, r_sd : f8[ns, N_OFFSETS]
-        Per-draw response offsets of each source's ore (mean, SD).
-    stock0 : f8[ns]
-        Initial ROM stockpile by source (at the source's first-quarter mean grade) [t].
-    stock_cap : float
-        ROM stockpile capacity [t]; the excess is diverted (mixed composition).
-    mill_rate : f8[nq]
-        Feed rate while operating [t/h].
-    availability, availability_sd, mttr_h : float
-        Long-run availability, its per-draw SD (the long-run value is itself uncertain:
-        each draw runs at clip(availability + SD z, 0.05, 1)) and the mean repair time
-        [h]; ``mttr_h == 0``: every step runs ``availability * step_h`` hours (no
-        stochastic downtime). The mill's feed rate (``mill_rate``) is planned on the
-        stated availability whatever a draw's turns out to be.
-    use_pre, pre_z, pre_u : int, f8[nd, nz], f8[nd, nu]
-        1 to read the random numbers from ``pre_z``/``pre_u`` (:func:`fill_random`).
-    out_q : f8[nd, nq, N_FIXED + ns] (out)
-        Quarterly sums (flows) and end-of-quarter levels (``LEVEL_FIELDS``).
-    out_d : f8[nd, n_steps or 0, N_FIXED + ns] (out)
-        Per-step records when its second dimension is ``n_steps``.
-    out_draw : f8[nd, k + 9 ns + 2] (out)
-        Per-draw drivers: theta, response offsets (5 ns), mean-grade factors (3 ns),
-        start delay in steps (ns), index of the posterior draw used (1), long-run availability (1).
+    The arguments are :data:`ARGS` (:data:`INPUTS`, then :data:`OUTPUTS`; units, shapes and
+    meaning in the comment above :data:`INPUTS`). Parallel over blocks of :data:`BLOCK`
+    draws; inside a block the step functions above run the draws in lock-step.
     """
     nd = out_q.shape[0]
     nq = out_q.shape[1]
     nf = out_q.shape[2]
     ns = supply.shape[0]
     n_steps = step_q.shape[0]
-    k = post_theta.shape[1]
     daily = out_d.shape[1] > 0
     post = (post_offset_mean, post_scatter_sd, post_scatter_chol)
     # error_model="numpy": no division-by-zero checks (every division is guarded), which
@@ -855,70 +875,42 @@ def simulate(
         # ---- the block's draws: keys of their streams, their rows of pre-generated numbers
         nl = min(BLOCK, nd - d0)  # draws in the block (the last one may be partial)
         kn, ku, rows = block_streams(seed, draw0, d0, nd)
+        sup_l, mr_l = block_rates(nl, d0, supply, mill_rate, draw_supply, draw_mill_rate)
         # ---- per-draw setup: posterior draw, availability, sources, start delays
         bq = np.zeros((nq, nf, BLOCK))  # the block's quarterly sums and levels
         bod = np.zeros((BLOCK, out_draw.shape[1]))
-        p = np.empty((BLOCK, p_base.shape[0]))
-        s_post = np.empty(BLOCK, np.int64)
-        a_d = np.empty(BLOCK)
-        mtbf_h = np.empty(BLOCK)
-        ttf = np.empty(BLOCK)
+        # fmt: off
+        p, pl, s_post, a_d, mtbf_h, ttf, src_off, x, innov, gfac, start = setup_draws(
+            nl, kn, ku, rows, use_pre, pre_z, pre_u, p_base, free_idx, post_theta, availability,
+            availability_sd, mttr_h, r_mean, r_sd, g_mean_sd, g_sd, g_phi, g_chol, start_lo, start_span, bod,
+        )
+        # fmt: on
         down_rem = np.zeros(BLOCK)
-        src_off = np.empty((BLOCK, ns, NOFF))
-        x = np.empty((ns, 3, BLOCK))
-        innov = np.empty((ns, 3, BLOCK))
-        gfac = np.empty((ns, 3, BLOCK))
-        start = np.empty((ns, BLOCK), np.int64)
-        for b in range(nl):
-            p[b, :] = p_base
-            s_post[b] = draw_parameters(b, ku[b], use_pre, pre_u, rows[b], p, free_idx, post_theta, bod)
-            bod[b, k + 9 * ns] = s_post[b]
-            a_d[b], mtbf_h[b] = draw_availability(
-                kn[b], use_pre, pre_z, rows[b], availability, availability_sd, mttr_h
-            )
-            bod[b, k + 9 * ns + 1] = a_d[b]
-            # fmt: off
-            draw_sources(b, kn[b], use_pre, pre_z, rows[b], r_mean, r_sd, g_mean_sd, g_sd, g_phi, g_chol,
-                         k, src_off, x, innov, gfac, bod)
-            ttf[b] = draw_starts(b, ku[b], use_pre, pre_u, rows[b], start_lo, start_span, mtbf_h[b],
-                                 start, bod, k + 8 * ns)
-            # fmt: on
         iz = 1 + 11 * ns  # next normal and uniform of every draw of the block (lock-step)
         iu = 2 + ns
         # ---- state and work arrays (allocated once per block)
         st_t, st_m, hd_t, hd_m = initial_state(stock0, g_mean)
-        zq = np.empty((NOFF, BLOCK))
-        zb = np.empty((4, BLOCK))
-        flag = np.empty(BLOCK, np.int64)
-        qoff = np.zeros((NOFF, BLOCK))
-        soff = np.empty((BLOCK, ns, NOFF))
-        rc = np.empty((BLOCK, ns, N_RC))
-        offl = np.zeros((ns, NOFF, BLOCK))
-        rcl = np.zeros((ns, N_RC, BLOCK))
-        pl = np.zeros((p_base.shape[0], BLOCK))  # the draws' parameters, lane-last
-        for b in range(nl):
-            for i in range(p_base.shape[0]):
-                pl[i, b] = p[b, i]
-        stock = np.empty(BLOCK)
-        frac = np.empty(BLOCK)
-        bt = np.empty(BLOCK)
-        rr = np.empty((4, BLOCK))
-        arr_t = np.empty((ns, BLOCK))
-        arr_g = np.empty((ns, 3, BLOCK))
-        up = np.empty(BLOCK)
-        demand = np.empty(BLOCK)
-        part_t = np.empty((ns, BLOCK))
-        part_m = np.zeros((ns, 3, BLOCK))
-        blend = np.empty((3, BLOCK))
+        zq, zb, flag = np.empty((NOFF, BLOCK)), np.empty((4, BLOCK)), np.empty(BLOCK, np.int64)
+        qoff, soff, rc = np.zeros((NOFF, BLOCK)), np.empty((BLOCK, ns, NOFF)), np.empty((BLOCK, ns, N_RC))
+        offl, rcl = np.zeros((ns, NOFF, BLOCK)), np.zeros((ns, N_RC, BLOCK))  # lane-last copies
+        stock, frac, bt, up, demand = (
+            np.empty(BLOCK),
+            np.empty(BLOCK),
+            np.empty(BLOCK),
+            np.empty(BLOCK),
+            np.empty(BLOCK),
+        )
+        rr, blend = np.empty((4, BLOCK)), np.empty((3, BLOCK))
+        arr_t, arr_g = np.empty((ns, BLOCK)), np.empty((ns, 3, BLOCK))
+        part_t, part_m = np.empty((ns, BLOCK)), np.zeros((ns, 3, BLOCK))
         rec = np.zeros((nf, BLOCK))  # the step's record: only written when daily
         q_prev = -1
         for t in range(n_steps):
             q = step_q[t]
             if q != q_prev:
-                qr = mill_rate[q] * 24.0 / recovery.REFERENCE_TPD
                 # fmt: off
                 quarter_constants(nl, kn, iz, use_pre, pre_z, rows, zq, flag, post, s_post, src_off, kind,
-                                  p, qr, qoff, soff, rc, offl, rcl)
+                                  p, mr_l, q, qoff, soff, rc, offl, rcl)
                 # fmt: on
                 iz += NOFF
                 q_prev = q
@@ -926,7 +918,7 @@ def simulate(
             if daily:
                 rec[:, :] = 0.0
             # fmt: off
-            deliveries(nl, kn, iz, use_pre, pre_z, rows, zb, flag, t, q, mode, supply, rate_cv, start,
+            deliveries(nl, kn, iz, use_pre, pre_z, rows, zb, flag, t, q, mode, sup_l, rate_cv, start,
                        g_mean, g_chol, g_phi, innov, gfac, x, arr_t, arr_g)
             # fmt: on
             iz += 4 * ns
@@ -934,11 +926,12 @@ def simulate(
                 up[b], ttf[b], down_rem[b] = operating_hours(
                     ku[b], iu, use_pre, pre_u, rows[b], step_h, mttr_h, mtbf_h[b], a_d[b], ttf[b], down_rem[b]
                 )
-                demand[b] = mill_rate[q] * up[b]
+                demand[b] = mr_l[q, b] * up[b]
                 _flow(acc, rec, daily, F_UP_H, b, up[b])
                 _flow(acc, rec, daily, F_CAL_H, b, step_h)
-                if mode == MODE_BLEND:
-                    blend_deliveries(b, t, q, demand[b], supply, start, hold_until, arr_t)
+            if mode == MODE_BLEND:
+                for b in range(nl):
+                    blend_deliveries(b, t, q, demand[b], sup_l, start, hold_until, arr_t)
             iu += 2 * N_FAIL
             stockpile_in(nl, t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, acc, rec, daily)
             reclaim(nl, demand, st_t, st_m, part_t, part_m, blend, stock, frac, bt)

@@ -18,6 +18,7 @@ import numpy as np
 
 from kenomill import recovery
 from kenomill._mc_kernels import (
+    ARGS,
     F_CAL_H,
     F_DIVERTED_M,
     F_DIVERTED_T,
@@ -197,83 +198,61 @@ class _Source:
 
 
 # ----------------------------------------------------------------- the hot loop
-def simulate(
-    seed,
-    draw0,
-    kind,
-    grade_dep,
-    p_base,
-    free_idx,
-    post_theta,
-    post_offset_mean,
-    post_scatter_sd,
-    post_scatter_chol,
-    step_q,
-    step_h,
-    mode,
-    supply,
-    rate_cv,
-    start_lo,
-    start_span,
-    hold_until,
-    g_mean,
-    g_sd,
-    g_phi,
-    g_chol,
-    g_mean_sd,
-    r_mean,
-    r_sd,
-    stock0,
-    stock_cap,
-    mill_rate,
-    availability,
-    availability_sd,
-    mttr_h,
-    use_pre,
-    pre_z,
-    pre_u,
-    out_q,
-    out_d,
-    out_draw,
-):
-    """NumPy reference of :func:`kenomill._mc_kernels.simulate` (same arguments and outputs).
+def simulate(*args):
+    """NumPy reference of :func:`kenomill._mc_kernels.simulate` (same arguments and outputs, in the
+    order of :data:`kenomill._mc_kernels.ARGS`).
 
     The same step functions as the kernel, each over all draws at once.
     """
-    a = SimpleNamespace(**locals())  # the arguments by name (kenomill._mc_kernels.INPUTS)
-    rng = _Source(seed, draw0, out_q.shape[0], use_pre, pre_z, pre_u)
-    out_q[:] = 0.0
+    a = SimpleNamespace(**dict(zip(ARGS, args, strict=True)))  # the arguments by name
+    nd = a.out_q.shape[0]
+    a.supply_d, a.mill_rate_d = draw_rates(a.supply, a.mill_rate, a.draw_supply, a.draw_mill_rate, nd)
+    rng = _Source(a.seed, a.draw0, nd, a.use_pre, a.pre_z, a.pre_u)
+    a.out_q[:] = 0.0
     st = _setup(a, rng)
     q_prev = -1
-    for t in range(step_q.shape[0]):
-        q = step_q[t]
+    for t in range(a.step_q.shape[0]):
+        q = a.step_q[t]
         if q != q_prev:
             zq = np.stack([rng.normal() for _ in range(NOFF)], axis=1)
-            corr_z = np.einsum("dji,di->dj", post_scatter_chol[st.s_post], zq)
-            st.qoff = post_offset_mean[st.s_post] + post_scatter_sd[st.s_post] * corr_z
+            corr_z = np.einsum("dji,di->dj", a.post_scatter_chol[st.s_post], zq)
+            st.qoff = a.post_offset_mean[st.s_post] + a.post_scatter_sd[st.s_post] * corr_z
             q_prev = q
-        rec = np.zeros((out_q.shape[0], out_q.shape[2]))
+        rec = np.zeros((nd, a.out_q.shape[2]))
         _deliveries(a, rng, st, t, q)
         up = _operating_hours(a, rng, st)
-        demand = mill_rate[q] * up
-        if mode == MODE_BLEND:
+        demand = a.mill_rate_d[:, q] * up
+        if a.mode == MODE_BLEND:
             _blend_deliveries(a, st, t, q, demand)
         _stockpile_in(a, st, t, rec)
         _mill(a, st, demand, q, rec)
         _stockpile_divert(a, st, rec)
         rec[:, F_UP_H] = up
-        rec[:, F_CAL_H] = step_h
-        for s in range(supply.shape[0]):
-            rec[:, F_STOCK_T] += st.st_t[:, s]
-            rec[:, F_HOLD_T] += st.hd_t[:, s]
-            rec[:, F_STOCK_M : F_STOCK_M + 3] += st.st_m[:, s, :]
-            rec[:, F_HOLD_M : F_HOLD_M + 3] += st.hd_m[:, s, :]
-        rec[:, F_SCATTER : F_SCATTER + NOFF] = st.qoff
-        out_q[:, q, :F_STOCK_T] += rec[:, :F_STOCK_T]
-        out_q[:, q, F_STOCK_T:F_SRC_T] = rec[:, F_STOCK_T:F_SRC_T]
-        out_q[:, q, F_SRC_T:] += rec[:, F_SRC_T:]
-        if out_d.shape[1] > 0:
-            out_d[:, t, :] = rec
+        rec[:, F_CAL_H] = a.step_h
+        _levels(st, rec)
+        a.out_q[:, q, :F_STOCK_T] += rec[:, :F_STOCK_T]
+        a.out_q[:, q, F_STOCK_T:F_SRC_T] = rec[:, F_STOCK_T:F_SRC_T]
+        a.out_q[:, q, F_SRC_T:] += rec[:, F_SRC_T:]
+        if a.out_d.shape[1] > 0:
+            a.out_d[:, t, :] = rec
+
+
+def draw_rates(supply, mill_rate, draw_supply, draw_mill_rate, nd):
+    """Each draw's supply ``[nd, ns, nq]`` and mill feed rate ``[nd, nq]``: the kernel's
+    ``draw_supply``/``draw_mill_rate`` when given (first dimension > 0), else the plan's for all."""
+    if draw_supply.shape[0] > 0:
+        return draw_supply, draw_mill_rate
+    return np.broadcast_to(supply, (nd, *supply.shape)), np.broadcast_to(mill_rate, (nd, *mill_rate.shape))
+
+
+def _levels(st, rec):
+    """Stockpile, holds and the quarter's scatter at the end of the step into ``rec``."""
+    for s in range(st.st_t.shape[1]):
+        rec[:, F_STOCK_T] += st.st_t[:, s]
+        rec[:, F_HOLD_T] += st.hd_t[:, s]
+        rec[:, F_STOCK_M : F_STOCK_M + 3] += st.st_m[:, s, :]
+        rec[:, F_HOLD_M : F_HOLD_M + 3] += st.hd_m[:, s, :]
+    rec[:, F_SCATTER : F_SCATTER + NOFF] = st.qoff
 
 
 def _setup(a, rng):
@@ -338,7 +317,7 @@ def _deliveries(a, rng, st, t, q):
         st.arr_g[:, s, :] = a.g_mean[s, q] * st.gfac[:, s, :] * np.exp(st.x[:, s, :])
         cv = a.rate_cv[s]
         on = (t >= st.start[:, s]) & (a.mode == MODE_RATES)
-        st.arr_t[:, s] = np.where(on, a.supply[s, q] * np.exp(cv * zr - 0.5 * cv * cv), 0.0)
+        st.arr_t[:, s] = np.where(on, a.supply_d[:, s, q] * np.exp(cv * zr - 0.5 * cv * cv), 0.0)
 
 
 def _operating_hours(a, rng, st):
@@ -382,10 +361,10 @@ def _blend_deliveries(a, st, t, q, demand):
     active = (t >= st.start) & (t >= a.hold_until[None, :])
     tot = np.zeros(a.out_q.shape[0])
     for s in range(a.supply.shape[0]):
-        tot = tot + np.where(active[:, s], a.supply[s, q], 0.0)
+        tot = tot + np.where(active[:, s], a.supply_d[:, s, q], 0.0)
     safe = np.where(tot > 0.0, tot, 1.0)
     for s in range(a.supply.shape[0]):
-        st.arr_t[:, s] = np.where(active[:, s] & (tot > 0.0), demand * a.supply[s, q] / safe, 0.0)
+        st.arr_t[:, s] = np.where(active[:, s] & (tot > 0.0), demand * a.supply_d[:, s, q] / safe, 0.0)
 
 
 def _stockpile_in(a, st, t, rec):
@@ -411,7 +390,7 @@ def _mill(a, st, demand, q, rec):
     stock = st.st_t.sum(axis=1) if ns else np.zeros(a.out_q.shape[0])
     feed = np.minimum(demand, stock)
     f = np.where(stock > 0.0, feed / np.where(stock > 0.0, stock, 1.0), 0.0)
-    qr = a.mill_rate[q] * 24.0 / recovery.REFERENCE_TPD
+    qr = a.mill_rate_d[:, q] * 24.0 / recovery.REFERENCE_TPD
     part_t = st.st_t * f[:, None]
     part_m = st.st_m * f[:, None, None]
     on = part_t > 0.0

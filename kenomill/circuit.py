@@ -175,6 +175,40 @@ def forward(
         and per element ``<El>_grade`` [its unit], ``<El>_t`` [t of element],
         ``<El>_contained`` [troy_oz or lb], ``<El>_distribution`` [% of feed element].
     """
+    els = _check_elements(head, recovery, concentrate_t, mass_pull, concentrate_grade)
+    feed = _as_da(ore_t, "ore_t")
+    check_range("ore_t [t]", feed.values, 0.0, np.inf, "t")
+    head_f = {e: _grade_fraction(head, e, "head") for e in els}
+    rec_f = {e: _recovery_fraction(recovery, e) for e in els}
+    con = _concentrate_tonnes(feed, head_f, rec_f, els, concentrate_t, mass_pull, concentrate_grade)
+    template, feed_t, feed_frac, split, con_t = _rows(feed, con, head_f, rec_f, els)
+    grade_u = [
+        head_f[e].attrs.get("units") or _as_da(head[e], e).attrs.get("units") or units.grade_unit(e)
+        for e in els
+    ]
+    cont_u = [units.contained_unit(e) for e in els]
+    limit = np.array([units.PURE_MINERAL_GRADE.get(e, 1.0) for e in els])
+    g_scale = np.array([units.GRADE_UNITS[u] for u in grade_u])
+    c_scale = np.array([float(units.tonnes_to_contained(1.0, u)) for u in cont_u])
+    n, m = feed_frac.shape
+    out = {
+        "tonnes": np.empty((n, 4)),
+        "pull": np.empty((n, 4)),
+        "grade": np.empty((n, 4, m)),
+        "metal": np.empty((n, 4, m)),
+        "contained": np.empty((n, 4, m)),
+        "dist": np.empty((n, 4, m)),
+    }
+    first_bad = np.full(2 + 2 * m, -1, dtype=np.int64)
+    _forward_outputs(
+        feed_t, feed_frac, split, con_t, limit, g_scale, c_scale, *out.values(), first_bad
+    )  # fmt: skip
+    _raise_first_bad(first_bad, feed_t, con_t, out["tonnes"], out["metal"], els, limit, concentrate_grade)
+    return _forward_dataset(template, out, els, grade_u, cont_u)
+
+
+def _check_elements(head, recovery, concentrate_t, mass_pull, concentrate_grade) -> list[str]:
+    """The elements of ``head`` (those of ``recovery`` must match) and the one concentrate mass given."""
     els = _elements(head, "head")
     rec_els = _elements(recovery, "recovery")
     missing = [e for e in els if e not in rec_els]
@@ -198,31 +232,32 @@ def forward(
             f"concentrate mass: found {given or 'none'}; give exactly one of "
             "concentrate_t, mass_pull, concentrate_grade"
         )
+    return els
 
-    feed = _as_da(ore_t, "ore_t")
-    check_range("ore_t [t]", feed.values, 0.0, np.inf, "t")
-    head_f = {e: _grade_fraction(head, e, "head") for e in els}
-    rec_f = {}
-    for e in els:
-        r = _as_da(recovery[e], f"recovery.{e}")
-        if "concentrate" not in r.dims:
-            raise ValidationError(
-                f"recovery.{e}: found dims {r.dims}; a dimension 'concentrate' "
-                f"with {CONCENTRATES} is required"
-            )
-        r = r.sel(concentrate=list(CONCENTRATES)) if "concentrate" in r.coords else r
-        check_range(f"recovery.{e} [%]", r.values, 0.0, 100.0, "%")
-        # NumPy's sum: xarray's skips NaN with a where-mask pass (0.2 s at 10^6 rows), and
-        # check_range has refused NaN already
-        total = r.values.sum(axis=r.get_axis_num("concentrate"))
-        if (total > 100.0 + 1e-7).any():
-            v = float(total.max())
-            raise ValidationError(
-                f"recovery.{e} [%]: found {v:g} % to the two concentrates together; "
-                "allowed: at most 100 % (more metal out than in)"
-            )
-        rec_f[e] = r / 100.0
 
+def _recovery_fraction(recovery, e: str) -> xr.DataArray:
+    """Element ``e``'s recovery to the two concentrates as fractions (checked: 0-100 %, sum <= 100 %)."""
+    r = _as_da(recovery[e], f"recovery.{e}")
+    if "concentrate" not in r.dims:
+        raise ValidationError(
+            f"recovery.{e}: found dims {r.dims}; a dimension 'concentrate' with {CONCENTRATES} is required"
+        )
+    r = r.sel(concentrate=list(CONCENTRATES)) if "concentrate" in r.coords else r
+    check_range(f"recovery.{e} [%]", r.values, 0.0, 100.0, "%")
+    # NumPy's sum: xarray's skips NaN with a where-mask pass (0.2 s at 10^6 rows), and
+    # check_range has refused NaN already
+    total = r.values.sum(axis=r.get_axis_num("concentrate"))
+    if (total > 100.0 + 1e-7).any():
+        v = float(total.max())
+        raise ValidationError(
+            f"recovery.{e} [%]: found {v:g} % to the two concentrates together; "
+            "allowed: at most 100 % (more metal out than in)"
+        )
+    return r / 100.0
+
+
+def _concentrate_tonnes(feed, head_f, rec_f, els, concentrate_t, mass_pull, concentrate_grade):
+    """Concentrate tonnes along ``concentrate``, from whichever of the three was given."""
     if concentrate_t is not None:
         con = _as_da(concentrate_t, "concentrate_t")
         check_range("concentrate_t [t]", con.values, 0.0, np.inf, "t")
@@ -255,8 +290,12 @@ def forward(
             f"concentrate tonnes: found dims {con.dims}; a dimension "
             "'concentrate' with ('pbcon', 'zncon') is required"
         )
+    return con
 
-    # broadcast everything to common row dims and flatten them
+
+def _rows(feed, con, head_f, rec_f, els):
+    """Everything broadcast to common row dims and flattened: (template, feed_t[n], feed_frac[n, m],
+    split[n, m, 2], con_t[n, 2])."""
     arrays = [
         feed,
         con.isel(concentrate=0, drop=True),
@@ -282,37 +321,13 @@ def forward(
         feed_frac[:, j] = flat(head_f[e])
         for k in range(2):
             split[:, j, k] = flat(rec_f[e].isel(concentrate=k, drop=True))
-    grade_u = [
-        head_f[e].attrs.get("units") or _as_da(head[e], e).attrs.get("units") or units.grade_unit(e)
-        for e in els
-    ]
-    cont_u = [units.contained_unit(e) for e in els]
-    limit = np.array([units.PURE_MINERAL_GRADE.get(e, 1.0) for e in els])
-    g_scale = np.array([units.GRADE_UNITS[u] for u in grade_u])
-    c_scale = np.array([float(units.tonnes_to_contained(1.0, u)) for u in cont_u])
-    tonnes = np.empty((n, 4))
-    pull = np.empty((n, 4))
-    grade = np.empty((n, 4, m))
-    metal = np.empty((n, 4, m))
-    contained = np.empty((n, 4, m))
-    dist = np.empty((n, 4, m))
-    first_bad = np.full(2 + 2 * m, -1, dtype=np.int64)
-    _forward_outputs(
-        feed_t,
-        feed_frac,
-        split,
-        np.ascontiguousarray(con_t),
-        limit,
-        g_scale,
-        c_scale,
-        tonnes,
-        pull,
-        grade,
-        metal,
-        contained,
-        dist,
-        first_bad,
-    )
+    return template, feed_t, feed_frac, split, np.ascontiguousarray(con_t)
+
+
+def _raise_first_bad(first_bad, feed_t, con_t, tonnes, metal, els, limit, concentrate_grade) -> None:
+    """One line for the first impossible row the kernel flagged (more concentrate than feed, a
+    grade above the pure mineral's, elements above 100 % of a stream)."""
+    n = feed_t.shape[0]
     if first_bad[0] >= 0:
         i = int(first_bad[0])
         raise ValidationError(
@@ -344,36 +359,27 @@ def forward(
             f"{STREAMS[s]}: elements add up to {100 * tot:g} % of its mass; allowed: at most 100 %"
         )
 
-    out_dims = (*rdims, "stream")
+
+def _forward_dataset(template, out, els, grade_u, cont_u) -> xr.Dataset:
+    """The streams as a Dataset over the row dims and ``stream``."""
+    shape = template.shape
+    out_dims = (*template.dims, "stream")
     coords = {k: v for k, v in template.coords.items()}
     coords["stream"] = ("stream", list(STREAMS))
     ds = xr.Dataset(coords=coords)
-    ds["tonnes"] = (out_dims, tonnes.reshape(*shape, 4), {"units": "t", "long_name": "solids tonnes"})
-    ds["mass_pull"] = (
-        out_dims,
-        pull.reshape(*shape, 4),
-        {"units": "%", "long_name": "stream tonnes as share of feed tonnes"},
-    )
+
+    def put(name, values, attrs):
+        ds[name] = (out_dims, values.reshape(*shape, 4), attrs)
+
+    put("tonnes", out["tonnes"], {"units": "t", "long_name": "solids tonnes"})
+    put("mass_pull", out["pull"], {"units": "%", "long_name": "stream tonnes as share of feed tonnes"})
     for j, e in enumerate(els):
-        u, cu = grade_u[j], cont_u[j]
-        ds[f"{e}_grade"] = (
-            out_dims,
-            grade[:, :, j].reshape(*shape, 4),
-            {"units": u, "long_name": f"{e} grade"},
-        )
-        ds[f"{e}_t"] = (
-            out_dims,
-            metal[:, :, j].reshape(*shape, 4),
-            {"units": "t", "long_name": f"{e} contained, tonnes of metal"},
-        )
-        ds[f"{e}_contained"] = (
-            out_dims,
-            contained[:, :, j].reshape(*shape, 4),
-            {"units": cu, "long_name": f"{e} contained"},
-        )
-        ds[f"{e}_distribution"] = (
-            out_dims,
-            dist[:, :, j].reshape(*shape, 4),
+        put(f"{e}_grade", out["grade"][:, :, j], {"units": grade_u[j], "long_name": f"{e} grade"})
+        put(f"{e}_t", out["metal"][:, :, j], {"units": "t", "long_name": f"{e} contained, tonnes of metal"})
+        put(f"{e}_contained", out["contained"][:, :, j], {"units": cont_u[j], "long_name": f"{e} contained"})
+        put(
+            f"{e}_distribution",
+            out["dist"][:, :, j],
             {"units": "%", "long_name": f"share of feed {e} in the stream"},
         )
     ds.attrs["elements"] = ",".join(els)

@@ -63,6 +63,24 @@ class Plan:
     #: per-draw factors on the rates (kenomill.draw_inputs); None: the rates are as stated
     rates: RateDraws | None = None
 
+    def draw_rates(self, seed: int, draw0: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Each draw's supply ``[n, ns, nq]`` and mill feed rate ``[n, nq]`` (the kernel's
+        ``draw_supply``, ``draw_mill_rate``); empty (first dimension 0) without rate uncertainty.
+
+        Elementwise the same arithmetic as :meth:`kenomill.draw_inputs.RateDraws.arrays_for`
+        for one draw, so that a draw's results do not depend on how many run together.
+        """
+        a = self.arrays
+        ns, nq = a["supply"].shape
+        if self.rates is None or n == 0:
+            return np.empty((0, ns, nq)), np.empty((0, nq))
+        r = self.rates
+        fs, fm = r.factors(seed, np.arange(draw0, draw0 + n))
+        fq = np.where(r.source_on[None, :, :], fs[:, :, None], 1.0)
+        fmq = np.where(r.mill_on[None, :], fm[:, None], 1.0)
+        mill = np.minimum(r.target_tpd[None, :] * fmq / r.availability, r.capacity_tpd) / 24.0
+        return np.ascontiguousarray(a["supply"][None, :, :] * fq), np.ascontiguousarray(mill)
+
     @property
     def n_steps(self) -> int:
         return int(self.arrays["step_q"].size)
@@ -79,12 +97,13 @@ class Plan:
         """Normals and uniforms per draw (size of pre-generated arrays)."""
         return K.n_random(len(self.sources), len(self.quarters), self.n_steps)
 
-    def kernel_args(self, seed: int, draw0: int, n: int, daily: bool = False, pre=None):
+    def kernel_args(self, seed: int, draw0: int, n: int, daily: bool = False, pre=None, rates: bool = True):
         """(inputs, outputs) of :func:`kenomill._mc_kernels.simulate` for ``n`` draws from ``draw0``.
 
         The inputs in the order of :data:`kenomill._mc_kernels.INPUTS`: the plan's arrays
-        (:data:`~kenomill._mc_kernels.PLAN_INPUTS`) and the run's seed, first draw and
-        pre-generated numbers.
+        (:data:`~kenomill._mc_kernels.PLAN_INPUTS`) and the run's seed, first draw,
+        per-draw rates (when the plan has rate uncertainty and ``rates``) and pre-generated
+        numbers.
         """
         if pre is None:
             use_pre, (pz, pu) = 0, (np.empty((1, 0)), np.empty((1, 0)))
@@ -92,6 +111,7 @@ class Plan:
             use_pre, (pz, pu) = 1, pre
         run = {"seed": np.uint64(seed), "draw0": np.int64(draw0), "use_pre": np.int64(use_pre)}
         run.update(pre_z=pz, pre_u=pu)
+        run["draw_supply"], run["draw_mill_rate"] = self.draw_rates(seed, draw0, n if rates else 0)
         inputs = tuple(run[name] if name in run else self.arrays[name] for name, _ in K.INPUTS)
         nf = self.n_fields
         outputs = (
@@ -176,75 +196,16 @@ def compile_plan(
     cal, note = _calibration(sc, calibration, base_dir)
     spec = cal.spec
     quarters = sc.horizon.labels
-    nq = len(quarters)
     spd = sc.horizon.steps_per_day
     days = np.array([quarter_days(q) for q in quarters])
-    step_q = np.repeat(np.arange(nq, dtype=np.int64), days * spd)
-    n_steps = step_q.size
+    step_q = np.repeat(np.arange(len(quarters), dtype=np.int64), days * spd)
     step_h = 24.0 / spd
-    q_first = np.concatenate([[0], np.cumsum(days * spd)])
     names = list(sc.sources)
-    ns = len(names)
-
-    def step_of(label: str | None) -> int:
-        qi = quarter_index(sc, label)
-        return int(q_first[min(max(qi, 0), nq)]) if qi >= 0 else 0
-
-    mode = sc.feed.mode
-    supply = np.zeros((ns, nq))
-    if mode == "rates":
-        for i, n in enumerate(names):
-            supply[i] = per_quarter(sc.sources[n].rate_tpd, nq) * step_h / 24.0
-        if feed_unlimited:
-            tot = supply.sum(axis=0)
-            supply = np.divide(supply, tot, out=np.full_like(supply, 1.0 / ns), where=tot > 0)
-            mode = "blend"
-    else:
-        for i, n in enumerate(names):
-            supply[i] = per_quarter(sc.sources[n].blend, nq)
-    g_mean = np.zeros((ns, nq, 3))
-    g_sd = np.zeros((ns, 3))
-    g_phi = np.zeros((ns, 3))
-    g_chol = np.zeros((ns, 3, 3))
-    g_mean_sd = np.zeros((ns, 3))
-    r_mean = np.zeros((ns, recovery.N_OFFSETS))
-    r_sd = np.zeros((ns, recovery.N_OFFSETS))
-    start_lo = np.zeros(ns)
-    start_span = np.zeros(ns)
-    hold = np.zeros(ns, dtype=np.int64)
-    rate_cv = np.zeros(ns)
-    stock0 = np.zeros(ns)
-    for i, n in enumerate(names):
-        s = sc.sources[n]
-        means = s.mean_grades()
-        for e, el in enumerate(GRADES):
-            g = getattr(s, el)
-            g_mean[i, :, e] = units.to_fraction(per_quarter(means[el], nq), _GRADE_UNIT[el]) / (
-                1.0 + s.dilution
-            )
-            g_sd[i, e] = math.sqrt(math.log1p(g.cv**2))
-            g_phi[i, e] = g.autocorrelation ** (1.0 / spd)
-            g_mean_sd[i, e] = g.mean_uncertainty
-        corr = np.eye(3) if s.grade_correlation is None else np.asarray(s.grade_correlation, dtype=float)
-        g_chol[i] = np.linalg.cholesky(corr)
-        for j, off in enumerate(recovery.OFFSET_NAMES):
-            if off in s.response:
-                r_mean[i, j] = s.response[off].mean
-                r_sd[i, j] = s.response[off].sd
-        lo, hi = s.start_delay_days
-        start_lo[i] = (step_of(s.start) if quarter_index(sc, s.start) < nq else n_steps) + lo * spd
-        start_span[i] = (hi - lo) * spd
-        hold[i] = (
-            step_of(s.hold_until)
-            if s.hold_until and quarter_index(sc, s.hold_until) < nq
-            else (n_steps if s.hold_until else 0)
-        )
-        rate_cv[i] = s.rate_cv
-        stock0[i] = sc.stockpile.initial_t.get(n, 0.0)
+    mode, supply = _supply(sc, names, len(quarters), step_h, feed_unlimited)
     m = sc.mill
     a = float(m.availability if availability is None else availability)
     cap = float(m.capacity_tpd if capacity_tpd is None else capacity_tpd)
-    tgt = per_quarter(m.target_tpd if target_tpd is None else target_tpd, nq)
+    tgt = per_quarter(m.target_tpd if target_tpd is None else target_tpd, len(quarters))
     mill_rate = np.minimum(tgt / a, cap) / 24.0
     if (mill_rate <= 0).any():
         raise ValidationError("mill.target_tpd: found 0; the mill needs a positive throughput target")
@@ -259,18 +220,7 @@ def compile_plan(
         "step_h": float(step_h),
         "mode": np.int64(K.MODE_RATES if mode == "rates" else K.MODE_BLEND),
         "supply": np.ascontiguousarray(supply),
-        "rate_cv": rate_cv,
-        "start_lo": start_lo,
-        "start_span": start_span,
-        "hold_until": hold,
-        "g_mean": np.ascontiguousarray(g_mean),
-        "g_sd": g_sd,
-        "g_phi": g_phi,
-        "g_chol": np.ascontiguousarray(g_chol),
-        "g_mean_sd": g_mean_sd,
-        "r_mean": r_mean,
-        "r_sd": r_sd,
-        "stock0": stock0,
+        **_source_arrays(sc, names, days * spd),
         "stock_cap": float(np.inf if sc.stockpile.capacity_t is None else sc.stockpile.capacity_t),
         "mill_rate": np.ascontiguousarray(mill_rate),
         "availability": a,
@@ -283,47 +233,104 @@ def compile_plan(
     return Plan(sc, cal, quarters, days, names, arrays, note, rates)
 
 
+def _supply(sc: Scenario, names: list[str], nq: int, step_h: float, feed_unlimited: bool):
+    """(mode, supply[ns, nq]): tonnes mined per step (rates) or each source's share (blend)."""
+    mode = sc.feed.mode
+    ns = len(names)
+    supply = np.zeros((ns, nq))
+    if mode == "rates":
+        for i, n in enumerate(names):
+            supply[i] = per_quarter(sc.sources[n].rate_tpd, nq) * step_h / 24.0
+        if feed_unlimited:
+            tot = supply.sum(axis=0)
+            supply = np.divide(supply, tot, out=np.full_like(supply, 1.0 / ns), where=tot > 0)
+            mode = "blend"
+    else:
+        for i, n in enumerate(names):
+            supply[i] = per_quarter(sc.sources[n].blend, nq)
+    return mode, supply
+
+
+def _source_arrays(sc: Scenario, names: list[str], steps_per_quarter: np.ndarray) -> dict:
+    """The kernel's per-source arrays: start and hold steps, rate CV, grades, response offsets, stockpile."""
+    nq = len(steps_per_quarter)
+    spd = sc.horizon.steps_per_day
+    n_steps = int(steps_per_quarter.sum())
+    q_first = np.concatenate([[0], np.cumsum(steps_per_quarter)])
+
+    def step_of(label: str | None) -> int:
+        qi = quarter_index(sc, label)
+        return int(q_first[min(max(qi, 0), nq)]) if qi >= 0 else 0
+
+    ns = len(names)
+    out = {k: np.zeros(ns) for k in ("rate_cv", "start_lo", "start_span", "stock0")}
+    out["hold_until"] = np.zeros(ns, dtype=np.int64)
+    out.update(_grade_arrays(sc, names, nq))
+    out["r_mean"] = np.zeros((ns, recovery.N_OFFSETS))
+    out["r_sd"] = np.zeros((ns, recovery.N_OFFSETS))
+    for i, n in enumerate(names):
+        s = sc.sources[n]
+        for j, off in enumerate(recovery.OFFSET_NAMES):
+            if off in s.response:
+                out["r_mean"][i, j] = s.response[off].mean
+                out["r_sd"][i, j] = s.response[off].sd
+        lo, hi = s.start_delay_days
+        out["start_lo"][i] = (step_of(s.start) if quarter_index(sc, s.start) < nq else n_steps) + lo * spd
+        out["start_span"][i] = (hi - lo) * spd
+        out["hold_until"][i] = (
+            step_of(s.hold_until)
+            if s.hold_until and quarter_index(sc, s.hold_until) < nq
+            else (n_steps if s.hold_until else 0)
+        )
+        out["rate_cv"][i] = s.rate_cv
+        out["stock0"][i] = sc.stockpile.initial_t.get(n, 0.0)
+    return out
+
+
+def _grade_arrays(sc: Scenario, names: list[str], nq: int) -> dict:
+    """Delivered grades per source: mean mass fractions per quarter, log-SD, AR(1) per step,
+    Cholesky factor of the innovations' correlation, per-draw log-SD of the mean."""
+    ns = len(names)
+    spd = sc.horizon.steps_per_day
+    g_mean = np.zeros((ns, nq, 3))
+    g_sd, g_phi, g_mean_sd = np.zeros((ns, 3)), np.zeros((ns, 3)), np.zeros((ns, 3))
+    g_chol = np.zeros((ns, 3, 3))
+    for i, n in enumerate(names):
+        s = sc.sources[n]
+        means = s.mean_grades()
+        for e, el in enumerate(GRADES):
+            g = getattr(s, el)
+            g_mean[i, :, e] = units.to_fraction(per_quarter(means[el], nq), _GRADE_UNIT[el]) / (
+                1.0 + s.dilution
+            )
+            g_sd[i, e] = math.sqrt(math.log1p(g.cv**2))
+            g_phi[i, e] = g.autocorrelation ** (1.0 / spd)
+            g_mean_sd[i, e] = g.mean_uncertainty
+        corr = np.eye(3) if s.grade_correlation is None else np.asarray(s.grade_correlation, dtype=float)
+        g_chol[i] = np.linalg.cholesky(corr)
+    return {
+        "g_mean": np.ascontiguousarray(g_mean),
+        "g_sd": g_sd,
+        "g_phi": g_phi,
+        "g_chol": np.ascontiguousarray(g_chol),
+        "g_mean_sd": g_mean_sd,
+    }
+
+
 # ------------------------------------------------------------------ running
 def run_chunk(plan: Plan, seed: int, draw0: int, n: int, daily: bool = False, n_threads: int | None = None):
-    """Run draws ``draw0 .. draw0 + n - 1``: returns (out_q, out_d, out_draw) arrays."""
+    """Run draws ``draw0 .. draw0 + n - 1``: returns (out_q, out_d, out_draw) arrays.
+
+    Draws with their own rates (scenario rate uncertainty) run in the same call, in blocks
+    and threads: the kernel takes each draw's supply and mill rate (``draw_supply``,
+    ``draw_mill_rate``).
+    """
     if n_threads is not None:
         import numba
 
         numba.set_num_threads(max(1, min(n_threads, numba.config.NUMBA_NUM_THREADS)))
-    if plan.rates is not None:
-        return _run_draw_by_draw(plan, seed, draw0, n, daily)
     inputs, outputs = plan.kernel_args(seed, draw0, n, daily)
     K.simulate(*inputs, *outputs)
-    return outputs
-
-
-def _run_draw_by_draw(plan: Plan, seed: int, draw0: int, n: int, daily: bool):
-    """Draws with their own rates (scenario rate uncertainty): one kernel call per draw.
-
-    The kernel takes one supply and one mill-rate array per call, so a draw with its own
-    factors runs alone (the kernel's inputs are unchanged; a draw depends only on (seed,
-    draw) either way, so results do not depend on chunks or threads). It costs the
-    threads' parallelism over draws: a per-draw kernel input would restore it.
-    """
-    from dataclasses import replace
-
-    import numba
-
-    fs, fm = plan.rates.factors(seed, np.arange(draw0, draw0 + n))
-    _, outputs = plan.kernel_args(seed, draw0, n, daily)
-    # one draw per call: starting the thread pool for one draw cost 2-14 ms a call (measured,
-    # load 4-6) against 0.2 ms of work; one thread avoids it
-    n0 = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        for i in range(n):
-            one = replace(plan, arrays=plan.rates.arrays_for(plan.arrays, fs[i], float(fm[i])), rates=None)
-            inputs, ones = one.kernel_args(seed, draw0 + i, 1, daily)
-            K.simulate(*inputs, *ones)
-            for out, o1 in zip(outputs, ones, strict=True):
-                out[i] = o1[0]
-    finally:
-        numba.set_num_threads(n0)
     return outputs
 
 
@@ -613,38 +620,88 @@ def to_dataset(
         "element": list(ELEMENTS),
     }
 
-    def raw_vars(o: np.ndarray, dims: tuple[str, str]) -> dict:
-        stream_t = np.stack(
-            [o[..., K.F_FEED_T], o[..., K.F_STREAM_T], o[..., K.F_STREAM_T + 1], o[..., K.F_STREAM_T + 2]],
-            axis=-1,
-        )
-        metal = np.concatenate(
-            [
-                o[..., None, K.F_FEED_M : K.F_FEED_M + 3],
-                o[..., K.F_STREAM_M : K.F_STREAM_M + 9].reshape(*o.shape[:-1], 3, 3),
-            ],
-            axis=-2,
-        )
-        return {
-            "stream_t": ((*dims, "stream"), stream_t),
-            "metal_t": ((*dims, "stream", "element"), metal),
-            "operating_h": (dims, o[..., K.F_UP_H]),
-            "days": (dims, o[..., K.F_CAL_H] / 24.0),
-            "ore_mined_t": (dims, o[..., K.F_MINED_T]),
-            "ore_diverted_t": (dims, o[..., K.F_DIVERTED_T]),
-            "stockpile_t": (dims, o[..., K.F_STOCK_T]),
-            "held_t": (dims, o[..., K.F_HOLD_T]),
-            "feed_by_source_t": ((*dims, "source"), o[..., K.F_SRC_T : K.F_SRC_T + ns]),
-        }
-
-    ds = derive(xr.Dataset(raw_vars(out_q, ("draw", "quarter")), coords=coords))
+    ds = derive(xr.Dataset(_raw_vars(out_q, ("draw", "quarter"), ns), coords=coords))
     ds["scatter_offset"] = (("draw", "quarter", "offset"), out_q[..., K.F_SCATTER : K.F_SCATTER + K.NOFF])
     ds = ds.assign_coords(offset=list(recovery.OFFSET_NAMES))
     ds["scatter_offset"].attrs = {
         "units": "1",
         "long_name": "quarter-to-quarter offsets of the mill response",
     }
-    # per-draw drivers of the spread
+    ds = _draw_drivers(ds, plan, out_draw, seed)
+    if out_d is not None:
+        steps = np.arange(out_d.shape[1])
+        daily = derive(xr.Dataset(_raw_vars(out_d, ("draw", "step"), ns), coords={**coords, "step": steps}))
+        for v in _STEP_VARIABLES:
+            ds[f"step_{v}"] = daily[v]
+        ds = ds.assign_coords(step_quarter=("step", np.asarray(plan.quarters)[plan.arrays["step_q"]]))
+    sc = plan.scenario
+    ds.attrs = {
+        "title": f"kenomill Monte Carlo: scenario {sc.name}",
+        "scenario": sc.name,
+        "description": sc.description,
+        "assumptions": "\n".join(sc.assumptions),
+        "seed": int(seed),
+        "draws": int(nd),
+        "step": sc.horizon.step,
+        "calibration_model": plan.calibration.model,
+        "calibration": plan.calibration_note,
+        "parameter_uncertainty": int(sc.uncertainty.parameters),
+        "quarterly_scatter": int(sc.uncertainty.scatter),
+        # annual() adds these reported quarters to their year's totals (start_after_reported)
+        "reported_before": ", ".join(sc.horizon.reported_before),
+    }
+    return ds
+
+
+#: per-step variables of a run with per-step output (``step_<name>``)
+_STEP_VARIABLES = (
+    "ore_processed_t",
+    "ag_oz",
+    "pb_lb",
+    "zn_lb",
+    "head_ag_gpt",
+    "head_pb_pct",
+    "head_zn_pct",
+    "rec_ag_pct",
+    "rec_pb_pct",
+    "rec_zn_pct",
+    "stockpile_t",
+    "availability",
+    "stream_t",
+    "metal_t",
+)
+
+
+def _raw_vars(o: np.ndarray, dims: tuple[str, str], ns: int) -> dict:
+    """The kernel's record fields (``F_*``) of ``o[..., nf]`` as Dataset variables over ``dims``."""
+    stream_t = np.stack(
+        [o[..., K.F_FEED_T], o[..., K.F_STREAM_T], o[..., K.F_STREAM_T + 1], o[..., K.F_STREAM_T + 2]],
+        axis=-1,
+    )
+    metal = np.concatenate(
+        [
+            o[..., None, K.F_FEED_M : K.F_FEED_M + 3],
+            o[..., K.F_STREAM_M : K.F_STREAM_M + 9].reshape(*o.shape[:-1], 3, 3),
+        ],
+        axis=-2,
+    )
+    return {
+        "stream_t": ((*dims, "stream"), stream_t),
+        "metal_t": ((*dims, "stream", "element"), metal),
+        "operating_h": (dims, o[..., K.F_UP_H]),
+        "days": (dims, o[..., K.F_CAL_H] / 24.0),
+        "ore_mined_t": (dims, o[..., K.F_MINED_T]),
+        "ore_diverted_t": (dims, o[..., K.F_DIVERTED_T]),
+        "stockpile_t": (dims, o[..., K.F_STOCK_T]),
+        "held_t": (dims, o[..., K.F_HOLD_T]),
+        "feed_by_source_t": ((*dims, "source"), o[..., K.F_SRC_T : K.F_SRC_T + ns]),
+    }
+
+
+def _draw_drivers(ds: xr.Dataset, plan: Plan, out_draw: np.ndarray, seed: int) -> xr.Dataset:
+    """The per-draw drivers of the spread (the kernel's ``out_draw`` and the rate factors) into ``ds``."""
+    nd = out_draw.shape[0]
+    ns = len(plan.sources)
     cal = plan.calibration
     k = len(cal.param_names)
     ds["theta"] = (("draw", "parameter"), out_draw[:, :k])
@@ -679,43 +736,6 @@ def to_dataset(
         ds["rate_factor"].attrs = {"units": "1", "long_name": "the draw's factor on the stated mining rate"}
         ds["target_factor"] = ("draw", fm)
         ds["target_factor"].attrs = {"units": "1", "long_name": "the draw's factor on the stated mill target"}
-    if out_d is not None:
-        steps = np.arange(out_d.shape[1])
-        daily = derive(xr.Dataset(raw_vars(out_d, ("draw", "step")), coords={**coords, "step": steps}))
-        for v in (
-            "ore_processed_t",
-            "ag_oz",
-            "pb_lb",
-            "zn_lb",
-            "head_ag_gpt",
-            "head_pb_pct",
-            "head_zn_pct",
-            "rec_ag_pct",
-            "rec_pb_pct",
-            "rec_zn_pct",
-            "stockpile_t",
-            "availability",
-            "stream_t",
-            "metal_t",
-        ):
-            ds[f"step_{v}"] = daily[v]
-        ds = ds.assign_coords(step_quarter=("step", np.asarray(plan.quarters)[plan.arrays["step_q"]]))
-    sc = plan.scenario
-    ds.attrs = {
-        "title": f"kenomill Monte Carlo: scenario {sc.name}",
-        "scenario": sc.name,
-        "description": sc.description,
-        "assumptions": "\n".join(sc.assumptions),
-        "seed": int(seed),
-        "draws": int(nd),
-        "step": sc.horizon.step,
-        "calibration_model": cal.model,
-        "calibration": plan.calibration_note,
-        "parameter_uncertainty": int(sc.uncertainty.parameters),
-        "quarterly_scatter": int(sc.uncertainty.scatter),
-        # annual() adds these reported quarters to their year's totals (start_after_reported)
-        "reported_before": ", ".join(sc.horizon.reported_before),
-    }
     return ds
 
 

@@ -95,9 +95,12 @@ def test_kernel_inputs_have_one_specification(workload):
     from numba.core import sigutils
 
     names = [n for n, _ in K.INPUTS + K.OUTPUTS]
+    assert list(K.ARGS) == names
     kernel = getattr(K.simulate, "py_func", K.simulate)
     assert list(inspect.signature(kernel).parameters) == names
-    assert list(inspect.signature(R.simulate).parameters) == names
+    # the reference takes the arguments by position and names them from the same list
+    assert R.ARGS is K.ARGS
+    assert list(inspect.signature(R.simulate).parameters) == ["args"]
     assert sorted(workload.arrays) == sorted(K.PLAN_INPUTS)
     nz, nu = workload.n_random()
     args = workload.kernel_args(1, 0, 2, daily=True, pre=(np.zeros((2, nz)), np.zeros((2, nu))))
@@ -118,6 +121,57 @@ def test_kernel_matches_reference_step_by_step(workload):
     R.simulate(*want[0], *want[1])
     for g, w in zip(got[1], want[1], strict=True):
         np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-12)
+
+
+@pytest.fixture(scope="module")
+def rate_plan():
+    """A shipped scenario with rate uncertainty (mining rates and the mill target), cut to 2 quarters."""
+    sc = scenario.load(ROOT / "scenarios" / "onek_lucky_queen_2012q4.toml")
+    plan = simulate.compile_plan(_small(sc, 2))
+    assert plan.rates is not None
+    return plan
+
+
+def _one_draw_at_a_time(plan, seed, draw0, n):
+    """Draws with their own rates the way they ran before the kernel took per-draw rates: one
+    kernel call per draw on the plan's arrays with that draw's factors (RateDraws.arrays_for)."""
+    from dataclasses import replace
+
+    fs, fm = plan.rates.factors(seed, np.arange(draw0, draw0 + n))
+    _, outputs = plan.kernel_args(seed, draw0, n, rates=False)
+    for i in range(n):
+        one = replace(plan, arrays=plan.rates.arrays_for(plan.arrays, fs[i], float(fm[i])), rates=None)
+        inputs, ones = one.kernel_args(seed, draw0 + i, 1)
+        K.simulate(*inputs, *ones)
+        for out, o1 in zip(outputs, ones, strict=True):
+            out[i] = o1[0]
+    return outputs
+
+
+def test_per_draw_rates_in_blocks_equal_one_draw_at_a_time(rate_plan):
+    """The kernel's per-draw rate input: blocks and threads give the one-draw-per-call bits."""
+    want = _one_draw_at_a_time(rate_plan, 11, 3, 37)
+    n0 = numba.get_num_threads()
+    try:
+        for threads in sorted({1, min(2, numba.config.NUMBA_NUM_THREADS)}):
+            got = simulate.run_chunk(rate_plan, 11, 3, 37, n_threads=threads)
+            for g, w in zip(got, want, strict=True):
+                np.testing.assert_array_equal(g, w)
+    finally:
+        numba.set_num_threads(n0)
+    # the factors act: the draws' mill rates differ, so do their feeds
+    _, mill = rate_plan.draw_rates(11, 3, 37)
+    assert np.ptp(mill[:, -1]) > 0.0 and np.ptp(want[0][:, -1, K.F_FEED_T]) > 0.0
+
+
+def test_per_draw_rates_match_the_reference(rate_plan):
+    got = rate_plan.kernel_args(5, 0, 6, daily=True)
+    want = rate_plan.kernel_args(5, 0, 6, daily=True)
+    assert got[0][K.ARGS.index("draw_supply")].shape[0] == 6
+    K.simulate(*got[0], *got[1])
+    R.simulate(*want[0], *want[1])
+    for g, w in zip(got[1], want[1], strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-9, atol=1e-9)
 
 
 def test_pregenerated_numbers_give_identical_results(workload):
