@@ -98,7 +98,7 @@ def ensure_kernels() -> None:
     (``kenomill warmup``), so that the first run does not wait for them silently."""
     if kernels_cached():
         return
-    _say("compiling the simulation kernels once per install (numba's cache), about 30-60 s")
+    _say("compiling the simulation kernels once per install (numba's cache), about 1-2 min")
     t0 = time.perf_counter()
     rc = _run(_venv_cmd(["kenomill", "warmup"]), env=_venv_env())
     if rc != 0:

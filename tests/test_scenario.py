@@ -278,7 +278,7 @@ def test_the_compile_lines_are_recognised_as_printed(monkeypatch):
     monkeypatch.setattr(progress, "START_DELAY_S", 0.0)
     monkeypatch.setenv("KENOMILL_PROGRESS", "plain")
     buf = io.StringIO()
-    with progress.phase("compiling the simulation kernels, once per install, about 30-60 s", stream=buf):
+    with progress.phase("compiling the simulation kernels, once per install, about 1-2 min", stream=buf):
         time.sleep(0.3)
     printed = buf.getvalue().splitlines()
     assert len(printed) == 2 and all(_COMPILING.match(ln) for ln in printed), printed

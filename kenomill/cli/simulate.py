@@ -46,7 +46,7 @@ def _import_simulate():
         return simulate
     from kenomill.progress import phase
 
-    with phase("compiling the simulation kernels, once per install, about 30-60 s"):
+    with phase("compiling the simulation kernels, once per install, about 1-2 min"):
         from kenomill import simulate
     return simulate
 
