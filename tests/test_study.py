@@ -105,3 +105,20 @@ def test_one_year_rule_for_whatif_drivers_and_the_report():
     assert summary_year(_annual({2012: 2, 2013: 4, 2014: 4})) == 2014
     assert rule([2012, 2012]) == 2012 and rule([]) is None
     assert rule(quarters, 2013) == 2013
+
+
+def test_compare_table_is_compare_models_table_for_any_workers():
+    # the reference: kenomill.calibrate.compare_models, whose leave-one-out draws bands; the
+    # study's rows skip them (the same point predictions), so every column but the band
+    # coverage is the same to the last digit, in this process or shared by two
+    import pandas as pd
+
+    from kenomill import calibrate
+    from kenomill.study import compare_table
+
+    models = ["constant", "fixed_tail", "cells_pb_tail_zn"]
+    d = calibrate.default_fit().data
+    ref = calibrate.compare_models(models, d, starts=2, loo_starts=1, seed=0).drop(columns="loo_cover90")
+    for workers in (1, 2):
+        got = compare_table(models, d, starts=2, loo_starts=1, seed=0, workers=workers)
+        pd.testing.assert_frame_equal(got, ref, check_exact=True)
