@@ -107,52 +107,18 @@ def explain_gross_errors(reported: xr.Dataset, rec: xr.Dataset, alpha: float | N
     return out
 
 
-def compare_row(model: str, data, *, starts: int, loo_starts: int, seed: int) -> dict:
-    """One row of :func:`kenomill.calibrate.compare_models`: ``model`` fitted to ``data`` and left one
-    period out at a time.
-
-    The row's leave-one-out errors use the point predictions only, so the leave-one-out runs
-    without bands (``bands=False``: no predictive draws and no scatter per fold, whose
-    estimate comes after the optimum and does not move it): the same predictions, hence the
-    same figures, as compare_models' leave-one-out with bands.
-    """
-    import numpy as np
-
-    from kenomill import calibrate, recovery
-
-    spec = recovery.get_model(model)
-    r = calibrate.fit(spec, data, starts=starts, seed=seed)
-    e = calibrate.loo_errors(calibrate.leave_one_out(spec, data, starts=loo_starts, seed=seed, bands=False))
-    row = {
-        "model": spec.name,
-        "k": r.k,
-        "k_eff": r.k_eff,
-        "chi2": r.chi2,
-        "aicc": r.aicc,
-        "bic": r.bic,
-        **e,
-        "same_optimum": f"{r.n_same_optimum}/{len(r.start_costs)}",
-        "warnings": len(r.warnings),
-    }
-    keys = [k for k in ("loo_ag_oz_pct", "loo_pb_lb_pct", "loo_zn_lb_pct") if k in e]
-    row["loo_score"] = (
-        float(np.mean([e[k] for k in keys]))
-        if keys
-        else float(np.mean([e["loo_rec_ag_pts"], e["loo_rec_pb_pts"], e["loo_rec_zn_pts"]]))
-    )
-    return row
-
-
 def _compare_job(job: tuple) -> dict:
+    from kenomill.calibrate import compare_row
+
     model, data, starts, loo_starts, seed = job
-    return compare_row(model, data, starts=starts, loo_starts=loo_starts, seed=seed)
+    return compare_row(model, data, starts=starts, loo_starts=loo_starts, seed=seed, bands=False)
 
 
 def compare_table(models: Sequence[str], data, *, starts: int, loo_starts: int, seed: int,
                   workers: int | None = None):  # fmt: skip
-    """The rows of :func:`compare_row` for ``models`` from ``workers`` processes, sorted by AICc,
-    with ``d_aicc`` and ``d_bic``: the table of :func:`kenomill.calibrate.compare_models`."""
-    import pandas as pd
+    """The rows of :func:`kenomill.calibrate.compare_row` for ``models`` without bands, from
+    ``workers`` processes: the table of :func:`kenomill.calibrate.compare_models` but ``loo_cover90``."""
+    from kenomill.calibrate import compare_frame
 
     n = len(models)
     workers = min(n, os.cpu_count() or 1) if workers is None else max(1, min(int(workers), n))
@@ -166,10 +132,7 @@ def compare_table(models: Sequence[str], data, *, starts: int, loo_starts: int, 
         # spawn, as kenomill.validation: no fork of a process whose kernels may run threads
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
             rows = list(ex.map(_compare_job, jobs))
-    df = pd.DataFrame(rows).sort_values("aicc").reset_index(drop=True)
-    df["d_aicc"] = df["aicc"] - df["aicc"].min()
-    df["d_bic"] = df["bic"] - df["bic"].min()
-    return df
+    return compare_frame(rows)
 
 
 class Study:
@@ -292,14 +255,14 @@ class Study:
         self, models: Sequence[str], *, starts: int = 2, loo_starts: int = 1, workers: int | None = 1
     ):
         """Model comparison on the study's data: the table of :func:`kenomill.calibrate.compare_models`
-        (same rows, same figures), each model's row computed by :func:`compare_row`.
+        (same rows, same figures), each model's row computed by :func:`kenomill.calibrate.compare_row`.
 
         ``workers`` processes share the models (default 1: in this process; None: one per core, at
         most one per model; more than one needs an importable ``__main__``, as
         :func:`kenomill.validation.compare`); every row comes from its own seeded fits, so the
         table is the same for any number. The table has no ``loo_cover90`` column (the band
         coverage of compare_models' leave-one-out, which neither the report nor the notebooks
-        show): its leave-one-out runs without bands (:func:`compare_row`).
+        show): its leave-one-out runs without bands (:func:`kenomill.calibrate.compare_row`).
         """
         key = ("compare", tuple(models), starts, loo_starts)
         return self._cached(
