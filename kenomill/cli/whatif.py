@@ -81,21 +81,7 @@ def print_nsr(wi, avs, console: Console, *, price_label: str) -> None:
         caption="NSR before mining and milling costs. * rate outside the calibrated range (extrapolation); "
         "- rate beyond the stated capacity limits",
     )
-    t.add_column("tpd", justify="right")
-    for a in cols:
-        t.add_column(f"availability {a:.2f}", justify="right")
-    for k, tp in enumerate(wi.tpd.values):
-        cells = []
-        for a in cols:
-            s = wi.sel(tpd=tp, availability=a)
-            d = {q: float(s.nsr_usd_per_day.sel(stat=q)) / 1e3 for q in ("p10", "p50", "p90")}
-            mark = "" if bool(s.allowed) else " -"
-            cells.append(
-                f"{d['p50']:,.1f} [{d['p10']:,.1f}-{d['p90']:,.1f}]"
-                f" | {float(s.nsr_usd_per_t_ore.sel(stat='p50')):,.0f}{mark}"
-            )
-        star = "*" if bool(wi.extrapolated.values[k]) else ""
-        t.add_row(f"{tp:g}{star}", *cells)
+    _band_rows(t, wi, cols, "nsr_usd_per_day", lambda s: f"{float(s.nsr_usd_per_t_ore.sel(stat='p50')):,.0f}")
     console.print(t)
 
 
@@ -107,6 +93,15 @@ def print_margin(wi, avs, console: Console) -> None:
         f"C${wi.attrs['fixed_cad_per_day']:g}/calendar day)",
         caption=wi.attrs.get("costs_note", ""),
     )
+    _band_rows(
+        t, wi, cols, "margin_usd_per_day", lambda s: f"{float(s.cost_usd_per_day.sel(stat='p50')) / 1e3:,.1f}"
+    )
+    console.print(t)
+
+
+def _band_rows(t: Table, wi, cols, per_day: str, second) -> None:
+    """Rows of a what-if table: per rate and availability, ``per_day`` in kUS$/d as P50
+    [P10-P90], then ``second(point)``; * marks extrapolated rates, - rates beyond the limits."""
     t.add_column("tpd", justify="right")
     for a in cols:
         t.add_column(f"availability {a:.2f}", justify="right")
@@ -114,15 +109,11 @@ def print_margin(wi, avs, console: Console) -> None:
         cells = []
         for a in cols:
             s = wi.sel(tpd=tp, availability=a)
-            d = {q: float(s.margin_usd_per_day.sel(stat=q)) / 1e3 for q in ("p10", "p50", "p90")}
+            d = {q: float(s[per_day].sel(stat=q)) / 1e3 for q in ("p10", "p50", "p90")}
             mark = "" if bool(s.allowed) else " -"
-            cells.append(
-                f"{d['p50']:,.1f} [{d['p10']:,.1f}-{d['p90']:,.1f}]"
-                f" | {float(s.cost_usd_per_day.sel(stat='p50')) / 1e3:,.1f}{mark}"
-            )
+            cells.append(f"{d['p50']:,.1f} [{d['p10']:,.1f}-{d['p90']:,.1f}] | {second(s)}{mark}")
         star = "*" if bool(wi.extrapolated.values[k]) else ""
         t.add_row(f"{tp:g}{star}", *cells)
-    console.print(t)
 
 
 def margin_lines(wi, avs, within: str) -> list[str]:
