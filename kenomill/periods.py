@@ -307,8 +307,6 @@ def _resolution_of(row: _Row, col: str) -> float:
 
 
 def _check_row(row: _Row, problems: list[str], warns: list[str]) -> None:
-    from kenomill.data import COLUMNS, FIGURES
-
     c = row.cells
     if "period" in c and c["period"] == "":
         problems.append(f"{row.where('period')}: found an empty period name; allowed: a name such as 2012Q3")
@@ -317,6 +315,16 @@ def _check_row(row: _Row, problems: list[str], warns: list[str]) -> None:
             f"{row.where('source')}: found an empty source; allowed: the release or report "
             "the row's figures come from, with its date (YYYY-MM-DD)"
         )
+    start, end = _check_dates(row, problems)
+    days_ok = _check_days(row, start, end, problems)
+    _check_figures(row, problems)
+    if days_ok:  # a wrong day count would make every tpd look wrong
+        _check_tpd(row, problems, warns)
+
+
+def _check_dates(row: _Row, problems: list[str]):
+    """The row's period_start and period_end as dates (None where absent, bad or out of order)."""
+    c = row.cells
     start = end = None
     for col in ("period_start", "period_end"):
         if col not in c:
@@ -334,6 +342,12 @@ def _check_row(row: _Row, problems: list[str], warns: list[str]) -> None:
             f"{start.isoformat()}; allowed: on or after period_start"
         )
         start = end = None
+    return start, end
+
+
+def _check_days(row: _Row, start, end, problems: list[str]) -> bool:
+    """Whether the row's day count is usable; an empty one is counted from the dates."""
+    c = row.cells
     days_ok = True
     if c.get("days", ""):
         days = _number(c["days"])
@@ -348,6 +362,14 @@ def _check_row(row: _Row, problems: list[str], warns: list[str]) -> None:
             )
     elif start and end:
         c["days"] = str((end - start).days + 1)  # empty days: counted from the dates
+    return days_ok
+
+
+def _check_figures(row: _Row, problems: list[str]) -> None:
+    """Each figure a number within its limits, each resolution > 0 and only beside a figure."""
+    from kenomill.data import COLUMNS, FIGURES
+
+    c = row.cells
     for col in FIGURES:
         text = c.get(col, "")
         if text == "":
@@ -377,8 +399,6 @@ def _check_row(row: _Row, problems: list[str], warns: list[str]) -> None:
                 f"{row.where(col)}: found {text!r} beside an empty "
                 f"{col.removesuffix('_resolution')}; allowed: empty when the figure is empty"
             )
-    if days_ok:  # a wrong day count would make every tpd look wrong
-        _check_tpd(row, problems, warns)
 
 
 def _check_tpd(row: _Row, problems: list[str], warns: list[str]) -> None:
