@@ -99,39 +99,17 @@ def blend(scenario_file, year, draws, seed, zn_in_pbcon_max, max_fraction, grid_
     budget.check(f"blend {one.name}", draws, per_b, per_s * (grid.shape[0] + 35 + len(names) + 15 * draws))
     from kenomill.progress import phase, progress
 
+    # the same scenario, draws, limits and money terms for the optimum, its grid and each draw's own
+    common = dict(year=year, draws=draws, seed=seed, zn_in_pbcon_max_pct=zn_in_pbcon_max, **money)
     with phase("optimal blend (SLSQP)"):
-        opt = value.optimal_blend(
-            scenario_file,
-            limits or None,
-            year=year,
-            draws=draws,
-            seed=seed,
-            zn_in_pbcon_max_pct=zn_in_pbcon_max,
-            **money,
-        )
+        opt = value.optimal_blend(scenario_file, limits or None, **common)
     with progress(grid.shape[0], "blend grid (uncertainty of the optimum)", unit="blends") as bar:
         unc = value.blend_uncertainty(
-            scenario_file,
-            limits or None,
-            year=year,
-            draws=draws,
-            seed=seed,
-            step=grid_step,
-            zn_in_pbcon_max_pct=zn_in_pbcon_max,
-            progress=bar.advance,
-            **money,
+            scenario_file, limits or None, step=grid_step, progress=bar.advance, **common
         )
     with progress(draws, "each draw's own optimum (SLSQP from its grid optimum)", unit="draws") as bar:
         own = value.per_draw_optimum(
-            scenario_file,
-            limits or None,
-            year=year,
-            draws=draws,
-            seed=seed,
-            zn_in_pbcon_max_pct=zn_in_pbcon_max,
-            start=unc["per_draw"],
-            progress=bar.advance,
-            **money,
+            scenario_file, limits or None, start=unc["per_draw"], progress=bar.advance, **common
         )
     _print_result(
         opt, unc, own, names, limits, draws=draws, year=year, price_year=price_year, terms_name=t.name,
