@@ -70,69 +70,147 @@ def _grade_fraction(grades, el: str, name: str, unit: str | None = None) -> xr.D
     return frac
 
 
-@nb.njit(cache=True, error_model="numpy")
-def _forward_outputs(
-    feed_t,
-    feed_frac,
-    split,
-    con_t,
-    limit,
-    g_scale,
-    c_scale,
-    tonnes,
-    pull,
-    grade,
-    metal,
-    contained,
-    dist,
-    first_bad,
-):
-    """Every output of :func:`forward` and its checks in one pass over the rows.
+#: rows per block of :func:`_forward_outputs` (its scratch stays in L1/L2)
+_BLOCK = 256
+# outputs of one element in _forward_outputs' ``out``, in this order after tonnes and pull
+_PER_ELEMENT = ("grade", "metal", "contained", "dist")
 
-    ``limit[m]`` highest mass fraction of each element in a concentrate (pure mineral);
-    ``g_scale[m]``: grade unit in mass fraction (grade = fraction / g_scale); ``c_scale[m]``:
-    contained unit per tonne of metal. Outputs [n, 4(, m)]: tonnes [t], pull [%], grade
-    [its unit], metal [t], contained [troy_oz or lb], distribution [%]. ``first_bad[2 + 2 m]``
-    (in, all -1): [0] the first row with more concentrate than feed, [1] 4 row + stream of
-    the first stream whose elements exceed 100 % of its mass, [2 + 2 j + c] the first row
-    whose concentrate c has element j above its pure-mineral grade; -1 where none. One pass
-    instead of ~60 NumPy passes and temporaries over the rows (issue 14: the wrapper took
-    ~50x its kernel's time per row).
+
+@nb.njit(cache=True, error_model="numpy", inline="always")
+def _fraction(mt, ts):
+    """Mass fraction of an element in a stream: inf for metal without tonnes, 0 for neither."""
+    return mt / ts if ts > 0.0 else (np.inf if mt > 1e-12 else 0.0)
+
+
+@nb.njit(cache=True, inline="always")
+def _interleave(scr, q0, dst, b0, nb_):
+    """``dst[4 (b0 + k) + s] = scr[(q0 + s) BLOCK + k]``: four stream columns into rows of 4."""
+    d = dst[4 * b0 : 4 * (b0 + nb_)]
+    s0 = scr[q0 * _BLOCK : q0 * _BLOCK + nb_]
+    s1 = scr[(q0 + 1) * _BLOCK : (q0 + 1) * _BLOCK + nb_]
+    s2 = scr[(q0 + 2) * _BLOCK : (q0 + 2) * _BLOCK + nb_]
+    s3 = scr[(q0 + 3) * _BLOCK : (q0 + 3) * _BLOCK + nb_]
+    for k in range(nb_):
+        d[4 * k] = s0[k]
+        d[4 * k + 1] = s1[k]
+        d[4 * k + 2] = s2[k]
+        d[4 * k + 3] = s3[k]
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _forward_outputs(feed_t, feed_frac, split, con_t, limit, g_scale, c_scale, out):
+    """Every output of :func:`forward` in one pass over the rows; returns the number of failed checks.
+
+    Element-major inputs: ``feed_t[n]``, ``feed_frac[m, n]``, ``split[m, 2, n]`` (fractions to
+    the two concentrates), ``con_t[2, n]``. ``limit[m]``: highest mass fraction of each element
+    in a concentrate (pure mineral); ``g_scale[m]``: grade unit in mass fraction (grade =
+    fraction / g_scale); ``c_scale[m]``: contained unit per tonne of metal. ``out[2 + 4 m, 4 n]``,
+    each row one output over (row, stream) in C order: tonnes [t], pull [%], then per element
+    grade [its unit], metal [t], contained [troy_oz or lb], distribution [%].
+
+    Blocks of :data:`_BLOCK` rows, element-major inside a block, so that the divisions run in
+    SIMD lanes across rows (the per-row form ran them one at a time, ~40 per row); the
+    scratch columns are then interleaved into the (row, stream) outputs. The checks only count
+    here (more concentrate than feed; a concentrate grade above its pure mineral's; a stream
+    whose elements exceed 100 % of its mass): :func:`_first_bad` finds the first of each.
+    The arithmetic is that of :func:`kenomill._kernels.forward_row` and of the old per-row
+    pass, operation for operation (bit-identical outputs).
     """
     n = feed_t.shape[0]
-    m = feed_frac.shape[1]
-    o_t = np.empty(3)
-    o_m = np.empty((3, m))
+    m = feed_frac.shape[0]
+    bad = 0
+    scr = np.empty(16 * _BLOCK)
+    tot = np.empty(4 * _BLOCK)
+    tails = np.empty(_BLOCK)
+    for b0 in range(0, n, _BLOCK):
+        nb_ = min(_BLOCK, n - b0)
+        fa = feed_t[b0 : b0 + nb_]
+        c0a = con_t[0, b0 : b0 + nb_]
+        c1a = con_t[1, b0 : b0 + nb_]
+        for k in range(nb_):
+            f = fa[k]
+            c0 = c0a[k]
+            c1 = c1a[k]
+            bad += c0 + c1 > f * (1 + _TOL) + 1e-12
+            t3 = max(f - c0 - c1, 0.0)  # -1e-13 from a concentrate equal to the feed
+            tails[k] = t3
+            # a zero feed: NaN, as error_model="numpy" gives 0/0
+            nz = f != 0.0
+            scr[k] = f
+            scr[_BLOCK + k] = c0
+            scr[2 * _BLOCK + k] = c1
+            scr[3 * _BLOCK + k] = t3
+            scr[4 * _BLOCK + k] = 100.0 * f / f if nz else np.nan
+            scr[5 * _BLOCK + k] = 100.0 * c0 / f if nz else np.nan
+            scr[6 * _BLOCK + k] = 100.0 * c1 / f if nz else np.nan
+            scr[7 * _BLOCK + k] = 100.0 * t3 / f if nz else np.nan
+        _interleave(scr, 0, out[0], b0, nb_)
+        _interleave(scr, 4, out[1], b0, nb_)
+        for j in range(m):
+            ff = feed_frac[j, b0 : b0 + nb_]
+            s0 = split[j, 0, b0 : b0 + nb_]
+            s1 = split[j, 1, b0 : b0 + nb_]
+            gs = g_scale[j]
+            cs = c_scale[j]
+            lim = limit[j] * (1 + _TOL)
+            first = j == 0
+            for k in range(nb_):
+                e = fa[k] * ff[k]  # as in forward_element
+                a, b, r = _kernels.forward_element(fa[k], ff[k], s0[k], s1[k])
+                fr0 = _fraction(e, fa[k])
+                fr1 = _fraction(a, c0a[k])
+                fr2 = _fraction(b, c1a[k])
+                fr3 = _fraction(r, tails[k])
+                bad += (fr1 > lim) + (fr2 > lim)
+                tot[k] = (0.0 if first else tot[k]) + fr0
+                tot[_BLOCK + k] = (0.0 if first else tot[_BLOCK + k]) + fr1
+                tot[2 * _BLOCK + k] = (0.0 if first else tot[2 * _BLOCK + k]) + fr2
+                tot[3 * _BLOCK + k] = (0.0 if first else tot[3 * _BLOCK + k]) + fr3
+                scr[k] = fr0 / gs
+                scr[_BLOCK + k] = fr1 / gs
+                scr[2 * _BLOCK + k] = fr2 / gs
+                scr[3 * _BLOCK + k] = fr3 / gs
+                scr[4 * _BLOCK + k] = e
+                scr[5 * _BLOCK + k] = a
+                scr[6 * _BLOCK + k] = b
+                scr[7 * _BLOCK + k] = r
+                scr[8 * _BLOCK + k] = e * cs
+                scr[9 * _BLOCK + k] = a * cs
+                scr[10 * _BLOCK + k] = b * cs
+                scr[11 * _BLOCK + k] = r * cs
+                ez = e != 0.0
+                scr[12 * _BLOCK + k] = 100.0 * e / e if ez else np.nan
+                scr[13 * _BLOCK + k] = 100.0 * a / e if ez else np.nan
+                scr[14 * _BLOCK + k] = 100.0 * b / e if ez else np.nan
+                scr[15 * _BLOCK + k] = 100.0 * r / e if ez else np.nan
+            for q in range(4):
+                _interleave(scr, 4 * q, out[2 + 4 * j + q], b0, nb_)
+        for s in range(4):
+            for k in range(nb_):
+                bad += tot[s * _BLOCK + k] > 1 + _TOL
+    return bad
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _first_bad(feed_t, con_t, limit, out, first_bad):
+    """The first row failing each check of :func:`_forward_outputs` (run only when one failed).
+
+    ``first_bad[2 + 2 m]`` (in, all -1): [0] the first row with more concentrate than feed,
+    [1] 4 row + stream of the first stream whose elements exceed 100 % of its mass,
+    [2 + 2 j + c] the first row whose concentrate c has element j above its pure-mineral
+    grade; -1 where none. Fractions recomputed from the outputs as the main pass does.
+    """
+    n = feed_t.shape[0]
+    m = limit.shape[0]
     for i in range(n):
-        f = feed_t[i]
-        if con_t[i, 0] + con_t[i, 1] > f * (1 + _TOL) + 1e-12 and first_bad[0] < 0:
+        if con_t[0, i] + con_t[1, i] > feed_t[i] * (1 + _TOL) + 1e-12 and first_bad[0] < 0:
             first_bad[0] = i
-        _kernels.forward_row(f, feed_frac[i], split[i], con_t[i], o_t, o_m)
-        tonnes[i, 0] = f
-        tonnes[i, 1] = o_t[0]
-        tonnes[i, 2] = o_t[1]
-        tonnes[i, 3] = max(o_t[2], 0.0)  # -1e-13 from a concentrate equal to the feed
         for s in range(4):
-            # a zero feed: NaN, as error_model="numpy" gives 0/0 (and as plain Python under
-            # NUMBA_DISABLE_JIT=1 without a RuntimeWarning)
-            pull[i, s] = 100.0 * tonnes[i, s] / f if f != 0.0 else np.nan
-        for s in range(4):
-            ts = tonnes[i, s]
+            ts = out[0, 4 * i + s]
             tot = 0.0
             for j in range(m):
-                mt = f * feed_frac[i, j] if s == 0 else o_m[s - 1, j]
-                metal[i, s, j] = mt
-                if ts > 0.0:
-                    fr = mt / ts
-                elif mt > 1e-12:
-                    fr = np.inf
-                else:
-                    fr = 0.0
+                fr = _fraction(out[3 + 4 * j, 4 * i + s], ts)
                 tot += fr
-                grade[i, s, j] = fr / g_scale[j]
-                contained[i, s, j] = mt * c_scale[j]
-                feed_m = metal[i, 0, j]
-                dist[i, s, j] = 100.0 * mt / feed_m if feed_m != 0.0 else np.nan
                 if (s == 1 or s == 2) and fr > limit[j] * (1 + _TOL) and first_bad[2 + 2 * j + s - 1] < 0:
                     first_bad[2 + 2 * j + s - 1] = i
             if tot > 1 + _TOL and first_bad[1] < 0:
@@ -190,20 +268,12 @@ def forward(
     limit = np.array([units.PURE_MINERAL_GRADE.get(e, 1.0) for e in els])
     g_scale = np.array([units.GRADE_UNITS[u] for u in grade_u])
     c_scale = np.array([float(units.tonnes_to_contained(1.0, u)) for u in cont_u])
-    n, m = feed_frac.shape
-    out = {
-        "tonnes": np.empty((n, 4)),
-        "pull": np.empty((n, 4)),
-        "grade": np.empty((n, 4, m)),
-        "metal": np.empty((n, 4, m)),
-        "contained": np.empty((n, 4, m)),
-        "dist": np.empty((n, 4, m)),
-    }
-    first_bad = np.full(2 + 2 * m, -1, dtype=np.int64)
-    _forward_outputs(
-        feed_t, feed_frac, split, con_t, limit, g_scale, c_scale, *out.values(), first_bad
-    )  # fmt: skip
-    _raise_first_bad(first_bad, feed_t, con_t, out["tonnes"], out["metal"], els, limit, concentrate_grade)
+    m, n = feed_frac.shape
+    out = np.empty((2 + 4 * m, 4 * n))
+    if _forward_outputs(feed_t, feed_frac, split, con_t, limit, g_scale, c_scale, out):
+        first_bad = np.full(2 + 2 * m, -1, dtype=np.int64)
+        _first_bad(feed_t, con_t, limit, out, first_bad)
+        _raise_first_bad(first_bad, feed_t, con_t, out, els, limit, concentrate_grade)
     return _forward_dataset(template, out, els, grade_u, cont_u)
 
 
@@ -294,8 +364,8 @@ def _concentrate_tonnes(feed, head_f, rec_f, els, concentrate_t, mass_pull, conc
 
 
 def _rows(feed, con, head_f, rec_f, els):
-    """Everything broadcast to common row dims and flattened: (template, feed_t[n], feed_frac[n, m],
-    split[n, m, 2], con_t[n, 2])."""
+    """Everything broadcast to common row dims and flattened, element-major: (template,
+    feed_t[n], feed_frac[m, n], split[m, 2, n], con_t[2, n])."""
     arrays = [
         feed,
         con.isel(concentrate=0, drop=True),
@@ -307,31 +377,40 @@ def _rows(feed, con, head_f, rec_f, els):
     shape = template.shape
     n = int(np.prod(shape)) if shape else 1
 
-    def flat(da):
-        return np.ascontiguousarray(
-            da.broadcast_like(template).transpose(*rdims).values, dtype=float
-        ).reshape(n)
+    def flat(da, dst):
+        # already on the row dims in their order, same indexes: no broadcast_like (xarray's
+        # alignment and a copy per input; same values)
+        same = da.dims == rdims and da.shape == shape
+        if same and all(d not in da.indexes or da.indexes[d].equals(template.indexes[d]) for d in rdims):
+            dst[...] = da.values.reshape(n)
+        else:
+            dst[...] = da.broadcast_like(template).transpose(*rdims).values.reshape(n)
 
-    feed_t = flat(feed)
-    con_t = np.stack([flat(con.isel(concentrate=k, drop=True)) for k in range(2)], axis=1)
     m = len(els)
-    feed_frac = np.empty((n, m))
-    split = np.empty((n, m, 2))
+    feed_t = np.empty(n)
+    con_t = np.empty((2, n))
+    feed_frac = np.empty((m, n))
+    split = np.empty((m, 2, n))
+    flat(feed, feed_t)
+    for k in range(2):
+        flat(con.isel(concentrate=k, drop=True), con_t[k])
     for j, e in enumerate(els):
-        feed_frac[:, j] = flat(head_f[e])
+        flat(head_f[e], feed_frac[j])
         for k in range(2):
-            split[:, j, k] = flat(rec_f[e].isel(concentrate=k, drop=True))
-    return template, feed_t, feed_frac, split, np.ascontiguousarray(con_t)
+            flat(rec_f[e].isel(concentrate=k, drop=True), split[j, k])
+    return template, feed_t, feed_frac, split, con_t
 
 
-def _raise_first_bad(first_bad, feed_t, con_t, tonnes, metal, els, limit, concentrate_grade) -> None:
+def _raise_first_bad(first_bad, feed_t, con_t, out, els, limit, concentrate_grade) -> None:
     """One line for the first impossible row the kernel flagged (more concentrate than feed, a
     grade above the pure mineral's, elements above 100 % of a stream)."""
     n = feed_t.shape[0]
+    tonnes = out[0].reshape(n, 4)
+    metal = np.stack([out[3 + 4 * j].reshape(n, 4) for j in range(len(els))], axis=-1)
     if first_bad[0] >= 0:
         i = int(first_bad[0])
         raise ValidationError(
-            f"concentrate tonnes: found {con_t[i].sum():g} t of concentrate from "
+            f"concentrate tonnes: found {con_t[:, i].sum():g} t of concentrate from "
             f"{feed_t[i]:g} t of feed; allowed: at most the feed tonnes"
         )
     fix = (
@@ -361,29 +440,26 @@ def _raise_first_bad(first_bad, feed_t, con_t, tonnes, metal, els, limit, concen
 
 
 def _forward_dataset(template, out, els, grade_u, cont_u) -> xr.Dataset:
-    """The streams as a Dataset over the row dims and ``stream``."""
+    """The streams as a Dataset over the row dims and ``stream``: each variable a C-ordered view
+    of one row of ``out`` (one constructor call; 42 ``ds[name] = ...`` aligned each in turn)."""
     shape = template.shape
     out_dims = (*template.dims, "stream")
     coords = {k: v for k, v in template.coords.items()}
     coords["stream"] = ("stream", list(STREAMS))
-    ds = xr.Dataset(coords=coords)
+    data_vars = {}
 
-    def put(name, values, attrs):
-        ds[name] = (out_dims, values.reshape(*shape, 4), attrs)
+    def put(name, k, attrs):
+        data_vars[name] = xr.Variable(out_dims, out[k].reshape(*shape, 4), attrs)
 
-    put("tonnes", out["tonnes"], {"units": "t", "long_name": "solids tonnes"})
-    put("mass_pull", out["pull"], {"units": "%", "long_name": "stream tonnes as share of feed tonnes"})
+    put("tonnes", 0, {"units": "t", "long_name": "solids tonnes"})
+    put("mass_pull", 1, {"units": "%", "long_name": "stream tonnes as share of feed tonnes"})
     for j, e in enumerate(els):
-        put(f"{e}_grade", out["grade"][:, :, j], {"units": grade_u[j], "long_name": f"{e} grade"})
-        put(f"{e}_t", out["metal"][:, :, j], {"units": "t", "long_name": f"{e} contained, tonnes of metal"})
-        put(f"{e}_contained", out["contained"][:, :, j], {"units": cont_u[j], "long_name": f"{e} contained"})
-        put(
-            f"{e}_distribution",
-            out["dist"][:, :, j],
-            {"units": "%", "long_name": f"share of feed {e} in the stream"},
-        )
-    ds.attrs["elements"] = ",".join(els)
-    return ds
+        k = 2 + 4 * j
+        put(f"{e}_grade", k, {"units": grade_u[j], "long_name": f"{e} grade"})
+        put(f"{e}_t", k + 1, {"units": "t", "long_name": f"{e} contained, tonnes of metal"})
+        put(f"{e}_contained", k + 2, {"units": cont_u[j], "long_name": f"{e} contained"})
+        put(f"{e}_distribution", k + 3, {"units": "%", "long_name": f"share of feed {e} in the stream"})
+    return xr.Dataset(data_vars, coords=coords, attrs={"elements": ",".join(els)})
 
 
 def _grades_matrix(grades, els, name, dim=None):
