@@ -44,6 +44,10 @@ _GRADE_UNIT = {"ag_gpt": "g/t", "pb_pct": "%", "zn_pct": "%"}
 #: default draws per chunk: small enough for a live progress bar, large enough to keep
 #: both cores busy inside a chunk (prange over draws)
 DEFAULT_CHUNK = 256
+#: default draws per task on dask.distributed: a worker runs one thread, and with 256 draws
+#: per task (3 907 tasks at 10^6 draws) the client's process (its scheduler, the results'
+#: messages) took a third of a core from the two workers (issue 14, scale-out)
+DASK_CHUNK = 2048
 #: how long to try to reach a dask scheduler given by address
 SCHEDULER_TIMEOUT = "10s"
 
@@ -377,7 +381,7 @@ def run(
         raise ValidationError(f"--draws: found {draws}; allowed: >= 1")
     if seed < 0 or seed >= 2**64:
         raise ValidationError(f"--seed: found {seed}; allowed: 0 .. 2**64 - 1")
-    chunk = int(chunk_size or DEFAULT_CHUNK)
+    chunk = int(chunk_size or (DEFAULT_CHUNK if scheduler is None else DASK_CHUNK))
     if chunk < 1:
         raise ValidationError(f"chunk_size: found {chunk}; allowed: >= 1")
     parts = _chunks(draws, chunk)
@@ -423,7 +427,12 @@ def _chunk_results(plan, seed, d0_all, parts, daily, progress, client) -> list:
         return results
     from dask.distributed import as_completed
 
-    futs = [client.submit(run_chunk, plan, seed, d0_all + d0, n, daily, 1, pure=False) for d0, n in parts]
+    # the plan (~0.4 MB pickled) sent to every worker once, not with every task
+    plan_on_workers = client.scatter(plan, broadcast=True, hash=False)
+    futs = [
+        client.submit(run_chunk, plan_on_workers, seed, d0_all + d0, n, daily, 1, pure=False)
+        for d0, n in parts
+    ]
     index = {f.key: i for i, f in enumerate(futs)}
     for fut in as_completed(futs):
         results[index[fut.key]] = fut.result()
@@ -493,7 +502,8 @@ def simulate(
     calibration : Calibration, optional
         Overrides the scenario's calibration.
     chunk_size : int, optional
-        Draws per chunk (default :data:`DEFAULT_CHUNK`); results do not depend on it.
+        Draws per chunk (default :data:`DEFAULT_CHUNK`, on dask :data:`DASK_CHUNK`); results
+        do not depend on it.
     scheduler : None, "local", an address or a ``dask.distributed.Client``
         None runs the chunks here (numba threads); "local" starts a LocalCluster of 2
         single-threaded workers; an address connects to a running scheduler.
