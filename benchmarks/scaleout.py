@@ -59,8 +59,9 @@ def main() -> None:
         client = Client(cluster)
     else:
         cluster, client = None, Client(a.scheduler)
-    client.run(lambda: None)
-    simulate.run(plan, 100, a.seed, scheduler=client)  # every worker loads the kernels
+    # every worker loads the kernels (a run of 100 draws is one task: it warmed one worker)
+    client.run(simulate.run_chunk, plan, a.seed, 0, 8, False, 1)
+    simulate.run(plan, 100, a.seed, scheduler=client)
     t_start = time.perf_counter() - t
     t = time.perf_counter()
     remote = simulate.run(plan, a.draws, a.seed, chunk_size=a.chunk_size, scheduler=client)
