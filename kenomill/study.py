@@ -110,29 +110,71 @@ def explain_gross_errors(reported: xr.Dataset, rec: xr.Dataset, alpha: float | N
 def _compare_job(job: tuple) -> dict:
     from kenomill.calibrate import compare_row
 
-    model, data, starts, loo_starts, seed = job
-    return compare_row(model, data, starts=starts, loo_starts=loo_starts, seed=seed, bands=False)
+    model, data, starts, loo_starts, seed, bands, priors = job
+    return compare_row(
+        model, data, starts=starts, loo_starts=loo_starts, seed=seed, bands=bands, priors=priors
+    )
 
 
 def compare_table(models: Sequence[str], data, *, starts: int, loo_starts: int, seed: int,
-                  workers: int | None = None):  # fmt: skip
-    """The rows of :func:`kenomill.calibrate.compare_row` for ``models`` without bands, from
-    ``workers`` processes: the table of :func:`kenomill.calibrate.compare_models` but ``loo_cover90``."""
+                  workers: int | None = None, bands: bool = False, priors=None,
+                  progress: Callable[[int], None] | None = None):  # fmt: skip
+    """The rows of :func:`kenomill.calibrate.compare_row` for ``models`` from ``workers`` processes:
+    the table of :func:`kenomill.calibrate.compare_models` (without ``loo_cover90`` unless
+    ``bands``). ``progress`` is called with 1 after each model, as compare_models does."""
     from kenomill.calibrate import compare_frame
 
     n = len(models)
     workers = min(n, os.cpu_count() or 1) if workers is None else max(1, min(int(workers), n))
-    jobs = [(m, data, starts, loo_starts, seed) for m in models]
+    jobs = [(m, data, starts, loo_starts, seed, bands, priors) for m in models]
+    say = progress or (lambda k: None)
+    rows = []
     if workers == 1:
-        rows = [_compare_job(j) for j in jobs]
+        for j in jobs:
+            rows.append(_compare_job(j))
+            say(1)
     else:
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
         # spawn, as kenomill.validation: no fork of a process whose kernels may run threads
         with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
-            rows = list(ex.map(_compare_job, jobs))
+            for row in ex.map(_compare_job, jobs):
+                rows.append(row)
+                say(1)
     return compare_frame(rows)
+
+
+class _Same:
+    """A key part equal only to itself: an argument that neither hashes nor pickles, held by
+    the key (so its id is not reused while the cache keeps the result)."""
+
+    def __init__(self, v: Any):
+        self.v = v
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Same) and other.v is self.v
+
+    def __hash__(self) -> int:
+        return id(self.v)
+
+
+def _freeze(v: Any) -> Hashable:
+    """A part of a cache key for an argument: the argument when hashable, else its pickle."""
+    try:
+        hash(v)
+    except TypeError:
+        import pickle
+
+        try:
+            return ("pickled", type(v).__qualname__, pickle.dumps(v))
+        except (TypeError, pickle.PicklingError, AttributeError):
+            return _Same(v)
+    return v
+
+
+def _options_key(options: dict) -> tuple:
+    return tuple((k, _freeze(v)) for k, v in sorted(options.items()))
 
 
 class Study:
@@ -200,19 +242,46 @@ class Study:
 
         return self._cached("balance", lambda: balance_table(self.periods()))
 
-    def reconcile(self, across_periods: bool = False, *, error_sizes: str = "fixed") -> xr.Dataset:
+    def _given(self) -> xr.Dataset | None:
+        # None for the packaged periods: the functions' own default, which some read otherwise
+        # than a Dataset of the same periods (reconcile.flagged_figures: the six quarters)
+        return None if self.packaged else self.periods()
+
+    def reconcile(self, across_periods: bool = False, *, error_sizes: Any = "fixed", **options) -> xr.Dataset:
         """Reconciled periods (:func:`kenomill.reconcile.reconciled_periods`).
 
         ``error_sizes``: "fixed" (the default here: the report's narrative speaks of the
-        documented 1-2 % sizes) or "estimated" (the reconciliation's own default since issue 10,
-        what ``kenomill reconcile`` and the first notebook show).
+        documented 1-2 % sizes), "estimated" (the reconciliation's own default since issue 10,
+        what the first notebook shows) or an estimate (:meth:`error_sizes`, what ``kenomill
+        reconcile`` passes). ``options``: ``error_model``, ``alpha``, ``exclude`` ... of
+        :func:`kenomill.reconcile.reconcile_dataset`.
         """
         from kenomill.reconcile import reconciled_periods
 
         return self._cached(
-            ("reconcile", bool(across_periods), error_sizes),
+            ("reconcile", bool(across_periods), _freeze(error_sizes), _options_key(options)),
             # the packaged Dataset given explicitly: identical result, one read of the periods
-            lambda: reconciled_periods(across_periods, periods=self.periods(), error_sizes=error_sizes),
+            lambda: reconciled_periods(
+                across_periods, periods=self.periods(), error_sizes=error_sizes, **options
+            ),
+        )
+
+    def error_sizes(self, start=None, *, fixed: Sequence[str] = (), alpha: float = 0.05):
+        """Error sizes per kind estimated from the periods (:func:`kenomill.errormodel.estimate_sizes`)."""
+        from kenomill.errormodel import estimate_sizes
+
+        return self._cached(
+            ("error_sizes", _freeze(start), tuple(sorted(fixed)), float(alpha)),
+            lambda: estimate_sizes(self.periods(), start=start, fixed=sorted(fixed), alpha=alpha),
+        )
+
+    def serial_elimination(self, error_model=None, *, error_sizes: Any = "estimated", alpha: float = 0.05):
+        """Gross errors located by serial elimination (:func:`kenomill.reconcile.gross_errors`)."""
+        from kenomill.reconcile import gross_errors
+
+        return self._cached(
+            ("serial_elimination", _freeze(error_model), _freeze(error_sizes), float(alpha)),
+            lambda: gross_errors(self.periods(), error_model, error_sizes=error_sizes, alpha=alpha),
         )
 
     def suspects(self):
@@ -226,18 +295,46 @@ class Study:
         aside (:func:`explain_gross_errors`)."""
         return self._cached("gross_errors", lambda: explain_gross_errors(self.periods(), self.reconcile()))
 
-    def fit(self) -> FitResult:
-        """The default model fitted to the study's base periods."""
+    def fit_data(self, data: str = "raw", error_model=None, *, exclude_flagged: bool = False):
+        """The figures a fit sees (:func:`kenomill.calibrate.fit_data`); ``exclude_flagged``: without
+        the figures the reconciliation flags as gross errors (:func:`kenomill.reconcile.flagged_figures`)."""
         from kenomill import calibrate
 
         def make():
-            if self.packaged:
-                return calibrate.default_fit()
-            spec = calibrate.DEFAULT_FIT
-            data = calibrate.fit_data(spec["data"], periods=self.periods())
-            return calibrate.fit(calibrate.DEFAULT_MODEL, data, starts=spec["starts"], seed=spec["seed"])
+            fd = calibrate.fit_data(data, error_model, periods=self._given())
+            if exclude_flagged:
+                from kenomill.reconcile import flagged_figures
 
-        return self._cached("fit", make)
+                fd = calibrate.exclude_figures(fd, flagged_figures(self._given(), error_model=error_model))
+            return fd
+
+        return self._cached(("fit_data", data, _freeze(error_model), bool(exclude_flagged)), make)
+
+    def fit(self, model: str | None = None, *, starts: int | None = None, priors=None, **choice) -> FitResult:
+        """The default model fitted to the study's base periods; or ``model`` fitted from ``starts``
+        starting points with ``priors`` (seeded by the study) to :meth:`fit_data` ``(**choice)``."""
+        from kenomill import calibrate
+
+        spec = calibrate.DEFAULT_FIT
+        if model is None and starts is None and priors is None and not choice:
+
+            def make():
+                if self.packaged:
+                    return calibrate.default_fit()
+                return calibrate.fit(calibrate.DEFAULT_MODEL, self.fit_data(spec["data"]),
+                                     starts=spec["starts"], seed=spec["seed"])  # fmt: skip
+
+            return self._cached("fit", make)
+        return self._cached(
+            ("fit", model, starts, _freeze(priors), _options_key(choice)),
+            lambda: calibrate.fit(
+                model or calibrate.DEFAULT_MODEL,
+                self.fit_data(**choice),
+                starts=spec["starts"] if starts is None else starts,
+                seed=self.seed,
+                priors=priors,
+            ),
+        )
 
     def calibration(self) -> Calibration:
         """The calibration every prediction and Monte Carlo of the study uses."""
@@ -251,30 +348,65 @@ class Study:
 
         return self._cached("calibration", make)
 
-    def compare(
-        self, models: Sequence[str], *, starts: int = 2, loo_starts: int = 1, workers: int | None = 1
-    ):
-        """Model comparison on the study's data: the table of :func:`kenomill.calibrate.compare_models`
-        (same rows, same figures), each model's row computed by :func:`kenomill.calibrate.compare_row`.
+    def load_calibration(self, path: str | Path) -> Calibration:
+        """A calibration file (``kenomill calibrate``), read and validated once."""
+        from kenomill.calibration_file import Calibration
+
+        return self._cached(("load_calibration", str(path)), lambda: Calibration.load(path))
+
+    def compare(self, models: Sequence[str], *, starts: int = 2, loo_starts: int = 1, workers: int | None = 1,
+                bands: bool = False, priors=None, progress: Callable[[int], None] | None = None,
+                **choice):  # fmt: skip
+        """Model comparison on :meth:`fit_data` ``(**choice)``: the table of
+        :func:`kenomill.calibrate.compare_models` (same rows, same figures), each model's row
+        computed by :func:`kenomill.calibrate.compare_row`.
 
         ``workers`` processes share the models (default 1: in this process; None: one per core, at
         most one per model; more than one needs an importable ``__main__``, as
         :func:`kenomill.validation.compare`); every row comes from its own seeded fits, so the
-        table is the same for any number. The table has no ``loo_cover90`` column (the band
-        coverage of compare_models' leave-one-out, which neither the report nor the notebooks
-        show): its leave-one-out runs without bands (:func:`kenomill.calibrate.compare_row`).
+        table is the same for any number. Without ``bands`` the table has no ``loo_cover90``
+        column (the band coverage of compare_models' leave-one-out, which neither the report nor
+        the notebooks show): its leave-one-out runs without bands.
         """
-        key = ("compare", tuple(models), starts, loo_starts)
+        key = (
+            "compare",
+            tuple(models),
+            starts,
+            loo_starts,
+            bool(bands),
+            _freeze(priors),
+            _options_key(choice),
+        )
         return self._cached(
             key,
             lambda: compare_table(
                 list(models),
-                self.fit().data,
+                self.fit_data(**choice),
                 starts=starts,
                 loo_starts=loo_starts,
                 seed=self.seed,
                 workers=workers,
-            ),
+                bands=bands,
+                priors=priors,
+                progress=progress,
+            ),  # fmt: skip
+        )
+
+    def compare_by_prediction(self, candidates: Sequence[str], *, workers: int | None = None,
+                              progress: Callable[[int], None] | None = None, **choice):  # fmt: skip
+        """Candidates compared by prediction of held-out quarters (:func:`kenomill.validation.compare`)."""
+        from kenomill import validation
+
+        return self._cached(
+            ("compare_by_prediction", tuple(candidates), _options_key(choice)),
+            lambda: validation.compare(
+                list(candidates),
+                self.fit_data(**choice),
+                periods=self._given(),
+                seed=self.seed,
+                progress=progress,
+                workers=workers,
+            ),  # fmt: skip
         )
 
     def loo(self, *, starts: int = 2):
@@ -294,31 +426,12 @@ class Study:
             self.calibration(), feed, n_draws=n_draws, seed=self.seed, quantiles=quantiles
         )
 
-    def _calibration_arg(self) -> Calibration | None:
-        # None keeps simulate's own default (the packaged calibration): identical results
+    def _calibration_arg(self, calibration_file: str | Path | None = None) -> Calibration | None:
+        # a file given wins; None keeps the functions' own default (the scenario's calibration,
+        # else the packaged one): identical results
+        if calibration_file:
+            return self.load_calibration(calibration_file)
         return None if self.packaged else self.calibration()
-
-    def whatif(self, path: str | Path, tpd: Sequence[float], availability: Sequence[float], *, draws: int,
-               progress: Callable[[int], None] | None = None) -> xr.Dataset:  # fmt: skip
-        """Throughput x availability surface of a scenario (:func:`kenomill.simulate.whatif`)."""
-        from kenomill import scenario as scn
-        from kenomill import simulate as sim
-
-        path = Path(path)
-        key = ("whatif", str(path), tuple(map(float, tpd)), tuple(map(float, availability)), int(draws))
-        return self._cached(
-            key,
-            lambda: sim.whatif(
-                scn.load(path),
-                list(tpd),
-                list(availability),
-                draws=draws,
-                seed=self.seed,
-                calibration=self._calibration_arg(),
-                base_dir=path.parent,
-                progress=progress,
-            ),
-        )
 
     def load_scenario(self, path: str | Path):
         """The scenario file ``path``, read and validated once (:func:`kenomill.scenario.load`)."""
@@ -326,50 +439,117 @@ class Study:
 
         return self._cached(("load_scenario", str(path)), lambda: scn.load(path))
 
-    def whatif_nsr(self, path: str | Path, tpd: Sequence[float], availability: Sequence[float], *, draws: int,
-                   move: tuple[float, float] | None = None,
-                   progress: Callable[[int], None] | None = None) -> xr.Dataset:  # fmt: skip
-        """The what-if surface with its NSR (:func:`kenomill.value.whatif_nsr`, the typical 2012
-        terms and prices): what the report shows."""
-        from kenomill import value
+    def plan(self, path: str | Path, *, calibration_file: str | Path | None = None):
+        """The scenario ``path`` compiled for the kernel (:func:`kenomill.simulate.compile_plan`)."""
+        from kenomill import simulate as sim
 
-        path = Path(path)
-        key = (
-            "whatif_nsr",
-            str(path),
-            tuple(map(float, tpd)),
-            tuple(map(float, availability)),
-            int(draws),
-            move,
-        )
         return self._cached(
-            key,
-            lambda: value.whatif_nsr(
-                self.load_scenario(path),
-                list(tpd),
-                list(availability),
-                draws=draws,
-                seed=self.seed,
-                calibration=self._calibration_arg(),
-                base_dir=path.parent,
-                move=move,
-                progress=progress,
+            ("plan", str(path), _freeze(calibration_file)),
+            lambda: sim.compile_plan(
+                self.load_scenario(path), self._calibration_arg(calibration_file), base_dir=Path(path).parent
             ),
         )
 
-    def annual(self, path: str | Path, *, draws: int) -> xr.Dataset:
+    def _surface(self, func: Callable, path: str | Path, tpd, availability, draws: int, progress,
+                 calibration_file, options: dict):  # fmt: skip
+        # what-if steps: the scenario read once, the study's seed and calibration, cached per arguments
+        key = (func.__module__, func.__name__, str(path), _freeze(tpd), _freeze(availability), int(draws),
+               _freeze(calibration_file), _options_key(options))  # fmt: skip
+        return self._cached(
+            key,
+            lambda: func(
+                self.load_scenario(path),
+                tpd,
+                availability,
+                draws=draws,
+                seed=self.seed,
+                calibration=self._calibration_arg(calibration_file),
+                base_dir=Path(path).parent,
+                **({} if progress is None else {"progress": progress}),
+                **options,
+            ),  # fmt: skip
+        )
+
+    def whatif(self, path: str | Path, tpd: Sequence[float], availability: Sequence[float], *, draws: int,
+               progress: Callable[[int], None] | None = None, calibration_file: str | Path | None = None,
+               **options) -> xr.Dataset:  # fmt: skip
+        """Throughput x availability surface of a scenario (:func:`kenomill.simulate.whatif`;
+        ``options``: its other arguments)."""
+        from kenomill import simulate as sim
+
+        return self._surface(sim.whatif, path, tpd, availability, draws, progress, calibration_file, options)
+
+    def whatif_nsr(self, path: str | Path, tpd, availability, *, draws: int,
+                   progress: Callable[[int], None] | None = None, calibration_file: str | Path | None = None,
+                   **options) -> xr.Dataset:  # fmt: skip
+        """The what-if surface with its NSR (:func:`kenomill.value.whatif_nsr`; ``options``: its
+        terms, prices, costs, move, capacity ...; by default the typical 2012 terms and prices)."""
+        from kenomill import value
+
+        return self._surface(
+            value.whatif_nsr, path, tpd, availability, draws, progress, calibration_file, options
+        )
+
+    def whatif_tornado(self, path: str | Path, rate: float, availability: float | None, *, draws: int,
+                       calibration_file: str | Path | None = None, **options):  # fmt: skip
+        """Which inputs move NSR most at one rate (:func:`kenomill.value.whatif_tornado`)."""
+        from kenomill import value
+
+        return self._surface(
+            value.whatif_tornado, path, rate, availability, draws, None, calibration_file, options
+        )
+
+    def nsr(self, terms=None, prices=None, *, draws: int = 1000):
+        """NSR of every base period (:func:`kenomill.value.nsr_of_periods`).
+
+        The unreported assays come from the packaged calibration, also for user periods (what
+        ``kenomill nsr`` has always done; the study's own calibration would change its figures).
+        """
+        from kenomill import value
+
+        return self._cached(
+            ("nsr", _freeze(terms), _freeze(prices), int(draws)),
+            lambda: value.nsr_of_periods(self._given(), terms, prices, n_draws=draws, seed=self.seed),
+        )
+
+    def nsr_sensitivity(self, terms=None, prices=None):
+        """Total NSR with each price and term up 10 %, one at a time (:func:`kenomill.value.sensitivity`)."""
+        from kenomill import value
+
+        return self._cached(
+            ("nsr_sensitivity", _freeze(terms), _freeze(prices)),
+            lambda: value.sensitivity(self._given(), terms, prices),
+        )
+
+    def scenario(self, path: str | Path, *, draws: int, daily: bool = False, chunk_size: int | None = None,
+                 scheduler=None, block_draws: int | None = None,
+                 progress: Callable[[int], None] | None = None) -> xr.Dataset:  # fmt: skip
+        """Monte Carlo of a scenario file (:func:`kenomill.simulate.run` of :meth:`plan`).
+
+        ``chunk_size``, ``scheduler`` and ``block_draws`` change how the draws run, not what
+        they give (:func:`kenomill.simulate.run`): not part of the cache key.
+        """
+        from kenomill import simulate as sim
+
+        return self._cached(
+            ("scenario", str(path), int(draws), bool(daily)),
+            lambda: sim.run(
+                self.plan(path),
+                draws,
+                self.seed,
+                chunk_size=chunk_size,
+                scheduler=scheduler,
+                daily=daily,
+                progress=progress,
+                block_draws=block_draws,
+            ),  # fmt: skip
+        )
+
+    def annual(self, path: str | Path, *, draws: int, daily: bool = False) -> xr.Dataset:
         """Calendar-year totals of :meth:`scenario` (:func:`kenomill.simulate.annual`)."""
         from kenomill import simulate as sim
 
         return self._cached(
-            ("annual", str(path), int(draws)), lambda: sim.annual(self.scenario(path, draws=draws))
-        )
-
-    def scenario(self, path: str | Path, *, draws: int) -> xr.Dataset:
-        """Monte Carlo of a scenario file (:func:`kenomill.simulate.simulate`)."""
-        from kenomill import simulate as sim
-
-        return self._cached(
-            ("scenario", str(path), int(draws)),
-            lambda: sim.simulate(path, draws=draws, seed=self.seed, calibration=self._calibration_arg()),
+            ("annual", str(path), int(draws), bool(daily)),
+            lambda: sim.annual(self.scenario(path, draws=draws, daily=daily)),
         )

@@ -122,3 +122,67 @@ def test_compare_table_is_compare_models_table_for_any_workers():
     for workers in (1, 2):
         got = compare_table(models, d, starts=2, loo_starts=1, seed=0, workers=workers)
         pd.testing.assert_frame_equal(got, ref, check_exact=True)
+
+
+# ---- the command line calls the study's steps (issue 13, "one pipeline") -------------------
+
+
+def _recording(monkeypatch, *steps):
+    """Record which Study steps run (their real result is returned)."""
+    seen: list[str] = []
+    for name in steps:
+        real = getattr(Study, name)
+
+        def wrapped(self, *a, _real=real, _name=name, **k):
+            seen.append(_name)
+            return _real(self, *a, **k)
+
+        monkeypatch.setattr(Study, name, wrapped)
+    return seen
+
+
+def test_reconcile_command_runs_the_study_steps(monkeypatch, tmp_path):
+    from kenomill.reconcile import reconcile_dataset
+
+    seen = _recording(monkeypatch, "periods", "error_sizes", "reconcile", "serial_elimination")
+    out = tmp_path / "rec.nc"
+    res = CliRunner().invoke(
+        main, ["reconcile", "--error-sizes", "fixed", "--alpha", "0.01", "--out", str(out)]
+    )
+    assert res.exit_code == 0, res.output
+    assert {"periods", "reconcile", "serial_elimination"} <= set(seen) and "error_sizes" not in seen
+    want = reconcile_dataset(data.reported_periods(), False, alpha=0.01, error_sizes="fixed")
+    got = xr.open_dataset(out)
+    np.testing.assert_array_equal(got.chi2.values, want.chi2.values)
+
+
+def test_reconcile_step_is_cached_per_option_set():
+    st = Study()
+    a = st.reconcile(error_sizes="fixed", alpha=0.01, exclude=("2011Q4.zn_lb",))
+    assert a is st.reconcile(error_sizes="fixed", alpha=0.01, exclude=("2011Q4.zn_lb",))
+    assert a is not st.reconcile(error_sizes="fixed", alpha=0.05, exclude=("2011Q4.zn_lb",))
+    assert "2011Q4.zn_lb" in a.attrs["excluded"]
+
+
+def test_cache_keys_of_arguments_that_neither_hash_nor_pickle():
+    from types import MappingProxyType
+
+    from kenomill.study import _freeze
+
+    assert _freeze({"a": 1.0}) == _freeze({"a": 1.0}) != _freeze({"a": 2.0})
+    m = MappingProxyType({"a": 1})
+    assert _freeze(m) == _freeze(m) and _freeze(m) != _freeze(MappingProxyType({"a": 1}))
+
+
+def test_simulate_and_blend_commands_read_the_scenario_through_the_study(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    seen = _recording(monkeypatch, "load_scenario", "plan", "scenario", "annual")
+    sc = Path(kenomill.__file__).resolve().parents[1] / "scenarios" / "bellekeno_only.toml"
+    res = CliRunner().invoke(main, ["simulate", str(sc), "--draws", "4"])
+    assert res.exit_code == 0, res.output
+    assert {"load_scenario", "plan", "scenario", "annual"} <= set(seen)
+    seen.clear()
+    res = CliRunner().invoke(main, ["blend", str(sc), "--draws", "2"])
+    assert res.exit_code == 2 and "a blend needs at least two" in res.output
+    assert seen == ["load_scenario"]

@@ -79,12 +79,12 @@ def blend(scenario_file, year, draws, seed, zn_in_pbcon_max, max_fraction, grid_
     import pandas as pd
 
     from kenomill import budget, io, value
-    from kenomill import scenario as scn
     from kenomill import simulate as sim
+    from kenomill.study import Study
 
     if out:
         io.check_output_path(out, {".csv": "CSV", ".xlsx": "Excel"})
-    names = list(scn.load(scenario_file).sources)
+    names = list(Study(seed=seed).load_scenario(scenario_file).sources)
     if len(names) < 2:
         raise ValidationError(f"{scenario_file}: one source ({names[0]}); a blend needs at least two")
     limits = parse_max_fraction(max_fraction, names)

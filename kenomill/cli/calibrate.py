@@ -245,8 +245,8 @@ def _robust_df(choice):
     return bayes.ROBUST_DF if choice == "robust" else None
 
 
-def _gross_errors(fd, choice, given, error_model, console):
-    """Apply ``--gross-errors``: leave out what the reconciliation flags (exclude), or keep it."""
+def _say_gross_errors(fd, choice, console) -> None:
+    """What ``--gross-errors`` did: the figures left out (exclude), or how they are kept."""
     from kenomill import bayes
 
     if choice != "exclude":
@@ -256,17 +256,11 @@ def _gross_errors(fd, choice, given, error_model, console):
             if choice == "robust"
             else "gross errors: all figures kept (--gross-errors keep)"
         )
-        return fd
-    from kenomill import calibrate as cal_mod
-    from kenomill import reconcile
-
-    flags = reconcile.flagged_figures(given, error_model=error_model)
-    out = cal_mod.exclude_figures(fd, flags)
+        return
     console.print(
         "gross errors flagged by the reconciliation and left out of the fit: "
-        + (", ".join(out.excluded) if out.excluded else "none")
+        + (", ".join(fd.excluded) if fd.excluded else "none")
     )
-    return out
 
 
 def _sensitivity(fd, name, seed, console) -> list[dict]:
@@ -350,12 +344,9 @@ def _validation_min() -> int:
     return validation.ROLLING_MIN
 
 
-def _comparisons(
-    compare, compare_fit, compare_names, name, fd, given, starts, seed, priors, workers, console
-):
+def _comparisons(compare, compare_fit, compare_names, name, study, choice, starts, priors, workers, console):
     """The comparison by prediction (and, with --compare-fit, by fit); printed, then returned."""
-    from kenomill import calibrate as cal_mod
-
+    fd = study.fit_data(**choice)
     comparison = None
     predictive = None
     if compare and fd.n <= _validation_min():
@@ -372,8 +363,8 @@ def _comparisons(
         with progress(
             len(cands), "comparing candidates by prediction (LOQO and rolling origin)", unit="candidates"
         ) as bar:
-            predictive = validation.compare(
-                cands, fd, periods=given, seed=seed, progress=bar.advance, workers=workers or None
+            predictive = study.compare_by_prediction(
+                cands, progress=bar.advance, workers=workers or None, **choice
             )
         print_predictive(predictive, console)
         if predictive.chosen == name:
@@ -393,14 +384,16 @@ def _comparisons(
         with progress(
             len(fit_names), "comparing models by fit (AICc, least-squares LOO)", unit="models"
         ) as bar:
-            comparison = cal_mod.compare_models(
+            # compare_models' table: bands (its loo_cover90 column), in this process
+            comparison = study.compare(
                 fit_names,
-                data=fd,
                 starts=min(starts, 4),
                 loo_starts=2,
-                seed=seed,
+                workers=1,
+                bands=True,
                 priors=priors,
                 progress=bar.advance,
+                **choice,
             )
         print_comparison(comparison, console, chosen=name)
         best = comparison.iloc[0]
@@ -552,18 +545,23 @@ def calibrate(
     given = load_periods(periods)
     if given is not None:
         console.print(escape(periods_label(given)))
+    from kenomill.study import Study
+
+    study = Study(given, seed=seed)
     # size before any work (the reconciliation, the gross-error screen, the fit): emcee keeps
     # every step of every walker; its dimension depends on the model and the periods only
     from kenomill import budget
 
     if posterior_steps:
-        budget.size_posterior(name, cal_mod.fit_data("raw", periods=given), posterior_steps, announce=False)
-    fd = cal_mod.fit_data(data, error_model, periods=given)
-    fd = _gross_errors(fd, gross_errors, given, error_model, console)
+        budget.size_posterior(name, study.fit_data(), posterior_steps, announce=False)
+    # the figures every fit, posterior and comparison below sees
+    choice = dict(data=data, error_model=error_model, exclude_flagged=gross_errors == "exclude")
+    fd = study.fit_data(**choice)
+    _say_gross_errors(fd, gross_errors, console)
     from kenomill.progress import phase
 
     with phase(f"fitting {name} ({starts} starting points)"):
-        fit = cal_mod.fit(name, fd, starts=starts, seed=seed, priors=priors)
+        fit = study.fit(name, starts=starts, priors=priors, **choice)
     calibration = fit.to_calibration()
     # which periods the calibration saw: predict, whatif, simulate and the report say so
     calibration.meta["periods_files"] = "packaged" if given is None else given.attrs["periods_files"]
@@ -599,7 +597,7 @@ def calibrate(
                 + ", ".join(f"{v:.3g}: {d:.1f}" for v, d in zip(prof[pname], prof["delta"], strict=True))
             )
     predictive, comparison = _comparisons(
-        compare, compare_fit, compare_names, name, fd, given, starts, seed, priors, workers, console
+        compare, compare_fit, compare_names, name, study, choice, starts, priors, workers, console
     )
     if predictive is not None:
         calibration.meta["comparison_by_prediction"] = predictive.to_meta()

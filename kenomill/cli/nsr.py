@@ -190,7 +190,8 @@ def nsr(
     concentrate are not reported: they come from the calibrated model (central value, and a
     P10-P90 band over posterior draws).
     """
-    from kenomill import data, io, terms, value
+    from kenomill import data, io, terms
+    from kenomill.study import Study
 
     if out:
         io.check_output_path(out)
@@ -201,13 +202,14 @@ def nsr(
         _throughput(throughput, scenario_file, availability, capacity, draws, seed, t, pr, year, out)
         return
     ds = load_periods(periods)
+    study = Study(ds, seed=seed)
     if price_basis == "realized":
-        base = data.base_periods(ds if ds is not None else data.reported_periods())
+        base = data.base_periods(study.periods())
         pr = terms.realized_prices(list(base), deck, where=prices_file or "packaged prices")
         basis = "Price basis: realized, each period at Alexco's realized prices of its own period"
     else:
         basis = f"Price basis: annual, every period at the {year} row"
-    res = value.nsr_of_periods(ds, t, pr, n_draws=draws, seed=seed)
+    res = study.nsr(t, pr, draws=draws)
     per = "; ".join(
         f"{p} at {q}: {s}"
         for p, q, s in zip(res.period.values, res.price_period.values, res.price_source.values, strict=True)
@@ -219,7 +221,7 @@ def nsr(
     )
     _print(res, src)
     if sensitivity:
-        _print_sensitivity(value.sensitivity(ds, t, pr))
+        _print_sensitivity(study.nsr_sensitivity(t, pr))
     if out:
         io.write_table(res, out)
         click.echo(f"wrote {out}")
@@ -231,24 +233,24 @@ def _throughput(throughput, scenario_file, availability, capacity, draws, seed, 
     from rich.console import Console
     from rich.table import Table
 
-    from kenomill import io, scenario, value
+    from kenomill import io
     from kenomill import simulate as sim
     from kenomill.cli.simulate import DEFAULT_WHATIF_SCENARIO
     from kenomill.progress import progress
+    from kenomill.study import Study
 
     tpds = sim.parse_range(throughput, "--throughput")
     path = Path(scenario_file) if scenario_file else DEFAULT_WHATIF_SCENARIO
-    sc = scenario.load(path)
+    study = Study(seed=seed)
+    sc = study.load_scenario(path)
     with progress(1, "NSR what-if grid") as bar:
-        wi = value.whatif_nsr(
-            sc,
+        wi = study.whatif_nsr(
+            path,
             tpds,
             availability,
             draws=draws,
-            seed=seed,
             terms=t,
             prices=pr,
-            base_dir=path.parent,
             capacity_tpd=capacity if capacity is not None else float("inf"),
         )
         bar.advance()

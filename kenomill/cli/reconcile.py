@@ -309,8 +309,8 @@ def reconcile(
     from dataclasses import replace
 
     from kenomill import io
-    from kenomill.errormodel import DEFAULT_RELATIVE_PCT, KINDS, ErrorModel, estimate_sizes
-    from kenomill.reconcile import gross_errors, reconcile_dataset, summary_dataset, summary_frame
+    from kenomill.errormodel import DEFAULT_RELATIVE_PCT, KINDS, ErrorModel
+    from kenomill.reconcile import summary_dataset, summary_frame
     from kenomill.study import Study
 
     if out:
@@ -328,10 +328,11 @@ def reconcile(
     if no_rounding:
         model = replace(model, rounding=False)
     given = load_periods(periods) if (error_sizes == "estimated" or not show_error_model) else None
-    reported = Study(given).periods()
+    study = Study(given)
+    reported = study.periods()
     est = None
     if error_sizes == "estimated":
-        est = estimate_sizes(reported, start=model, fixed=sorted(given_kinds), alpha=alpha)
+        est = study.error_sizes(model, fixed=sorted(given_kinds), alpha=alpha)
         model = est.model
     if show_error_model:
         click.echo(model.to_toml(), nl=False)
@@ -339,11 +340,11 @@ def reconcile(
     if given is not None:
         click.echo(periods_label(given))
     sizes = est if est is not None else "fixed"
-    rec = reconcile_dataset(reported, across_periods, model, alpha=alpha, exclude=exclude, error_sizes=sizes)
+    rec = study.reconcile(across_periods, error_sizes=sizes, error_model=model, alpha=alpha, exclude=exclude)
     if est is not None:
         print_sizes(est)
     print_reconciliation(rec, reported, top=top, model=model)
-    print_gross_errors(gross_errors(reported, model, error_sizes=sizes, alpha=alpha))
+    print_gross_errors(study.serial_elimination(model, error_sizes=sizes, alpha=alpha))
     bad = [str(p) for p, g in zip(rec.period.values, rec.gross_error.values, strict=True) if g]
     if across_periods:
         click.echo(

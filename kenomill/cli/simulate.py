@@ -251,12 +251,14 @@ def simulate(
 ):
     """Monte Carlo of SCENARIO.toml: quarterly production with uncertainty, targets, drivers."""
     sim = _import_simulate()
-    from kenomill import io, scenario
+    from kenomill import io
+    from kenomill.study import Study
 
     if out:
         io.check_output_path(out, _NC)
-    sc = scenario.load(scenario_file)
-    plan = sim.compile_plan(sc, base_dir=Path(scenario_file).parent)
+    study = Study(seed=seed)
+    sc = study.load_scenario(scenario_file)
+    plan = study.plan(scenario_file)
     from kenomill import budget
 
     reruns = 1 + (len(sim.UNCERTAINTY_GROUPS) if attribution else 0)
@@ -267,17 +269,16 @@ def simulate(
     from kenomill.progress import progress
 
     with progress(draws, f"simulating {sc.name}", unit="draws") as bar:
-        ds = sim.run(
-            plan,
-            draws,
-            seed,
+        ds = study.scenario(
+            scenario_file,
+            draws=draws,
             chunk_size=chunk_size,
             scheduler=scheduler,
             daily=daily,
             progress=bar.advance,
             block_draws=block,
         )
-    yr = sim.annual(ds)
+    yr = study.annual(scenario_file, draws=draws, daily=daily)
     print_summary(ds, yr, console)
     # one annual() for all three (each would hold another copy of the years per draw)
     print_targets(sim.target_probabilities(ds, sc.targets, yr=yr), console)
@@ -287,6 +288,7 @@ def simulate(
     prices = draw_inputs.price_draws(sc, seed, ds.draw.values)
     print_nsr(ds, revenue_target, console, prices=prices, block=block)
     if prices is not None:
+        ds = ds.copy()  # the study's cached run stays as simulated
         # the draws file carries the prices each draw was valued at
         for m, unit in (("ag", "USD/troy_oz"), ("pb", "USD/lb"), ("zn", "USD/lb")):
             ds[f"price_{m}"] = ("draw", prices[m], {"units": unit, "long_name": f"{m} price drawn"})

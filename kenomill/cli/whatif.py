@@ -300,8 +300,9 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, terms_file, pric
            chunk_size, calibration_file, out, plot):  # fmt: skip
     """Production, recoveries, NSR and margin over throughput x availability, with uncertainty."""
     sim = _import_simulate()
-    from kenomill import io, scenario, value
+    from kenomill import io
     from kenomill import terms as _terms
+    from kenomill.study import Study
 
     if out:
         io.check_output_path(out, _TABLE)
@@ -315,7 +316,8 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, terms_file, pric
             f"--scenario: none given and the default {path} is not here (kenomill installed without its "
             "repository); give --scenario FILE"
         )
-    sc = scenario.load(path)
+    study = Study(seed=seed)
+    sc = study.load_scenario(path)
     pm, price_label = price_model_of(sc, price_uncertainty, prices_from)
     if sensitivity_at is not None and not np.isclose(tpds, sensitivity_at, rtol=0, atol=1e-9).any():
         raise ValidationError(
@@ -324,12 +326,11 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, terms_file, pric
         )
     # a calibration of the user's periods (`kenomill calibrate --periods ...`) overrides the
     # scenario's; it is read (and refused with one line) before any work
-    from kenomill.calibration_file import Calibration
-
-    cal = Calibration.load(calibration_file) if calibration_file else None
+    if calibration_file:
+        study.load_calibration(calibration_file)
     from kenomill import budget
 
-    plan = sim.compile_plan(sc, cal, base_dir=path.parent)
+    plan = study.plan(path, calibration_file=calibration_file)
     years = sorted({int(q[:4]) for q in plan.quarters})
     if year is not None and year not in years:
         raise ValidationError(f"--year: found {year}; the horizon covers {', '.join(map(str, years))}")
@@ -337,15 +338,16 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, terms_file, pric
     from kenomill.progress import progress
 
     with progress(tpds.size * avs.size, "what-if grid", unit="grid points") as bar:
-        wi = value.whatif_nsr(
-            sc, tpds, avs, draws=draws, seed=seed, year=year, terms=t, prices=pr, costs=costs,
-            price_model=pm, base_dir=path.parent, calibration=plan.calibration, move=mv,
+        wi = study.whatif_nsr(
+            path, tpds, avs, draws=draws, year=year, terms=t, prices=pr, costs=costs,
+            price_model=pm, calibration_file=calibration_file, move=mv,
             capacity_tpd=capacity if capacity is not None else np.inf,
             max_operating_tpd=max_operating_tpd if max_operating_tpd is not None else np.inf,
             progress=bar.advance, chunk_size=chunk,
         )  # fmt: skip
     console = Console(width=160)
     meta = plan.calibration.meta
+    wi = wi.copy()  # the study's cached surface stays as computed
     wi.attrs["calibration_note"] = f"calibration: {calibration_file or plan.calibration_note}" + (
         f" (periods: {meta['periods_files']})" if meta.get("periods_files") else ""
     )
@@ -363,8 +365,8 @@ def whatif(scenario_file, tpd, availability, draws, seed, year, terms_file, pric
     ):
         click.echo(line)
     if sensitivity_at is not None:
-        _tornado(sc, path, sensitivity_at, float(avs[len(avs) // 2]), draws, seed, year, t, pr, costs, deck,
-                 plan.calibration, pm, console)  # fmt: skip
+        _tornado(study, path, sensitivity_at, float(avs[len(avs) // 2]), draws, year, t, pr, costs, deck,
+                 calibration_file, pm, console)  # fmt: skip
     if out:
         io.write_table(wi, out)
         click.echo(f"wrote {out}")
@@ -391,12 +393,10 @@ def _grid(sim, tpd, availability, move):
     return tpds, avs, mv
 
 
-def _tornado(sc, path, rate, availability, draws, seed, year, t, pr, costs, deck, calibration, pm, console):
-    from kenomill import value
-
-    df = value.whatif_tornado(
-        sc, rate, availability, draws=draws, seed=seed, year=year, terms=t, prices=pr, costs=costs,
-        price_model=pm, deck=deck, base_dir=path.parent, calibration=calibration,
+def _tornado(study, path, rate, availability, draws, year, t, pr, costs, deck, calibration_file, pm, console):
+    df = study.whatif_tornado(
+        path, rate, availability, draws=draws, year=year, terms=t, prices=pr, costs=costs,
+        price_model=pm, deck=deck, calibration_file=calibration_file,
     )  # fmt: skip
     base = df.attrs["base"]
     tab = Table(

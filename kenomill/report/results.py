@@ -297,17 +297,11 @@ def collect(
 def _tornado(study, path, wtpd, wav, draws: int, say) -> pd.DataFrame:
     """The tornado at the move's first rate (250 t/d when on the grid) and the baseline availability:
     every input at its low and high, the others at their base (helper value, issue 15)."""
-    from kenomill import value
-
     move = whatif_move(wtpd)
     rate = move[0] if move is not None else nearest(wtpd, BASELINE_TPD)
     a = nearest(wav, 0.92)
     say(f"which inputs move NSR most: {rate:g} t/d, availability {a:g}", 1)
-    path = Path(path)
-    sc = study.load_scenario(path)
-    return value.whatif_tornado(
-        sc, rate, a, draws=draws, seed=study.seed, base_dir=path.parent, calibration=study._calibration_arg()
-    )
+    return study.whatif_tornado(path, rate, a, draws=draws)
 
 
 def whatif_move(tpd: Sequence[float]) -> tuple[float, float] | None:
