@@ -68,6 +68,19 @@ def guarded(func):
     return wrapper
 
 
+def table_out_option(func):
+    """``--out FILE``: the command's table written as .csv, .xlsx or .nc (netCDF), by extension."""
+    return click.option(
+        "--out",
+        "out",
+        # a plain string: kenomill.io.check_output_path refuses bad paths in one line, where
+        # click.Path(dir_okay=False) would print a three-line usage error
+        type=str,
+        default=None,
+        help="Write the table to FILE: .csv, .xlsx or .nc (netCDF), by extension.",
+    )(func)
+
+
 #: seeds: what numpy's SeedSequence and the kernels' counter-based streams accept
 SEED = click.IntRange(0, 2**63 - 1)
 #: Monte Carlo draws: at least one (the size check before work bounds the top)

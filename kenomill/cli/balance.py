@@ -6,7 +6,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from kenomill.cli import guarded
+from kenomill.cli import guarded, table_out_option
 from kenomill.cli.periods import load_periods, periods_label, periods_option
 
 
@@ -77,15 +77,7 @@ def print_balance(table, console: Console | None = None, source: str | None = No
 
 
 @click.command()
-@click.option(
-    "--out",
-    "out",
-    # a plain string: kenomill.io.check_output_path refuses bad paths in one line, where
-    # click.Path(dir_okay=False) would print a three-line usage error
-    type=str,
-    default=None,
-    help="Write the table to FILE: .csv, .xlsx or .nc (netCDF), by extension.",
-)
+@table_out_option
 @periods_option
 @guarded
 def balance(out, periods):

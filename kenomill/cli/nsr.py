@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from kenomill.cli import guarded
+from kenomill.cli import guarded, table_out_option
 from kenomill.cli.periods import load_periods, periods_label, periods_option
 from kenomill.cli.value_options import load_terms_prices, terms_prices_options
 
@@ -159,13 +159,7 @@ def _print_sensitivity(df) -> None:
     default=None,
     help="Capacity limit of --throughput [t/d]: the best throughput is chosen at or below it.",
 )
-@click.option(
-    "--out",
-    "out",
-    type=str,
-    default=None,
-    help="Write the table to FILE: .csv, .xlsx or .nc (netCDF), by extension.",
-)
+@table_out_option
 @guarded
 def nsr(
     periods,
