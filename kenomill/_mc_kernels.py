@@ -711,73 +711,108 @@ def reclaim(nl, demand, st_t, st_m, part_t, part_m, blend, stock, frac, bt):
 
 
 @nb.njit(cache=True, inline="always")
+def flat_views(pl, offl, rcl, part_m, rr, bq, rec):
+    """The mill's lane-last arrays as views with each row's lanes side by side, ``[..., k * BLOCK + b]``.
+
+    ``pl`` and ``rr`` 1-D, ``offl``, ``rcl`` and ``part_m`` by source ``[ns, k * BLOCK]``, the
+    quarterly sums by quarter ``[nq, nf * BLOCK]``, ``rec`` 1-D. Rows of one array are then a
+    constant distance apart, which lets LLVM check the mill's loop for aliasing once per
+    array (not per row: more than its limit of 128 checks) and vectorise it.
+    """
+    ns = offl.shape[0]
+    return (
+        pl.reshape(pl.size),
+        offl.reshape((ns, offl.shape[1] * BLOCK)),
+        rcl.reshape((ns, rcl.shape[1] * BLOCK)),
+        part_m.reshape((ns, 3 * BLOCK)),
+        rr.reshape(rr.size),
+        bq.reshape((bq.shape[0], bq.shape[1] * BLOCK)),
+        rec.reshape(rec.size),
+    )
+
+
+@nb.njit(cache=True, inline="always")
 def mill(nl, grade_dep, pl, offl, rcl, part_t, part_m, blend, rr, acc, rec, daily):
     """Mill the block's blends: every source's component at its own offsets, the blend's grade factor.
 
     The response (:func:`kenomill.recovery.respond_feed`, in its pieces:
     :func:`~kenomill.recovery.circuit_recovery`, the silver terms ``1 - (1 - R)^a`` by
     ``pow1``, :func:`~kenomill.recovery.split_pull_values`) and the closed balance
-    (:func:`~kenomill._kernels.forward_element`), source by source, in lane loops: lane-last
-    inputs ``pl[N_FULL, BLOCK]`` (parameters), ``offl[ns, NOFF, BLOCK]`` (offsets),
-    ``rcl[ns, N_RC, BLOCK]`` (response constants); ``rr[4, BLOCK]`` scratch (the two
-    recoveries and their silver terms). A component with no feed adds exact zeros. With
-    per-step output the same flows go to ``rec`` too.
+    (:func:`~kenomill._kernels.forward_element`), source by source, in lane loops on the
+    views of :func:`flat_views` (row ``k`` of lane ``b`` at ``k * BLOCK + b``): parameters
+    ``pl``, offsets ``offl[s]``, response constants ``rcl[s]``, the components' metal
+    ``part_m[s]``, ``rr`` scratch (the two recoveries and their silver terms), the quarter's
+    sums ``acc`` and the step's record ``rec``. A component with no feed adds exact zeros.
+    With per-step output the same flows go to ``rec`` too.
     """
+    B = BLOCK
     for s in range(part_t.shape[0]):
         for b in range(nl):
-            rr[0, b] = circuit_recovery(
-                grade_dep, rcl[s, RC_RPB, b], pl[I_TAIL_PB, b], blend[1, b], offl[s, O_LOGIT_REC_PB, b],
-                rcl[s, RC_EINV_PB, b],
+            rr[b] = circuit_recovery(
+                grade_dep, rcl[s, RC_RPB * B + b], pl[I_TAIL_PB * B + b], blend[1, b],
+                offl[s, O_LOGIT_REC_PB * B + b], rcl[s, RC_EINV_PB * B + b],
             )  # fmt: skip
-            rr[1, b] = circuit_recovery(
-                grade_dep, rcl[s, RC_RZN, b], pl[I_TAIL_ZN, b], blend[2, b], offl[s, O_LOGIT_REC_ZN, b],
-                rcl[s, RC_EINV_ZN, b],
+            rr[B + b] = circuit_recovery(
+                grade_dep, rcl[s, RC_RZN * B + b], pl[I_TAIL_ZN * B + b], blend[2, b],
+                offl[s, O_LOGIT_REC_ZN * B + b], rcl[s, RC_EINV_ZN * B + b],
             )  # fmt: skip
         for b in range(nl):
             # kenomill.recovery._relative_floatability, its power in lanes
-            a = pl[I_AG_PB, b]
-            rr[2, b] = 1.0 - pow1(1.0 - min(max(rr[0, b], 0.0), 1.0), a) if a != 0.0 else 0.0
-            a = pl[I_AG_ZN, b]
-            rr[3, b] = 1.0 - pow1(1.0 - min(max(rr[1, b], 0.0), 1.0), a) if a != 0.0 else 0.0
-        mill_source(nl, s, pl, offl, rcl, part_t, part_m, rr, acc)
+            a = pl[I_AG_PB * B + b]
+            rr[2 * B + b] = 1.0 - pow1(1.0 - min(max(rr[b], 0.0), 1.0), a) if a != 0.0 else 0.0
+            a = pl[I_AG_ZN * B + b]
+            rr[3 * B + b] = 1.0 - pow1(1.0 - min(max(rr[B + b], 0.0), 1.0), a) if a != 0.0 else 0.0
+        mill_source(nl, s, pl, offl[s], rcl[s], part_t, part_m[s], rr, acc)
         if daily:
-            mill_source(nl, s, pl, offl, rcl, part_t, part_m, rr, rec)
+            mill_source(nl, s, pl, offl[s], rcl[s], part_t, part_m[s], rr, rec)
 
 
 @nb.njit(cache=True, inline="always")
-def mill_source(nl, s, pl, offl, rcl, part_t, part_m, rr, acc):
-    """Source ``s``'s component of the block's feed: shares, pulls, closed balance; flows into ``acc``."""
+def mill_source(nl, s, pl, off, rc, part_t, pm, rr, acc):
+    """Source ``s``'s component of the block's feed: shares, pulls, closed balance; flows into ``acc``.
+
+    Flat rows (:func:`flat_views`): ``off``, ``rc``, ``pm`` are source ``s``'s offsets,
+    response constants and metal; ``acc`` the sums ``[nf * BLOCK]``. The feed by source
+    (row ``F_SRC_T + s``, at a distance from the others that LLVM cannot bound) is added
+    in a loop of its own.
+    """
+    B = BLOCK
     for b in range(nl):
         ts = part_t[s, b]
         on = ts > 0.0
         tsd = ts if on else 1.0  # lanes without feed: finite numbers, discarded below
-        h0 = part_m[s, 0, b] / tsd
-        h1 = part_m[s, 1, b] / tsd
-        h2 = part_m[s, 2, b] / tsd
+        h0 = pm[b] / tsd
+        h1 = pm[B + b] / tsd
+        h2 = pm[2 * B + b] / tsd
         s00, s01, s10, s11, s20, s21, pull0, pull1 = split_pull_values(
-            h0, h1, h2, rr[0, b], rr[1, b], rr[2, b], rr[3, b], offl[s, O_LOGIT_REC_AG_PBCON, b],
-            rcl[s, RC_EINV_AG, b], pl[I_ZN_PB, b], pl[I_PB_ZN, b], rcl[s, RC_EPB, b], rcl[s, RC_EZN, b],
+            h0, h1, h2, rr[b], rr[B + b], rr[2 * B + b], rr[3 * B + b], off[O_LOGIT_REC_AG_PBCON * B + b],
+            rc[RC_EINV_AG * B + b], pl[I_ZN_PB * B + b], pl[I_PB_ZN * B + b], rc[RC_EPB * B + b],
+            rc[RC_EZN * B + b],
         )  # fmt: skip
         c0 = pull0 * ts
         c1 = pull1 * ts
-        acc[F_FEED_T, b] += ts if on else 0.0
-        acc[F_SRC_T + s, b] += ts if on else 0.0
-        acc[F_STREAM_T + PBCON, b] += c0 if on else 0.0
-        acc[F_STREAM_T + ZNCON, b] += c1 if on else 0.0
-        acc[F_STREAM_T + TAILS, b] += ts - c0 - c1 if on else 0.0
+        acc[F_FEED_T * B + b] += ts if on else 0.0
+        acc[(F_STREAM_T + PBCON) * B + b] += c0 if on else 0.0
+        acc[(F_STREAM_T + ZNCON) * B + b] += c1 if on else 0.0
+        acc[(F_STREAM_T + TAILS) * B + b] += ts - c0 - c1 if on else 0.0
         _element_flows(acc, b, on, 0, ts, h0, s00, s01)
         _element_flows(acc, b, on, 1, ts, h1, s10, s11)
         _element_flows(acc, b, on, 2, ts, h2, s20, s21)
+    src = (F_SRC_T + s) * B
+    for b in range(nl):
+        ts = part_t[s, b]
+        acc[src + b] += ts if ts > 0.0 else 0.0
 
 
 @nb.njit(cache=True, inline="always")
 def _element_flows(acc, b, on, e, ts, h, split0, split1):
     # element e of a component: its feed and its three products (kenomill._kernels.forward_element)
+    B = BLOCK
     to_pb, to_zn, to_tails = forward_element(ts, h, split0, split1)
-    acc[F_FEED_M + e, b] += ts * h if on else 0.0
-    acc[F_STREAM_M + 3 * PBCON + e, b] += to_pb if on else 0.0
-    acc[F_STREAM_M + 3 * ZNCON + e, b] += to_zn if on else 0.0
-    acc[F_STREAM_M + 3 * TAILS + e, b] += to_tails if on else 0.0
+    acc[(F_FEED_M + e) * B + b] += ts * h if on else 0.0
+    acc[(F_STREAM_M + 3 * PBCON + e) * B + b] += to_pb if on else 0.0
+    acc[(F_STREAM_M + 3 * ZNCON + e) * B + b] += to_zn if on else 0.0
+    acc[(F_STREAM_M + 3 * TAILS + e) * B + b] += to_tails if on else 0.0
 
 
 @nb.njit(cache=True, inline="always")
@@ -850,11 +885,12 @@ def store_block(d0, bq, bod, out_q, out_draw):
 
 
 # ----------------------------------------------------------------- the hot loop
-# The mill's lane loop (mill_source) stays scalar: it reads lane-last rows of six arrays and
-# adds into 14 rows of the quarter's sums, which needs more run-time alias checks than LLVM's
-# limit of 128 ("loop not vectorized: too many memory checks needed"). Raising the limit
-# (llvmlite set_option -vectorize-memory-check-threshold=1024) vectorised it and made the
-# kernel slower: 185 vs 175 ns per draw-step (one thread, CPU time, alternating runs).
+# The mill's lane loop (mill_source) reads lane-last rows of six arrays and adds into 17 rows
+# of the quarter's sums. On [..., BLOCK] arrays every row is a pointer of its own to LLVM (the
+# row stride is a run-time value), which needed more run-time alias checks than its limit of
+# 128 ("loop not vectorized: too many memory checks needed") and kept the loop scalar; on the
+# flat views of flat_views the rows of an array are a constant distance apart, one check per
+# array suffices and the loop is vectorised (-pass-remarks=loop-vectorize: width 8).
 @nb.njit(SIGNATURE, cache=True, parallel=True, error_model="numpy")
 def simulate(
     seed, draw0, kind, grade_dep, p_base, free_idx, post_theta, post_offset_mean, post_scatter_sd,
@@ -911,6 +947,7 @@ def simulate(
         arr_t, arr_g = np.empty((ns, BLOCK)), np.empty((ns, 3, BLOCK))
         part_t, part_m = np.empty((ns, BLOCK)), np.zeros((ns, 3, BLOCK))
         rec = np.zeros((nf, BLOCK))  # the step's record: only written when daily
+        plf, offf, rcf, pmf, rrf, bqf, recf = flat_views(pl, offl, rcl, part_m, rr, bq, rec)
         q_prev = -1
         for t in range(n_steps):
             q = step_q[t]
@@ -942,7 +979,7 @@ def simulate(
             iu += 2 * N_FAIL
             stockpile_in(nl, t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, acc, rec, daily)
             reclaim(nl, demand, st_t, st_m, part_t, part_m, blend, stock, frac, bt)
-            mill(nl, grade_dep, pl, offl, rcl, part_t, part_m, blend, rr, acc, rec, daily)
+            mill(nl, grade_dep, plf, offf, rcf, part_t, pmf, blend, rrf, bqf[q], recf, daily)
             stockpile_divert(nl, st_t, st_m, stock_cap, acc, rec, daily, stock)
             if t + 1 == n_steps or step_q[t + 1] != q:
                 levels(nl, st_t, st_m, hd_t, hd_m, qoff, acc)
