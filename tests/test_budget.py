@@ -162,12 +162,14 @@ def test_cli_calibrate_posterior_that_cannot_fit_is_one_line_before_the_fit(tmp_
 def test_cli_calibrate_sizes_before_the_reconciliation_and_the_gross_error_screen(tmp_path, monkeypatch):
     """Refused before any work: neither the reconciled figures nor the gross-error screen are made."""
     from kenomill import calibrate as cal_mod
-    from kenomill.cli import calibrate as cli_cal
+    from kenomill import reconcile as rec_mod
 
     def no_work(*a, **k):
         raise AssertionError("work started before the size check")
 
-    monkeypatch.setattr(cli_cal, "_gross_errors", no_work)
+    # the gross-error screen (Study.fit_data(exclude_flagged=True) calls it) and the reconciliation
+    monkeypatch.setattr(rec_mod, "flagged_figures", no_work)
+    monkeypatch.setattr(rec_mod, "reconciled_periods", no_work)
     raw = cal_mod.fit_data
     monkeypatch.setattr(
         cal_mod, "fit_data", lambda data="raw", *a, **k: raw(data, *a, **k) if data == "raw" else no_work()
