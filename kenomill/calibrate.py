@@ -516,37 +516,57 @@ def _split_x(x, k):
 
 
 def _residual_fn(spec, data: FitData, base, nuis_idx, priors, a_prior, scale=1.0):
+    """The residuals of ``x`` (free parameters, then the nuisance availabilities) and their
+    Jacobian: ``(fun, jac, n_obs)``; ``jac(x, lo, hi)`` takes the residuals of its ``2 m``
+    central-difference points from one :func:`recovery.outputs_rows` call (rows stacked),
+    each the same figures as ``fun`` of that point."""
     mask = np.isfinite(data.y) & np.isfinite(data.sigma)
     k = len(spec.free)
     free_idx = spec.free_index
     prior_idx = np.array([spec.free.index(n) for n in priors], dtype=int)
     prior_mu = np.array([priors[n][0] for n in priors], dtype=float)
     prior_sd = np.array([priors[n][1] for n in priors], dtype=float)
-    y = data.y
     sig = data.sigma * scale
     n = data.n
-    p_rows = np.tile(base, (n, 1))
-    off = np.zeros((n, recovery.N_OFFSETS))
-    out = np.empty((n, len(ALL_OUTPUTS)))
-    ore, head = data.ore_t, data.head
 
-    def fun(x):
-        theta, a_nuis = _split_x(x, k)
-        avail = data.availability.copy()
-        avail[nuis_idx] = a_nuis
+    def many(X):
+        """Residuals of every row of ``X`` [r, m] -> [r, n_residuals], each row as ``fun`` of it."""
+        r_ = X.shape[0]
+        theta, a_nuis = X[:, :k], X[:, k:]
+        avail = np.tile(data.availability, (r_, 1))
+        avail[:, nuis_idx] = a_nuis
         avail = np.where(np.isnan(avail), a_prior[0], avail)
-        p_rows[:, free_idx] = theta
-        q = data.tpd / avail / recovery.REFERENCE_TPD
+        p_rows = np.tile(base, (r_ * n, 1))
+        p_rows[:, free_idx] = np.repeat(theta, n, axis=0)
+        q = (data.tpd / avail / recovery.REFERENCE_TPD).ravel()
+        off = np.zeros((r_ * n, recovery.N_OFFSETS))
+        out = np.empty((r_ * n, len(ALL_OUTPUTS)))
+        ore, head = np.tile(data.ore_t, r_), np.tile(data.head, (r_, 1))
         recovery.outputs_rows(spec.kind, spec.grade_dep, p_rows, ore, head, q, off, out)
-        r = (out[:, _FIT_INDEX] - y) / sig
-        parts = [r[mask]]
+        res = (out.reshape(r_, n, -1)[:, :, _FIT_INDEX] - data.y) / sig
+        parts = [res[:, mask]]
         if len(nuis_idx):
             parts.append((a_nuis - a_prior[0]) / a_prior[1])
         if len(prior_idx):
-            parts.append((theta[prior_idx] - prior_mu) / prior_sd)
-        return np.concatenate(parts)
+            parts.append((theta[:, prior_idx] - prior_mu) / prior_sd)
+        return np.concatenate(parts, axis=1)
 
-    return fun, int(mask.sum())
+    def fun(x):
+        return many(x[None, :])[0]
+
+    def jac(x, lo, hi):
+        """Central differences (one-sided at a bound), step ``1e-6 max(|x_j|, 1e-3)``."""
+        m = x.size
+        h = 1e-6 * np.maximum(np.abs(x), 1e-3)
+        xp, xm = np.minimum(x + h, hi), np.maximum(x - h, lo)
+        X = np.repeat(x[None, :], 2 * m, axis=0)
+        j = np.arange(m)
+        X[2 * j, j] = xp
+        X[2 * j + 1, j] = xm
+        F = many(X)
+        return ((F[0::2] - F[1::2]) / (xp - xm)[:, None]).T
+
+    return fun, jac, int(mask.sum())
 
 
 def _starts(spec, n_starts, rng, x_lo, x_hi, x_default):
@@ -648,20 +668,24 @@ def fit(
         start_list.insert(0, np.clip(np.concatenate([np.asarray(x0, float), x_def[k:]]), x_lo, x_hi))
     names = list(spec.free) + [f"availability[{data.periods[i]}]" for i in nuis_idx]
     problem = (spec, data, base, nuis_idx, priors, a_prior)
-    x, fun, n_obs, scale, costs = _solve_multistart(problem, start_list, x_lo, x_hi, names)
-    result = _fit_result(problem, x, fun, n_obs, scale, costs, x_lo, x_hi, names)
+    x, funs, n_obs, scale, costs = _solve_multistart(problem, start_list, x_lo, x_hi, names)
+    result = _fit_result(problem, x, funs, n_obs, scale, costs, x_lo, x_hi, names)
     if scatter:
         result.offsets, result.scatter = _scatter(result)
         result.scatter_corr = shrunk_correlation(result.offsets)
     return result
 
 
-def _least_squares(fun, xs, x_lo, x_hi):
+def _least_squares(funs, xs, x_lo, x_hi):
+    """scipy's trust-region reflective least squares from ``xs``, with ``funs = (fun, jac)`` of
+    :func:`_residual_fn` (the Jacobian of one call, not scipy's own differences of m calls)."""
+    fun, jac = funs
     # keep starts strictly inside the bounds (least_squares requires it)
     xs = np.clip(xs, x_lo + 1e-9 * (x_hi - x_lo), x_hi - 1e-9 * (x_hi - x_lo))
     return optimize.least_squares(
         fun,
         xs,
+        jac=lambda x: jac(x, x_lo, x_hi),
         bounds=(x_lo, x_hi),
         method="trf",
         x_scale="jac",
@@ -673,7 +697,7 @@ def _least_squares(fun, xs, x_lo, x_hi):
 
 
 def _solve_multistart(problem, start_list, x_lo, x_hi, names):
-    """The optimum from every start at the estimated residual scale: (x, fun, n_obs, scale, costs).
+    """The optimum from every start at the estimated residual scale: (x, (fun, jac), n_obs, scale, costs).
 
     The error model fixes the relative weights of the figures; the quarters scatter more
     than it allows, so the overall scale s of the data residuals is estimated
@@ -682,36 +706,37 @@ def _solve_multistart(problem, start_list, x_lo, x_hi, names):
     first start, estimate s, then run every start at that s, and refine once if s moved.
     """
     scale = 1.0
-    fun, n_obs = _residual_fn(*problem, scale)
-    x = _least_squares(fun, start_list[0], x_lo, x_hi).x
+    fun, jac, n_obs = _residual_fn(*problem, scale)
+    x = _least_squares((fun, jac), start_list[0], x_lo, x_hi).x
     for _ in range(3):
         r = fun(x)
         chi2 = float(np.sum(r[:n_obs] ** 2)) * scale**2
-        _, k_eff, _, _ = _covariance(_jacobian(fun, x, x_lo, x_hi), n_obs, x, x_lo, x_hi, names)
+        _, k_eff, _, _ = _covariance(jac(x, x_lo, x_hi), n_obs, x, x_lo, x_hi, names)
         new_scale = math.sqrt(max(1.0, chi2 / max(n_obs - k_eff, 1.0)))
         if abs(new_scale - scale) <= 0.02 * scale:
             break
         scale = new_scale
-        fun, _ = _residual_fn(*problem, scale)
-        x = _least_squares(fun, x, x_lo, x_hi).x
+        fun, jac, _ = _residual_fn(*problem, scale)
+        x = _least_squares((fun, jac), x, x_lo, x_hi).x
     best, costs = None, []
     for xs in [x, *start_list]:
-        res = _least_squares(fun, xs, x_lo, x_hi)
+        res = _least_squares((fun, jac), xs, x_lo, x_hi)
         costs.append(2.0 * res.cost)
         if best is None or res.cost < best.cost:
             best = res
     costs = costs[1:] if len(start_list) > 1 else costs
-    return best.x, fun, n_obs, scale, costs
+    return best.x, (fun, jac), n_obs, scale, costs
 
 
-def _fit_result(problem, x, fun, n_obs, scale, costs, x_lo, x_hi, names) -> FitResult:
+def _fit_result(problem, x, funs, n_obs, scale, costs, x_lo, x_hi, names) -> FitResult:
     """The :class:`FitResult` at the optimum ``x``: covariance, availability, flags, warnings."""
     spec, data, base, nuis_idx, priors, a_prior = problem
     k = len(spec.free)
+    fun, jac = funs
     r = fun(x)
     chi2 = float(np.sum(r[:n_obs] ** 2)) * scale**2
     chi2_prior = float(np.sum(r[n_obs:] ** 2))
-    J = _jacobian(fun, x, x_lo, x_hi)
+    J = jac(x, x_lo, x_hi)
     theta, a_nuis = _split_x(x, k)
     avail = data.availability.copy()
     avail[nuis_idx] = a_nuis
@@ -752,19 +777,6 @@ def _fit_result(problem, x, fun, n_obs, scale, costs, x_lo, x_hi, names) -> FitR
         )
     result.scale = scale
     return result
-
-
-def _jacobian(fun, x, lo, hi):
-    """Central-difference Jacobian (one-sided at a bound)."""
-    f0 = fun(x)
-    J = np.empty((f0.size, x.size))
-    for j in range(x.size):
-        h = 1e-6 * max(abs(x[j]), 1e-3)
-        xp, xm = x.copy(), x.copy()
-        xp[j] = min(x[j] + h, hi[j])
-        xm[j] = max(x[j] - h, lo[j])
-        J[:, j] = (fun(xp) - fun(xm)) / (xp[j] - xm[j])
-    return J
 
 
 def _covariance(J, n_obs, x, lo, hi, names):

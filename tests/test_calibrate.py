@@ -520,3 +520,34 @@ def test_write_default_calibration_reproduces_the_packaged_file(tmp_path):
     np.testing.assert_allclose(new.theta, packaged.theta, rtol=1e-6, atol=1e-9)
     np.testing.assert_allclose(new.cov, packaged.cov, rtol=1e-4, atol=1e-10)
     assert new.meta["made_by"] == "kenomill.calibrate.write_default_calibration()"
+
+
+@pytest.mark.parametrize("model", ["fixed_tail", "plug_pb_tail_zn", "two_component"])
+def test_jacobian_of_one_call_equals_differences_of_the_residuals_one_parameter_at_a_time(model):
+    """The fit's Jacobian (2 m points stacked in one outputs_rows call) is, bit for bit, the
+    central differences of the residual function called once per point; at a bound one-sided;
+    a prior's row is 1/sd in its parameter's column (a linear residual: exact to rounding)."""
+    spec = recovery.get_model(model)
+    data = calibrate.fit_data()
+    kinetic = spec.kind != recovery.KIN_NONE
+    nuis = np.flatnonzero(np.isnan(data.availability)) if kinetic else np.array([], int)
+    priors = {spec.free[0]: (float(spec.defaults()[0]), 0.1)}
+    fun, jac, n_obs = calibrate._residual_fn(spec, data, spec.base_full(), nuis, priors, (0.9, 0.05), 1.3)
+    lo, hi = spec.bounds()
+    lo = np.concatenate([lo, np.full(len(nuis), 0.5)])
+    hi = np.concatenate([hi, np.full(len(nuis), 1.0)])
+    x = np.concatenate([spec.defaults(), np.full(len(nuis), 0.88)])
+    x[-1 if len(nuis) else 1] = hi[-1 if len(nuis) else 1]  # one parameter at its upper bound
+    J = jac(x, lo, hi)
+    ref = np.empty_like(J)
+    for j in range(x.size):
+        h = 1e-6 * max(abs(x[j]), 1e-3)
+        xp, xm = x.copy(), x.copy()
+        xp[j], xm[j] = min(x[j] + h, hi[j]), max(x[j] - h, lo[j])
+        ref[:, j] = (fun(xp) - fun(xm)) / (xp[j] - xm[j])
+    assert J.shape == (fun(x).size, x.size) and n_obs < J.shape[0]
+    np.testing.assert_array_equal(J, ref)
+    row = J[-1]  # the prior on the first free parameter
+    assert row[0] == pytest.approx(1 / 0.1, rel=1e-6) and not np.any(row[1:])
+    if len(nuis):  # the first unknown availability's prior row: 1/sd in its column
+        assert J[n_obs + 0, x.size - len(nuis)] == pytest.approx(1 / 0.05, rel=1e-6)
