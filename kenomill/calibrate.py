@@ -529,19 +529,29 @@ def _residual_fn(spec, data: FitData, base, nuis_idx, priors, a_prior, scale=1.0
     sig = data.sigma * scale
     n = data.n
 
+    rows: dict[int, tuple] = {}  # the stacked inputs of r points, made once per r
+
+    def stacked(r_):
+        if r_ not in rows:
+            avail = np.tile(np.where(np.isnan(data.availability), a_prior[0], data.availability), (r_, 1))
+            rows[r_] = (
+                avail,
+                np.tile(base, (r_ * n, 1)),
+                np.zeros((r_ * n, recovery.N_OFFSETS)),
+                np.empty((r_ * n, len(ALL_OUTPUTS))),
+                np.tile(data.ore_t, r_),
+                np.tile(data.head, (r_, 1)),
+            )
+        return rows[r_]
+
     def many(X):
         """Residuals of every row of ``X`` [r, m] -> [r, n_residuals], each row as ``fun`` of it."""
         r_ = X.shape[0]
         theta, a_nuis = X[:, :k], X[:, k:]
-        avail = np.tile(data.availability, (r_, 1))
+        avail, p_rows, off, out, ore, head = stacked(r_)
         avail[:, nuis_idx] = a_nuis
-        avail = np.where(np.isnan(avail), a_prior[0], avail)
-        p_rows = np.tile(base, (r_ * n, 1))
         p_rows[:, free_idx] = np.repeat(theta, n, axis=0)
         q = (data.tpd / avail / recovery.REFERENCE_TPD).ravel()
-        off = np.zeros((r_ * n, recovery.N_OFFSETS))
-        out = np.empty((r_ * n, len(ALL_OUTPUTS)))
-        ore, head = np.tile(data.ore_t, r_), np.tile(data.head, (r_, 1))
         recovery.outputs_rows(spec.kind, spec.grade_dep, p_rows, ore, head, q, off, out)
         res = (out.reshape(r_, n, -1)[:, :, _FIT_INDEX] - data.y) / sig
         parts = [res[:, mask]]
