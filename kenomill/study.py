@@ -145,6 +145,23 @@ def compare_table(models: Sequence[str], data, *, starts: int, loo_starts: int, 
     return compare_frame(rows)
 
 
+class _Pending:
+    """A step running in other processes (:meth:`Study.start_compare`): the cache holds this
+    until the step is first asked for, then its result."""
+
+    def __init__(self, pool, results: list, finish: Callable[[list], Any]):
+        self.pool, self.results, self.finish = pool, results, finish
+
+    def result(self) -> Any:
+        try:
+            return self.finish([r.get() for r in self.results])
+        finally:
+            self.pool.terminate()
+
+    def cancel(self) -> None:
+        self.pool.terminate()
+
+
 class _Same:
     """A key part equal only to itself: an argument that neither hashes nor pickles, held by
     the key (so its id is not reused while the cache keeps the result)."""
@@ -198,7 +215,17 @@ class Study:
     def _cached(self, key: Hashable, make: Callable[[], Any]) -> Any:
         if key not in self._cache:
             self._cache[key] = make()
+        elif isinstance(self._cache[key], _Pending):
+            pending = self._cache.pop(key)
+            self._cache[key] = pending.result()
         return self._cache[key]
+
+    def cancel_pending(self) -> None:
+        """Stop the steps still running in other processes (their results are not kept)."""
+        for key, v in list(self._cache.items()):
+            if isinstance(v, _Pending):
+                v.cancel()
+                del self._cache[key]
 
     @property
     def packaged(self) -> bool:
@@ -354,6 +381,41 @@ class Study:
 
         return self._cached(("load_calibration", str(path)), lambda: Calibration.load(path))
 
+    @staticmethod
+    def _compare_key(models, starts, loo_starts, bands, priors, choice) -> tuple:
+        return (
+            "compare",
+            tuple(models),
+            starts,
+            loo_starts,
+            bool(bands),
+            _freeze(priors),
+            _options_key(choice),
+        )
+
+    def start_compare(self, models: Sequence[str], *, starts: int = 2, loo_starts: int = 1,
+                      bands: bool = False, priors=None, **choice) -> None:  # fmt: skip
+        """Start :meth:`compare` in another process and return at once: the next :meth:`compare`
+        with the same arguments waits for it and returns the same table (each row comes from its
+        own seeded fits, whichever process makes it), while this process does other steps.
+
+        Needs an importable ``__main__`` (the command line, a notebook, a script guarded by
+        ``if __name__ == "__main__"``), as ``workers`` > 1 of :meth:`compare`; nothing is started
+        on one core, or when the table is already cached. :meth:`cancel_pending` stops it.
+        """
+        key = self._compare_key(models, starts, loo_starts, bands, priors, choice)
+        if key in self._cache or (os.cpu_count() or 1) < 2:
+            return
+        import multiprocessing as mp
+
+        from kenomill.calibrate import compare_frame
+
+        data = self.fit_data(**choice)
+        # spawn, as compare_table: no fork of a process whose kernels may run threads
+        pool = mp.get_context("spawn").Pool(1)
+        jobs = [(m, data, starts, loo_starts, self.seed, bands, priors) for m in models]
+        self._cache[key] = _Pending(pool, [pool.apply_async(_compare_job, (j,)) for j in jobs], compare_frame)
+
     def compare(self, models: Sequence[str], *, starts: int = 2, loo_starts: int = 1, workers: int | None = 1,
                 bands: bool = False, priors=None, progress: Callable[[int], None] | None = None,
                 **choice):  # fmt: skip
@@ -368,15 +430,7 @@ class Study:
         column (the band coverage of compare_models' leave-one-out, which neither the report nor
         the notebooks show): its leave-one-out runs without bands.
         """
-        key = (
-            "compare",
-            tuple(models),
-            starts,
-            loo_starts,
-            bool(bands),
-            _freeze(priors),
-            _options_key(choice),
-        )
+        key = self._compare_key(models, starts, loo_starts, bands, priors, choice)
         return self._cached(
             key,
             lambda: compare_table(

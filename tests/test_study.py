@@ -124,6 +124,28 @@ def test_compare_table_is_compare_models_table_for_any_workers():
         pd.testing.assert_frame_equal(got, ref, check_exact=True)
 
 
+def test_comparison_started_in_another_process_is_the_same_table(monkeypatch):
+    """Study.start_compare (the report's background comparison) then compare: the table
+    compare_models makes in this process, to the last digit; cancel_pending stops one unasked."""
+    import pandas as pd
+
+    from kenomill import calibrate
+
+    models = ["constant", "fixed_tail"]
+    d = calibrate.fit_data()
+    ref = calibrate.compare_models(models, d, starts=2, loo_starts=1, seed=0).drop(columns="loo_cover90")
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # as on the 2-core machine, whatever runs this
+    s = Study(seed=0)
+    s.start_compare(models, starts=2, loo_starts=1)
+    assert any(type(v).__name__ == "_Pending" for v in s._cache.values())
+    pd.testing.assert_frame_equal(s.compare(models, starts=2, loo_starts=1), ref, check_exact=True)
+    assert not any(type(v).__name__ == "_Pending" for v in s._cache.values())
+    s2 = Study(seed=0)
+    s2.start_compare(models, starts=2, loo_starts=1)
+    s2.cancel_pending()
+    assert not s2._cache.get(s2._compare_key(models, 2, 1, False, None, {}))
+
+
 # ---- the command line calls the study's steps (issue 13, "one pipeline") -------------------
 
 

@@ -102,7 +102,13 @@ def report(out, draws, seed, scenarios, models, periods):
             bar.update(task, advance=advance, **({"description": msg} if msg else {}))
 
         results = rp.collect(
-            draws, seed, models=model_list, scenario_paths=paths, progress=progress, study=study
+            draws,
+            seed,
+            models=model_list,
+            scenario_paths=paths,
+            progress=progress,
+            study=study,
+            background=True,
         )
         bar.update(task, description="writing the page")
         command = f"kenomill report --out {shlex.quote(str(out))} --draws {draws} --seed {seed}"

@@ -198,6 +198,7 @@ def collect(
     progress: Progress | None = None,
     periods=None,
     study=None,
+    background: bool = False,
 ) -> ReportResults:
     """Run every analysis the report shows, each through a cached step of ``study``.
 
@@ -224,6 +225,10 @@ def collect(
         The periods to analyse (:func:`kenomill.read_periods`; default the packaged ones).
     study : kenomill.study.Study, optional
         A study whose cached steps to use (its periods and seed win over ``periods``).
+    background : bool
+        Run the model comparison in another process while this one does the other steps
+        (:meth:`kenomill.study.Study.start_compare`: the same table; needs an importable
+        ``__main__``, as the command line has).
     """
     from kenomill.study import Study
 
@@ -231,13 +236,26 @@ def collect(
         raise ValidationError(f"--draws: found {draws}; allowed: at least 2")
     say = progress or _noop
     study = study if study is not None else Study(periods, seed=seed)
-    lap = _Laps()
     paths = [Path(p) for p in (scenario_paths or default_scenario_paths())]
     scenarios = [(p, study.load_scenario(p)) for p in paths]  # refuse a broken file before any work
     names = [sc.name for _, sc in scenarios]
     wi_name = WHATIF_SCENARIO if WHATIF_SCENARIO in names else names[0]
     model_list = _model_list(models)
     wd = int(whatif_draws or max(20, draws // 5))
+    if background:  # the comparison (most of the work) in another process meanwhile
+        study.start_compare(model_list, starts=2, loo_starts=1)
+    try:
+        return _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, wd,
+                              whatif_tpd, whatif_availability, curve_draws, say)  # fmt: skip
+    except BaseException:
+        study.cancel_pending()
+        raise
+
+
+def _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, wd,
+                   whatif_tpd, whatif_availability, curve_draws, say) -> ReportResults:  # fmt: skip
+    """The steps of :func:`collect`, in order, each timed."""
+    lap = _Laps()
 
     say("reported figures and their balances", 0)
     parts: dict = {"reported": study.periods(), "balance": study.balance()}
@@ -253,9 +271,6 @@ def collect(
     say("calibrating the default recovery model", 1)
     parts.update(fit=study.fit(), calibration=study.calibration())
     lap("calibrate")
-    say(f"comparing {len(model_list)} recovery models (fits and leave-one-out)", 1)
-    parts["comparison"] = study.compare(model_list, starts=2, loo_starts=1)
-    lap("compare")
     say("leave-one-quarter-out of the default model", 1)
     parts["loo"] = study.loo(starts=2)
     lap("loo")
@@ -274,6 +289,9 @@ def collect(
     lap("whatif")  # the surface and the tornado
     runs = _scenario_runs(study, scenarios, draws, say)
     lap("scenarios")
+    say(f"comparing {len(model_list)} recovery models (fits and leave-one-out)", 1)
+    parts["comparison"] = study.compare(model_list, starts=2, loo_starts=1)
+    lap("compare")  # with background: the wait for the other process
     settings = {
         "draws": int(draws),
         "whatif_draws": wd,
