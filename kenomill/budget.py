@@ -264,7 +264,7 @@ def simulate_blocks(
 #: model (18 unknowns, 38 walkers) took 7.68 s for 2000 steps and 21.09 s for 6000 at load 4
 #: on 2 cores (slope 0.088 ms; the quarter density compiled by numba), rounded up for load;
 #: the figure before (0.53 ms at load 6-8, before the numba density) said "about 2 min" for
-#: the default 4000 steps, which take about 14 s
+#: 4000 steps, which take about 14 s (the command's default is now 8000)
 POSTERIOR_SECONDS_PER_WALKER_STEP = 0.12e-3
 #: copies of the chain the sampler and its diagnostics hold (emcee's chain and log
 #: probabilities, the kept half, ArviZ's view of it) [-]
