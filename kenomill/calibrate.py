@@ -789,6 +789,37 @@ def _fit_result(problem, x, funs, n_obs, scale, costs, x_lo, x_hi, names) -> Fit
     return result
 
 
+def _covariance_with_bounds(J, span, at_bound, names, warns):
+    """The covariance for draws when parameters sit at a bound (warnings appended to ``warns``).
+
+    The covariance of everything else is conditional on the pinned value and too narrow
+    when the two trade off (rmax = 1 at its bound against k tau): the covariance used for
+    draws keeps the pinned parameters in, linearised one-sidedly at the bound -- unless the
+    data hardly move them there (k tau at its upper bound, where recovery no longer
+    changes): such a parameter stays held, or its huge variance would swamp the draws of
+    every parameter it correlates with.
+    """
+    m = J.shape[1]
+    keep = np.ones(m, dtype=bool)
+    for _ in range(m):
+        Ja = J[:, keep] * span[keep]
+        wa, va = np.linalg.eigh(Ja.T @ Ja)
+        nulla = wa <= 1e-9 * max(wa.max(), 1e-300)
+        inv_a = np.where(nulla, 0.0, 1.0 / np.where(nulla, 1.0, wa))
+        cov_k = ((va * inv_a) @ va.T) * np.outer(span[keep], span[keep])
+        se_k = np.sqrt(np.clip(np.diag(cov_k), 0.0, None))
+        loose = at_bound[keep] & (se_k > 0.25 * span[keep])
+        if not loose.any():
+            break
+        keep[np.flatnonzero(keep)[loose]] = False
+    cov = np.zeros((m, m))
+    cov[np.ix_(keep, keep)] = cov_k
+    for j in np.flatnonzero(at_bound & ~keep):
+        if not names[j].startswith("availability"):
+            warns.append(f"{names[j]} barely moves the fit at its bound: held there in draws")
+    return cov
+
+
 def _covariance(J, n_obs, x, lo, hi, names):
     """Covariance of the estimates, effective parameter count and identifiability warnings.
 
@@ -833,29 +864,7 @@ def _covariance(J, n_obs, x, lo, hi, names):
     k_eff = float(np.trace(Jd @ ainv @ Jd.T))
     cov[np.ix_(free, free)] = cov_f
     if at_bound.any():
-        # The covariance of everything else is conditional on the pinned value and too narrow
-        # when the two trade off (rmax = 1 at its bound against k tau): the covariance used
-        # for draws keeps the pinned parameters in, linearised one-sidedly at the bound --
-        # unless the data hardly move them there (k tau at its upper bound, where recovery
-        # no longer changes): such a parameter stays held, or its huge variance would swamp
-        # the draws of every parameter it correlates with.
-        keep = np.ones(m, dtype=bool)
-        for _ in range(m):
-            Ja = J[:, keep] * span[keep]
-            wa, va = np.linalg.eigh(Ja.T @ Ja)
-            nulla = wa <= 1e-9 * max(wa.max(), 1e-300)
-            inv_a = np.where(nulla, 0.0, 1.0 / np.where(nulla, 1.0, wa))
-            cov_k = ((va * inv_a) @ va.T) * np.outer(span[keep], span[keep])
-            se_k = np.sqrt(np.clip(np.diag(cov_k), 0.0, None))
-            loose = at_bound[keep] & (se_k > 0.25 * span[keep])
-            if not loose.any():
-                break
-            keep[np.flatnonzero(keep)[loose]] = False
-        cov = np.zeros((m, m))
-        cov[np.ix_(keep, keep)] = cov_k
-        for j in np.flatnonzero(at_bound & ~keep):
-            if not names[j].startswith("availability"):
-                warns.append(f"{names[j]} barely moves the fit at its bound: held there in draws")
+        cov = _covariance_with_bounds(J, span, at_bound, names, warns)
     good = w[~null]
     if good.size:
         cond = good.max() / good.min()
