@@ -194,13 +194,34 @@ def _describe(exc: pydantic.ValidationError, root: type[BaseModel] = Terms) -> t
     return field, msg
 
 
+def _validated(model: type[BaseModel], data: dict, where: str):
+    """``model`` from a mapping; errors name ``where``, the field, the value and what is allowed."""
+    try:
+        return model.model_validate(data)
+    except pydantic.ValidationError as exc:
+        field, msg = _describe(exc, model)
+        raise ValidationError(f"{where}: {field}: {msg}") from None
+
+
+def _read_file(path, from_dict, what: str):
+    """A TOML file read (:func:`kenomill.io.read_toml`) and validated by ``from_dict``."""
+    from kenomill.io import read_toml
+
+    p = Path(path)
+    return from_dict(read_toml(p, what=what), where=str(p))
+
+
+def _read_packaged(name: str, from_dict):
+    """A packaged TOML file (``kenomill/data/<name>``) validated by ``from_dict``."""
+    import tomllib
+
+    text = resources.files("kenomill").joinpath(f"data/{name}").read_text(encoding="utf-8")
+    return from_dict(tomllib.loads(text), where=f"packaged {name}")
+
+
 def terms_from_dict(data: dict, where: str = "terms") -> Terms:
     """Validate terms given as a mapping; errors name ``where``, the field, the value and what is allowed."""
-    try:
-        return Terms.model_validate(data)
-    except pydantic.ValidationError as exc:
-        field, msg = _describe(exc)
-        raise ValidationError(f"{where}: {field}: {msg}") from None
+    return _validated(Terms, data, where)
 
 
 def load_terms(path=None) -> Terms:
@@ -211,31 +232,19 @@ def load_terms(path=None) -> Terms:
     ValidationError
         One line: ``<file>: <field>: found ...; allowed: ...``.
     """
-    if path is None:
-        return packaged_terms()
-    from kenomill.io import read_toml
-
-    p = Path(path)
-    return terms_from_dict(read_toml(p, what="terms"), where=str(p))
+    return packaged_terms() if path is None else _read_file(path, terms_from_dict, "terms")
 
 
 @cache
 def packaged_terms() -> Terms:
     """The packaged "typical 2012 terms" (``kenomill/data/terms_typical_2012.toml``)."""
-    import tomllib
-
-    text = resources.files("kenomill").joinpath(f"data/{PACKAGED_TERMS}").read_text(encoding="utf-8")
-    return terms_from_dict(tomllib.loads(text), where=f"packaged {PACKAGED_TERMS}")
+    return _read_packaged(PACKAGED_TERMS, terms_from_dict)
 
 
 # ------------------------------------------------------------------ costs
 def costs_from_dict(data: dict, where: str = "costs") -> Costs:
     """Validate operating costs given as a mapping (one-line errors as :func:`terms_from_dict`)."""
-    try:
-        return Costs.model_validate(data)
-    except pydantic.ValidationError as exc:
-        field, msg = _describe(exc, Costs)
-        raise ValidationError(f"{where}: {field}: {msg}") from None
+    return _validated(Costs, data, where)
 
 
 def load_costs(path=None) -> Costs:
@@ -244,21 +253,13 @@ def load_costs(path=None) -> Costs:
     The file gives ``variable_cad_per_t`` [C$ per tonne milled] and ``fixed_cad_per_day``
     [C$ per calendar day], each ``{ value = ..., source = "..." }``.
     """
-    if path is None:
-        return packaged_costs()
-    from kenomill.io import read_toml
-
-    p = Path(path)
-    return costs_from_dict(read_toml(p, what="costs"), where=str(p))
+    return packaged_costs() if path is None else _read_file(path, costs_from_dict, "costs")
 
 
 @cache
 def packaged_costs() -> Costs:
     """The packaged operating costs (``kenomill/data/costs_pea_2008.toml``): C$206/t, all variable."""
-    import tomllib
-
-    text = resources.files("kenomill").joinpath(f"data/{PACKAGED_COSTS}").read_text(encoding="utf-8")
-    return costs_from_dict(tomllib.loads(text), where=f"packaged {PACKAGED_COSTS}")
+    return _read_packaged(PACKAGED_COSTS, costs_from_dict)
 
 
 def cost_usd_per_day(costs: Costs, tonnes_per_day, usd_cad):

@@ -355,17 +355,11 @@ def model_minor_assays(periods, calibration=None, *, n_draws: int = 1000, seed: 
 
 
 #: the figures of a period that the settlement needs
+#: (ore, the concentrates' tonnes and paying grades, the head grades, the rate)
 PERIOD_FIGURES = (
     "ore_processed_t",
-    "pbcon_t",
-    "pbcon_ag_gpt",
-    "pbcon_pb_pct",
-    "zncon_t",
-    "zncon_ag_gpt",
-    "zncon_zn_pct",
-    "head_ag_gpt",
-    "head_pb_pct",
-    "head_zn_pct",
+    *(f for f in variables.FIT_FIGURES if f not in variables.RECOVERIES),
+    *variables.HEADS,
     "tpd",
 )
 

@@ -323,6 +323,8 @@ STREAMS: tuple[str, ...] = ("feed", "pbcon", "zncon", "tails")
 #: head grades and contained metal of the feed, in element order (from :data:`METAL_FIGURES`)
 HEADS: tuple[str, ...] = tuple(m.head for m in METAL_FIGURES.values())
 CONTAINED: tuple[str, ...] = tuple(m.contained for m in METAL_FIGURES.values())
+#: recoveries to the element's concentrate, in element order (from :data:`METAL_FIGURES`)
+RECOVERIES: tuple[str, ...] = tuple(m.recovery for m in METAL_FIGURES.values())
 #: the figures of a mill's period that enter its balances: ore, head grades, the fitted
 #: figures (recoveries, concentrate tonnes and paying grades) and contained metal
 MILL_FIGURES: tuple[str, ...] = ("ore_processed_t", *HEADS, *FIT_FIGURES, *CONTAINED)
