@@ -17,6 +17,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -116,6 +117,20 @@ def built(tmp_path_factory):
     results = report.collect(**SMALL, scenario_paths=paths)
     path = report.save_html(results, d / "report.html", command="kenomill report --draws 40")
     return results, path, path.read_text(encoding="utf-8")
+
+
+def test_background_comparison_gives_the_same_page(built, tmp_path, monkeypatch):
+    """collect(background=True), as the command line runs it: the comparison comes from
+    another process when the page asks for it; the table and the page are the same."""
+    results, _, html = built
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # start the other process on any machine
+    paths = [p for p in report.default_scenario_paths() if p.name in SCENARIOS]
+    bg = report.collect(**SMALL, scenario_paths=paths, background=True)
+    assert bg.comparison is None
+    path = report.save_html(bg, tmp_path / "report.html", command="kenomill report --draws 40")
+    pd.testing.assert_frame_equal(bg.comparison, results.comparison, check_exact=True)
+    strip = re.compile(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+    assert strip.sub("", path.read_text(encoding="utf-8")) == strip.sub("", html)
 
 
 def test_page_opens_in_chromium_without_errors(built, tmp_path):

@@ -724,15 +724,22 @@ def limits_section(r: ReportResults) -> dict:
 
 
 def page_context(r: ReportResults) -> dict:
-    """The template's context: one entry per section."""
-    return {
+    """The template's context: one entry per section.
+
+    The sections that do not need the model comparison come first: when it still runs in
+    another process (``collect(background=True)``), their figures are drawn meanwhile, and
+    :meth:`ReportResults.complete` waits for it only then. The page's order is the template's.
+    """
+    ctx = {
         "settings": r.settings,
-        "key": key_answers(r),
         "data": data_section(r),
         "balance": balance_section(r),
         "reconcile": reconcile_section(r),
-        "calibration": calibration_section(r),
         "whatif": whatif_section(r),
         "scenarios": scenarios_section(r),
         "limits": limits_section(r),
     }
+    r.complete()
+    ctx["key"] = key_answers(r)
+    ctx["calibration"] = calibration_section(r)
+    return ctx

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import matplotlib.figure
@@ -102,7 +103,7 @@ class ReportResults:
     explanations: dict[str, pd.DataFrame]  # gross-error period -> p-value with each group set aside
     fit: object  # kenomill.calibrate.FitResult
     calibration: object  # kenomill.calibration_file.Calibration
-    comparison: pd.DataFrame
+    comparison: pd.DataFrame | None  # None until complete() when collected with background
     loo: xr.Dataset
     whatif: xr.Dataset
     whatif_scenario: str
@@ -112,6 +113,17 @@ class ReportResults:
     tornado: pd.DataFrame | None = None
     figures: dict[str, matplotlib.figure.Figure] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    #: the comparison still running in another process (collect(background=True)): :meth:`complete`
+    _finish: Callable[[], pd.DataFrame] | None = field(default=None, repr=False)
+
+    def complete(self) -> ReportResults:
+        """Wait for what still runs in another process (the model comparison of
+        ``collect(background=True)``) and fill it in; returns ``self``."""
+        if self._finish is not None:
+            t0 = time.perf_counter()
+            self.comparison, self._finish = self._finish(), None
+            self.timings["compare (wait)"] = time.perf_counter() - t0
+        return self
 
 
 def default_scenario_paths() -> list[Path]:
@@ -228,7 +240,9 @@ def collect(
     background : bool
         Run the model comparison in another process while this one does the other steps
         (:meth:`kenomill.study.Study.start_compare`: the same table; needs an importable
-        ``__main__``, as the command line has).
+        ``__main__``, as the command line has). ``comparison`` is then None until
+        :meth:`ReportResults.complete` (which :func:`kenomill.report.render_html` calls once
+        the figures that do not need it are drawn).
     """
     from kenomill.study import Study
 
@@ -246,15 +260,16 @@ def collect(
         study.start_compare(model_list, starts=2, loo_starts=1)
     try:
         return _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, wd,
-                              whatif_tpd, whatif_availability, curve_draws, say)  # fmt: skip
+                              whatif_tpd, whatif_availability, curve_draws, say, background)  # fmt: skip
     except BaseException:
         study.cancel_pending()
         raise
 
 
-def _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, wd,
-                   whatif_tpd, whatif_availability, curve_draws, say) -> ReportResults:  # fmt: skip
-    """The steps of :func:`collect`, in order, each timed."""
+def _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, wd, whatif_tpd,
+                   whatif_availability, curve_draws, say, background) -> ReportResults:  # fmt: skip
+    """The steps of :func:`collect`, in order, each timed; with ``background`` the comparison
+    is left to :meth:`ReportResults.complete`."""
     lap = _Laps()
 
     say("reported figures and their balances", 0)
@@ -290,8 +305,13 @@ def _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, w
     runs = _scenario_runs(study, scenarios, draws, say)
     lap("scenarios")
     say(f"comparing {len(model_list)} recovery models (fits and leave-one-out)", 1)
-    parts["comparison"] = study.compare(model_list, starts=2, loo_starts=1)
-    lap("compare")  # with background: the wait for the other process
+    finish = None
+    if background:  # the other process's table, asked for when the page needs it (complete)
+        parts["comparison"] = None
+        finish = partial(study.compare, model_list, starts=2, loo_starts=1)
+    else:
+        parts["comparison"] = study.compare(model_list, starts=2, loo_starts=1)
+    lap("compare")
     settings = {
         "draws": int(draws),
         "whatif_draws": wd,
@@ -309,6 +329,7 @@ def _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, w
         settings=settings,
         figures=figures,
         timings=lap.timings,
+        _finish=finish,
     )
 
 
