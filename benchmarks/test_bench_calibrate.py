@@ -7,7 +7,7 @@ cost per step, not a calibration). The packaged calibration takes 10000 steps.
 ``test_quarter_density[numba|numpy]``: the likelihood's core, the nine figures' density of each
 quarter for 38 walkers, in the numba kernel and in its batched NumPy twin (same inputs).
 ``test_single_model_calibration``: what ``kenomill calibrate --no-compare`` computes, the
-least-squares fit and a converged posterior (4000 steps, the command's default, R-hat and ESS
+least-squares fit and a converged posterior (8000 steps, the command's default, R-hat and ESS
 checked). ``test_candidate_validation``: one candidate's exact leave-one-quarter-out and
 rolling-origin validation (ten importance-sampled fold posteriors), a ninth of the default
 comparison's work.
@@ -86,7 +86,7 @@ def test_single_model_calibration(benchmark):
         data = calibrate.fit_data()
         fit = calibrate.fit(calibrate.DEFAULT_MODEL, data, starts=6, seed=0)
         cal = fit.to_calibration()
-        return calibrate.attach_posterior(cal, data, seed=0, n_steps=4000)
+        return calibrate.attach_posterior(cal, data, seed=0, n_steps=calibrate.POSTERIOR_STEPS)
 
     post = benchmark.pedantic(run, rounds=1, iterations=1)
     assert max(post.rhat.values()) <= 1.1 and min(post.ess.values()) >= 100

@@ -266,6 +266,10 @@ def simulate_blocks(
 #: the figure before (0.53 ms at load 6-8, before the numba density) said "about 2 min" for
 #: 4000 steps, which take about 14 s (the command's default is now 8000)
 POSTERIOR_SECONDS_PER_WALKER_STEP = 0.12e-3
+#: emcee steps per walker of ``kenomill calibrate``'s posterior (its default): at 4000 the
+#: default model's R-hat was 1.05-1.12 over three seeds and two starting points a rounding
+#: apart (three of six over the 1.1 the sampler checks); at 8000, 1.03-1.05
+POSTERIOR_STEPS = 8000
 #: copies of the chain the sampler and its diagnostics hold (emcee's chain and log
 #: probabilities, the kept half, ArviZ's view of it) [-]
 POSTERIOR_COPIES = 3.0

@@ -63,7 +63,7 @@ import pandas as pd
 import xarray as xr
 from scipy import optimize
 
-from kenomill import recovery, units, variables
+from kenomill import budget, recovery, units, variables
 from kenomill.calibration_file import Calibration, default_calibration
 from kenomill.errormodel import resolve
 from kenomill.errors import ValidationError
@@ -1523,6 +1523,8 @@ def fit_and_calibrate(model, data="raw", *, starts=6, seed=0, priors=None, error
 
 #: how the packaged calibration is made (a test checks the packaged file against a refit)
 DEFAULT_FIT = {"data": "raw", "starts": 8, "seed": 0, "steps": 10000}
+#: emcee steps per walker of ``kenomill calibrate``'s posterior (:data:`kenomill.budget.POSTERIOR_STEPS`)
+POSTERIOR_STEPS = budget.POSTERIOR_STEPS
 
 
 def default_fit() -> FitResult:

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from kenomill.budget import POSTERIOR_STEPS
 from kenomill.cli import SEED, guarded
 from kenomill.cli.periods import load_periods, periods_label, periods_option
 
@@ -496,8 +497,7 @@ def _comparisons(compare, compare_fit, compare_names, name, study, choice, start
 @click.option(
     "--posterior-steps",
     type=click.IntRange(0, 1_000_000),
-    # 4000 left R-hat at 1.05-1.12 for the default model (3 of 6 seeds and starts over 1.1)
-    default=8000,
+    default=POSTERIOR_STEPS,
     show_default=True,
     help="emcee steps per walker of the quarter-level posterior (a quarter burn-in); 0: no posterior "
     "draws (predictions then use the Gaussian approximation).",
