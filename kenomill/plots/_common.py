@@ -26,7 +26,8 @@ METALS = tuple(
     (v, name, variables.get(v).shown_units, variables.get(v).display_factor)
     for v, name in (("ag_oz", "silver"), ("pb_lb", "lead"), ("zn_lb", "zinc"))
 )
-RECOVERIES = (("rec_ag_pct", "Ag"), ("rec_pb_pct", "Pb"), ("rec_zn_pct", "Zn"))
+#: each recovery with its element (kenomill.variables)
+RECOVERIES = tuple((m.recovery, m.element) for m in variables.METAL_FIGURES.values())
 
 
 def nearest(values, target) -> float:
