@@ -622,25 +622,44 @@ def operating_hours(key_u, iu, use_pre, pre_u, row, step_h, mttr_h, mtbf_h, a_d,
 
 @nb.njit(cache=True, inline="always")
 def stockpile_in(nl, t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, acc, rec, daily):
-    """Deliveries to holding piles or the ROM stockpile; holds released when their step comes."""
+    """Deliveries to holding piles or the ROM stockpile; holds released when their step comes.
+
+    Flat lane views (:func:`flat_views`): ``arr_g``, ``st_m``, ``hd_m`` ``[ns, 3 * BLOCK]``, the
+    quarter's sums ``acc`` and the step's record ``rec`` ``[nf * BLOCK]``, so that LLVM checks
+    each array once for aliasing and vectorises the lane loops (on ``[ns, 3, BLOCK]`` arrays it
+    made strided gathers and scatters). Each location sees the same operations in the same
+    order as in one loop.
+    """
+    B = BLOCK
     for s in range(arr_t.shape[0]):
-        held = t < hold_until[s]
-        for b in range(nl):
-            a = arr_t[s, b]
-            _flow(acc, rec, daily, F_MINED_T, b, a)
-            for e in range(3):
-                m = a * arr_g[s, e, b]
-                _flow(acc, rec, daily, F_MINED_M + e, b, m)
-                if held:
-                    hd_m[s, e, b] += m
-                else:
-                    st_m[s, e, b] += m + hd_m[s, e, b]
-                    hd_m[s, e, b] = 0.0
-            if held:
+        if t < hold_until[s]:
+            for b in range(nl):
+                a = arr_t[s, b]
+                for e in range(3):
+                    hd_m[s, e * B + b] += a * arr_g[s, e * B + b]
                 hd_t[s, b] += a
-            else:
+        else:
+            for b in range(nl):
+                a = arr_t[s, b]
+                for e in range(3):
+                    st_m[s, e * B + b] += a * arr_g[s, e * B + b] + hd_m[s, e * B + b]
+                    hd_m[s, e * B + b] = 0.0
                 st_t[s, b] += a + hd_t[s, b]
                 hd_t[s, b] = 0.0
+        _mined(nl, s, arr_t, arr_g, acc)
+        if daily:
+            _mined(nl, s, arr_t, arr_g, rec)
+
+
+@nb.njit(cache=True, inline="always")
+def _mined(nl, s, arr_t, arr_g, acc):
+    # source s's deliveries and their metal into the flat sums acc[nf * BLOCK]
+    B = BLOCK
+    for b in range(nl):
+        a = arr_t[s, b]
+        acc[F_MINED_T * B + b] += a
+        for e in range(3):
+            acc[(F_MINED_M + e) * B + b] += a * arr_g[s, e * B + b]
 
 
 @nb.njit(cache=True, inline="always")
@@ -948,6 +967,8 @@ def simulate(
         part_t, part_m = np.empty((ns, BLOCK)), np.zeros((ns, 3, BLOCK))
         rec = np.zeros((nf, BLOCK))  # the step's record: only written when daily
         plf, offf, rcf, pmf, rrf, bqf, recf = flat_views(pl, offl, rcl, part_m, rr, bq, rec)
+        argf = arr_g.reshape((ns, 3 * BLOCK))  # flat lane views for stockpile_in
+        stmf, hdmf = st_m.reshape((ns, 3 * BLOCK)), hd_m.reshape((ns, 3 * BLOCK))
         q_prev = -1
         for t in range(n_steps):
             q = step_q[t]
@@ -977,7 +998,7 @@ def simulate(
                 for b in range(nl):
                     blend_deliveries(b, t, q, demand[b], sup_l, start, hold_until, arr_t)
             iu += 2 * N_FAIL
-            stockpile_in(nl, t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, acc, rec, daily)
+            stockpile_in(nl, t, arr_t, argf, hold_until, st_t, stmf, hd_t, hdmf, bqf[q], recf, daily)
             reclaim(nl, demand, st_t, st_m, part_t, part_m, blend, stock, frac, bt)
             mill(nl, grade_dep, plf, offf, rcf, part_t, pmf, blend, rrf, bqf[q], recf, daily)
             stockpile_divert(nl, st_t, st_m, stock_cap, acc, rec, daily, stock)

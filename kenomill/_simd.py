@@ -40,10 +40,11 @@ import numpy as np
 from numba import types
 from numba.extending import intrinsic
 
-#: lanes processed together: 16 float64 = four 256-bit vectors per lane loop, enough independent
+#: lanes processed together: 64 float64 = eight 512-bit vectors per lane loop, enough independent
 #: work to hide the latency of the exp/pow polynomials and the hash multiplies (8 lanes were
-#: latency-bound: 231 -> 183 ns per draw-step with the mill in lane loops, see benchmarks/README.md)
-BLOCK = 16
+#: latency-bound: 231 -> 183 ns per draw-step with 16; where LLVM vectorises at 8 doubles, as on
+#: AMD Zen 5, 16 lanes are only two vectors: 64 measured faster, see benchmarks/README.md)
+BLOCK = 64
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 with its low 32 bits zero: n * _LN2_HI is exact
 _LN2_LO = 1.90821492927058770002e-10
@@ -286,25 +287,60 @@ def pow1(x, a):
 
 
 # ----------------------------------------------------------------- counter-based normals
-@nb.njit(cache=True)
+@nb.njit(cache=True, inline="always")
+def _sub_uniform(sub, c):
+    # uniform c of the sub-stream started at state sub: the (c + 1)-th uniform(st) from st[0] = sub
+    return float(word(sub, c) >> np.uint64(11)) * _TWO53
+
+
+@nb.njit(cache=True, error_model="numpy")
 def _finish_normal(key, idx, r):
-    # rejected fast-path candidate r of normal idx: the rest of ZIGNOR on its own sub-stream
-    st = np.empty(1, np.uint64)
-    st[0] = _sub_state(key, idx)
+    # rejected fast-path candidate r of normal idx: the rest of ZIGNOR on its own sub-stream.
+    # The sub-stream's numbers are word(sub, c), c = 0, 1, ... (the same as uniform(st) and
+    # normal(st) on a state array st[0] = sub, without allocating that array per candidate)
+    sub = _sub_state(key, idx)
+    c = 0
     j = int(r & np.uint64(127))
     u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
     if j == 0:  # tail beyond ZIG_R (Marsaglia 1964), as Doornik's DRanNormalTail
         while True:
-            x = math.log(1.0 - uniform(st)) / ZIG_X[1]
-            y = math.log(1.0 - uniform(st))
+            x = math.log(1.0 - _sub_uniform(sub, c)) / ZIG_X[1]
+            y = math.log(1.0 - _sub_uniform(sub, c + 1))
+            c += 2
             if -2.0 * y >= x * x:
                 return x - ZIG_X[1] if u < 0.0 else ZIG_X[1] - x
     x = u * ZIG_X[j]
     f0 = math.exp(-0.5 * (ZIG_X[j] * ZIG_X[j] - x * x))
     f1 = math.exp(-0.5 * (ZIG_X[j + 1] * ZIG_X[j + 1] - x * x))
-    if f1 + uniform(st) * (f0 - f1) < 1.0:
+    if f1 + _sub_uniform(sub, c) * (f0 - f1) < 1.0:
         return x
-    return normal(st)  # a fresh ziggurat normal from the sub-stream
+    return _sub_normal(sub, c + 1)  # a fresh ziggurat normal from the sub-stream
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _sub_normal(sub, c):
+    # normal(st) with st[0] the state after c numbers of the sub-stream started at sub
+    while True:
+        r = word(sub, c)
+        c += 1
+        i = int(r & np.uint64(127))
+        u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
+        if abs(u) < ZIG_RATIO[i]:
+            return u * ZIG_X[i]
+        if i == 0:  # _normal_tail
+            while True:
+                x = math.log(1.0 - _sub_uniform(sub, c)) / ZIG_R
+                y = math.log(1.0 - _sub_uniform(sub, c + 1))
+                c += 2
+                if -2.0 * y >= x * x:
+                    return x - ZIG_R if u < 0.0 else ZIG_R - x
+        x = u * ZIG_X[i]
+        f0 = math.exp(-0.5 * (ZIG_X[i] * ZIG_X[i] - x * x))
+        f1 = math.exp(-0.5 * (ZIG_X[i + 1] * ZIG_X[i + 1] - x * x))
+        v = _sub_uniform(sub, c)
+        c += 1
+        if f1 + v * (f0 - f1) < 1.0:
+            return x
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
@@ -340,15 +376,19 @@ def normals_at(key, i0, out, flag):
 def normals_lanes(n, keys, idx, out, row, flag):
     """Normal number ``idx`` of each of the first ``n`` draws of a block (keys[b]) into
     ``out[row, b]``: the lock-step form (a row of a 2-D block, so that no view is made per call)."""
+    rejected = 0
     for b in range(n):
         r = word(keys[b], idx)
         j = r & np.uint64(127)
         u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
         out[row, b] = u * ZIG_X[j]
-        flag[b] = 0 if abs(u) < ZIG_RATIO[j] else 1
-    for b in range(n):
-        if flag[b] != 0:
-            out[row, b] = _finish_normal(keys[b], idx, word(keys[b], idx))
+        f = 0 if abs(u) < ZIG_RATIO[j] else 1
+        flag[b] = f
+        rejected += f
+    if rejected > 0:  # 1 - 0.988**n of the calls (n lanes): skip the scalar pass otherwise
+        for b in range(n):
+            if flag[b] != 0:
+                out[row, b] = _finish_normal(keys[b], idx, word(keys[b], idx))
 
 
 @nb.njit("void(u8, i8, f8[:, ::1])", cache=True, parallel=True)

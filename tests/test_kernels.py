@@ -171,7 +171,7 @@ def test_mc_draw_does_not_depend_on_its_lane_or_block():
     plan = _mc_plan()
     whole = _mc_run(plan, 77, 0, BLOCK + 4, daily=True)
     shifted = _mc_run(plan, 77, 3, BLOCK + 1, daily=True)  # draw 3 in lane 0, a partial block
-    alone = _mc_run(plan, 77, BLOCK + 2, 1, daily=True)  # one draw, seven lanes not kept
+    alone = _mc_run(plan, 77, BLOCK + 2, 1, daily=True)  # one draw, the other lanes not kept
     for w, s, a in zip(whole, shifted, alone, strict=True):
         np.testing.assert_array_equal(w[3:], s)
         np.testing.assert_array_equal(w[BLOCK + 2 : BLOCK + 3], a)
