@@ -621,6 +621,31 @@ def operating_hours(key_u, iu, use_pre, pre_u, row, step_h, mttr_h, mtbf_h, a_d,
 
 
 @nb.njit(cache=True, inline="always")
+def block_hours(nl, ku, iu, use_pre, pre_u, rows, step_h, mttr_h, mtbf_h, a_d, ttf, down_rem, up, slow):
+    """The block's operating hours of the step into ``up[BLOCK]`` (:func:`operating_hours` per draw).
+
+    The common step (no repair carried over, no failure within it: ``up = step_h``, ``ttf``
+    less ``step_h``, the values :func:`operating_hours` returns then) in a lane loop; the
+    other draws (``slow[BLOCK]``: int64 scratch) through :func:`operating_hours`.
+    """
+    n_slow = 0
+    for b in range(nl):
+        t = ttf[b]
+        fast = (mttr_h > 0.0) & (down_rem[b] == 0.0) & (t >= step_h)
+        up[b] = step_h
+        ttf[b] = t - step_h if fast else t
+        v = 0 if fast else 1
+        slow[b] = v
+        n_slow += v
+    if n_slow > 0:
+        for b in range(nl):
+            if slow[b] != 0:
+                up[b], ttf[b], down_rem[b] = operating_hours(
+                    ku[b], iu, use_pre, pre_u, rows[b], step_h, mttr_h, mtbf_h[b], a_d[b], ttf[b], down_rem[b]
+                )
+
+
+@nb.njit(cache=True, inline="always")
 def stockpile_in(nl, t, arr_t, arr_g, hold_until, st_t, st_m, hd_t, hd_m, acc, rec, daily):
     """Deliveries to holding piles or the ROM stockpile; holds released when their step comes.
 
@@ -987,10 +1012,10 @@ def simulate(
                        g_mean, g_chol, g_phi, innov, gfac, x, arr_t, arr_g)
             # fmt: on
             iz += 4 * ns
+            block_hours(
+                nl, ku, iu, use_pre, pre_u, rows, step_h, mttr_h, mtbf_h, a_d, ttf, down_rem, up, flag
+            )  # fmt: skip
             for b in range(nl):
-                up[b], ttf[b], down_rem[b] = operating_hours(
-                    ku[b], iu, use_pre, pre_u, rows[b], step_h, mttr_h, mtbf_h[b], a_d[b], ttf[b], down_rem[b]
-                )
                 demand[b] = mr_l[q, b] * up[b]
                 _flow(acc, rec, daily, F_UP_H, b, up[b])
                 _flow(acc, rec, daily, F_CAL_H, b, step_h)

@@ -37,13 +37,15 @@ import math
 
 import numba as nb
 import numpy as np
+from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
 #: lanes processed together: 64 float64 = eight 512-bit vectors per lane loop, enough independent
 #: work to hide the latency of the exp/pow polynomials and the hash multiplies (8 lanes were
 #: latency-bound: 231 -> 183 ns per draw-step with 16; where LLVM vectorises at 8 doubles, as on
-#: AMD Zen 5, 16 lanes are only two vectors: 64 measured faster, see benchmarks/README.md)
+#: AMD Zen 5, 16 lanes are only two vectors: 64 measured faster, see benchmarks/README.md); at
+#: most 64, the bits of one uint64 (:func:`normals_lanes`)
 BLOCK = 64
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 with its low 32 bits zero: n * _LN2_HI is exact
@@ -111,6 +113,10 @@ if nb.config.DISABLE_JIT:
     def _f2i(v):
         return int(np.array(float(v), dtype=np.float64).view(np.int64))
 
+    def _ctz(v):
+        v = int(v)
+        return (v & -v).bit_length() - 1
+
 else:
 
     @nb.njit(cache=True, inline="always")
@@ -159,6 +165,16 @@ else:
 
         def codegen(context, builder, signature, args):
             return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+        return sig, codegen
+
+    @intrinsic
+    def _ctz(typingctx, v):
+        """Index of the lowest set bit of the uint64 ``v`` (``v != 0``)."""
+        sig = types.int64(types.uint64)
+
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], ir.Constant(ir.IntType(1), 1))
 
         return sig, codegen
 
@@ -375,20 +391,22 @@ def normals_at(key, i0, out, flag):
 @nb.njit(cache=True, inline="always", error_model="numpy")
 def normals_lanes(n, keys, idx, out, row, flag):
     """Normal number ``idx`` of each of the first ``n`` draws of a block (keys[b]) into
-    ``out[row, b]``: the lock-step form (a row of a 2-D block, so that no view is made per call)."""
-    rejected = 0
+    ``out[row, b]``: the lock-step form (a row of a 2-D block, so that no view is made per call).
+
+    ``n <= 64``: the rejected lanes are the set bits of one uint64, which the scalar pass
+    visits lowest first (``flag`` is not used).
+    """
+    rejected = np.uint64(0)
     for b in range(n):
         r = word(keys[b], idx)
         j = r & np.uint64(127)
         u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
         out[row, b] = u * ZIG_X[j]
-        f = 0 if abs(u) < ZIG_RATIO[j] else 1
-        flag[b] = f
-        rejected += f
-    if rejected > 0:  # 1 - 0.988**n of the calls (n lanes): skip the scalar pass otherwise
-        for b in range(n):
-            if flag[b] != 0:
-                out[row, b] = _finish_normal(keys[b], idx, word(keys[b], idx))
+        rejected |= np.uint64(0 if abs(u) < ZIG_RATIO[j] else 1) << np.uint64(b)
+    while rejected != np.uint64(0):  # 1 - 0.988**n of the calls (n lanes) have any
+        b = _ctz(rejected)
+        rejected &= rejected - np.uint64(1)
+        out[row, b] = _finish_normal(keys[b], idx, word(keys[b], idx))
 
 
 @nb.njit("void(u8, i8, f8[:, ::1])", cache=True, parallel=True)
