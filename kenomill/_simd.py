@@ -192,31 +192,13 @@ def uniform_at(key, i):
 
 
 @nb.njit(cache=True)
-def _normal_tail(st, negative):
-    # Marsaglia (1964) tail beyond ZIG_R, as in Doornik's DRanNormalTail
-    while True:
-        x = math.log(1.0 - uniform(st)) / ZIG_R
-        y = math.log(1.0 - uniform(st))
-        if -2.0 * y >= x * x:
-            return x - ZIG_R if negative else ZIG_R - x
-
-
-@nb.njit(cache=True)
 def normal(st):
-    """Standard normal from stream state ``st[1]`` (ZIGNOR ziggurat, Doornik 2005), sequential."""
-    while True:
-        r = _next_u64(st)
-        i = int(r & np.uint64(127))
-        u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
-        if abs(u) < ZIG_RATIO[i]:
-            return u * ZIG_X[i]
-        if i == 0:
-            return _normal_tail(st, u < 0.0)
-        x = u * ZIG_X[i]
-        f0 = math.exp(-0.5 * (ZIG_X[i] * ZIG_X[i] - x * x))
-        f1 = math.exp(-0.5 * (ZIG_X[i + 1] * ZIG_X[i + 1] - x * x))
-        if f1 + uniform(st) * (f0 - f1) < 1.0:
-            return x
+    """Standard normal from stream state ``st[1]`` (ZIGNOR ziggurat, Doornik 2005), sequential:
+    :func:`_normal_from` the state, which then moves past the numbers it read."""
+    z, c = _normal_from(st[0], 0)
+    for _ in range(c):
+        _next_u64(st)
+    return z
 
 
 @nb.njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
@@ -310,53 +292,55 @@ def _sub_uniform(sub, c):
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _finish_normal(key, idx, r):
-    # rejected fast-path candidate r of normal idx: the rest of ZIGNOR on its own sub-stream.
-    # The sub-stream's numbers are word(sub, c), c = 0, 1, ... (the same as uniform(st) and
-    # normal(st) on a state array st[0] = sub, without allocating that array per candidate)
-    sub = _sub_state(key, idx)
-    c = 0
-    j = int(r & np.uint64(127))
-    u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
-    if j == 0:  # tail beyond ZIG_R (Marsaglia 1964), as Doornik's DRanNormalTail
-        while True:
-            x = math.log(1.0 - _sub_uniform(sub, c)) / ZIG_X[1]
-            y = math.log(1.0 - _sub_uniform(sub, c + 1))
-            c += 2
-            if -2.0 * y >= x * x:
-                return x - ZIG_X[1] if u < 0.0 else ZIG_X[1] - x
-    x = u * ZIG_X[j]
-    f0 = math.exp(-0.5 * (ZIG_X[j] * ZIG_X[j] - x * x))
-    f1 = math.exp(-0.5 * (ZIG_X[j + 1] * ZIG_X[j + 1] - x * x))
-    if f1 + _sub_uniform(sub, c) * (f0 - f1) < 1.0:
-        return x
-    return _sub_normal(sub, c + 1)  # a fresh ziggurat normal from the sub-stream
+def _tail_from(sub, c, negative):
+    """The tail beyond ZIG_R (Marsaglia 1964, as Doornik's DRanNormalTail) from number ``c`` of
+    the stream at state ``sub``: (value, the next number's index)."""
+    while True:
+        x = math.log(1.0 - _sub_uniform(sub, c)) / ZIG_R
+        y = math.log(1.0 - _sub_uniform(sub, c + 1))
+        c += 2
+        if -2.0 * y >= x * x:
+            return (x - ZIG_R if negative else ZIG_R - x), c
 
 
 @nb.njit(cache=True, error_model="numpy")
-def _sub_normal(sub, c):
-    # normal(st) with st[0] the state after c numbers of the sub-stream started at sub
+def _normal_from(sub, c):
+    """A ZIGNOR normal from number ``c`` of the stream at state ``sub`` (its numbers are
+    ``word(sub, c)``, c = 0, 1, ...: the same as :func:`uniform` on ``st[0] = sub``):
+    (value, the next number's index)."""
     while True:
         r = word(sub, c)
         c += 1
         i = int(r & np.uint64(127))
         u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
         if abs(u) < ZIG_RATIO[i]:
-            return u * ZIG_X[i]
-        if i == 0:  # _normal_tail
-            while True:
-                x = math.log(1.0 - _sub_uniform(sub, c)) / ZIG_R
-                y = math.log(1.0 - _sub_uniform(sub, c + 1))
-                c += 2
-                if -2.0 * y >= x * x:
-                    return x - ZIG_R if u < 0.0 else ZIG_R - x
+            return u * ZIG_X[i], c
+        if i == 0:
+            return _tail_from(sub, c, u < 0.0)
         x = u * ZIG_X[i]
         f0 = math.exp(-0.5 * (ZIG_X[i] * ZIG_X[i] - x * x))
         f1 = math.exp(-0.5 * (ZIG_X[i + 1] * ZIG_X[i + 1] - x * x))
         v = _sub_uniform(sub, c)
         c += 1
         if f1 + v * (f0 - f1) < 1.0:
-            return x
+            return x, c
+
+
+@nb.njit(cache=True, error_model="numpy")
+def _finish_normal(key, idx, r):
+    # rejected fast-path candidate r of normal idx: the rest of ZIGNOR on its own sub-stream
+    # (counter-based: no state array per candidate)
+    sub = _sub_state(key, idx)
+    j = int(r & np.uint64(127))
+    u = 2.0 * (float(r >> np.uint64(11)) * _TWO53) - 1.0
+    if j == 0:
+        return _tail_from(sub, 0, u < 0.0)[0]
+    x = u * ZIG_X[j]
+    f0 = math.exp(-0.5 * (ZIG_X[j] * ZIG_X[j] - x * x))
+    f1 = math.exp(-0.5 * (ZIG_X[j + 1] * ZIG_X[j + 1] - x * x))
+    if f1 + _sub_uniform(sub, 0) * (f0 - f1) < 1.0:
+        return x
+    return _normal_from(sub, 1)[0]  # a fresh ziggurat normal from the sub-stream
 
 
 @nb.njit(cache=True, inline="always", error_model="numpy")
