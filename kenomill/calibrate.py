@@ -63,7 +63,7 @@ import pandas as pd
 import xarray as xr
 from scipy import optimize
 
-from kenomill import budget, recovery, units, variables
+from kenomill import _jacobian, budget, recovery, units, variables
 from kenomill.calibration_file import Calibration, default_calibration
 from kenomill.errormodel import resolve
 from kenomill.errors import ValidationError
@@ -95,6 +95,9 @@ _FIT_INDEX = np.array([_OUT_INDEX[n] for n in FIT_FIGURES], dtype=np.int64)
 
 #: units and long name of every output, from :mod:`kenomill.variables`
 OUTPUT_ATTRS: dict[str, tuple[str, str]] = variables.units_and_long_names(ALL_OUTPUTS)
+#: base units of :func:`kenomill.recovery.outputs_rows` -> the reported units of OUTPUT_ATTRS
+_REPORTED = units.reported_factors([OUTPUT_ATTRS[name][0] for name in ALL_OUTPUTS])
+_FIT_REPORTED = _REPORTED[_FIT_INDEX]
 
 #: feed columns: required, then optional
 FEED_COLUMNS = ("period", "ore_processed_t", "head_ag_gpt", "head_pb_pct", "head_zn_pct", "tpd")
@@ -112,7 +115,8 @@ def operating_q_ratio(tpd, availability):
 
 
 def mill_outputs(model, p_full, ore_t, head, q_ratio, offsets=None) -> np.ndarray:
-    """Outputs (:data:`ALL_OUTPUTS`) for rows of feed; ``p_full`` [N_FULL] or [n, N_FULL].
+    """Outputs (:data:`ALL_OUTPUTS`, in the units of :data:`OUTPUT_ATTRS`) for rows of feed;
+    ``p_full`` [N_FULL] or [n, N_FULL].
 
     ``head`` are mass fractions [n, 3] (Ag, Pb, Zn); ``q_ratio`` as in
     :func:`kenomill.recovery.respond`; ``offsets`` [n, N_OFFSETS] or None.
@@ -129,6 +133,7 @@ def mill_outputs(model, p_full, ore_t, head, q_ratio, offsets=None) -> np.ndarra
         off = np.ascontiguousarray(np.broadcast_to(np.asarray(offsets, dtype=float), (n, recovery.N_OFFSETS)))
     out = np.empty((n, len(ALL_OUTPUTS)))
     recovery.outputs_rows(spec.kind, spec.grade_dep, p, ore_t, head, q, off, out)
+    out *= _REPORTED  # base units -> the reported ones (OUTPUT_ATTRS)
     return out
 
 
@@ -517,9 +522,9 @@ def _split_x(x, k):
 
 def _residual_fn(spec, data: FitData, base, nuis_idx, priors, a_prior, scale=1.0):
     """The residuals of ``x`` (free parameters, then the nuisance availabilities) and their
-    Jacobian: ``(fun, jac, n_obs)``; ``jac(x, lo, hi)`` takes the residuals of its ``2 m``
-    central-difference points from one :func:`recovery.outputs_rows` call (rows stacked),
-    each the same figures as ``fun`` of that point."""
+    Jacobian: ``(fun, jac, n_obs)``. ``jac(x, lo, hi)`` is exact: the derivatives of the mill
+    outputs from one :func:`kenomill._jacobian.outputs_jacobian_rows` call (forward-mode
+    differentiation of the response; the bounds are not needed and kept for the signature)."""
     mask = np.isfinite(data.y) & np.isfinite(data.sigma)
     k = len(spec.free)
     free_idx = spec.free_index
@@ -528,53 +533,49 @@ def _residual_fn(spec, data: FitData, base, nuis_idx, priors, a_prior, scale=1.0
     prior_sd = np.array([priors[n][1] for n in priors], dtype=float)
     sig = data.sigma * scale
     n = data.n
+    avail0 = np.where(np.isnan(data.availability), a_prior[0], data.availability)
+    off = np.zeros((n, recovery.N_OFFSETS))
+    out = np.empty((n, len(ALL_OUTPUTS)))
+    dout = np.empty((n, len(ALL_OUTPUTS), _jacobian.N_GRAD))
 
-    rows: dict[int, tuple] = {}  # the stacked inputs of r points, made once per r
+    def rows(x):
+        avail = avail0.copy()
+        avail[nuis_idx] = x[k:]
+        p_rows = np.tile(base, (n, 1))
+        p_rows[:, free_idx] = x[:k]
+        return avail, p_rows, data.tpd / avail / recovery.REFERENCE_TPD
 
-    def stacked(r_):
-        if r_ not in rows:
-            avail = np.tile(np.where(np.isnan(data.availability), a_prior[0], data.availability), (r_, 1))
-            rows[r_] = (
-                avail,
-                np.tile(base, (r_ * n, 1)),
-                np.zeros((r_ * n, recovery.N_OFFSETS)),
-                np.empty((r_ * n, len(ALL_OUTPUTS))),
-                np.tile(data.ore_t, r_),
-                np.tile(data.head, (r_, 1)),
-            )
-        return rows[r_]
-
-    def many(X):
-        """Residuals of every row of ``X`` [r, m] -> [r, n_residuals], each row as ``fun`` of it."""
-        r_ = X.shape[0]
-        theta, a_nuis = X[:, :k], X[:, k:]
-        avail, p_rows, off, out, ore, head = stacked(r_)
-        avail[:, nuis_idx] = a_nuis
-        p_rows[:, free_idx] = np.repeat(theta, n, axis=0)
-        q = (data.tpd / avail / recovery.REFERENCE_TPD).ravel()
-        recovery.outputs_rows(spec.kind, spec.grade_dep, p_rows, ore, head, q, off, out)
-        res = (out.reshape(r_, n, -1)[:, :, _FIT_INDEX] - data.y) / sig
-        parts = [res[:, mask]]
+    def fun(x):
+        theta, a_nuis = x[:k], x[k:]
+        _, p_rows, q = rows(x)
+        recovery.outputs_rows(spec.kind, spec.grade_dep, p_rows, data.ore_t, data.head, q, off, out)
+        parts = [((out[:, _FIT_INDEX] * _FIT_REPORTED - data.y) / sig)[mask]]
         if len(nuis_idx):
             parts.append((a_nuis - a_prior[0]) / a_prior[1])
         if len(prior_idx):
-            parts.append((theta[:, prior_idx] - prior_mu) / prior_sd)
-        return np.concatenate(parts, axis=1)
+            parts.append((theta[prior_idx] - prior_mu) / prior_sd)
+        return np.concatenate(parts)
 
-    def fun(x):
-        return many(x[None, :])[0]
-
-    def jac(x, lo, hi):
-        """Central differences (one-sided at a bound), step ``1e-6 max(|x_j|, 1e-3)``."""
-        m = x.size
-        h = 1e-6 * np.maximum(np.abs(x), 1e-3)
-        xp, xm = np.minimum(x + h, hi), np.maximum(x - h, lo)
-        X = np.repeat(x[None, :], 2 * m, axis=0)
-        j = np.arange(m)
-        X[2 * j, j] = xp
-        X[2 * j + 1, j] = xm
-        F = many(X)
-        return ((F[0::2] - F[1::2]) / (xp - xm)[:, None]).T
+    def jac(x, lo=None, hi=None):
+        avail, p_rows, q = rows(x)
+        _jacobian.outputs_jacobian_rows(
+            spec.kind, spec.grade_dep, p_rows, data.ore_t, data.head, q, off, dout
+        )
+        d = dout[:, _FIT_INDEX, :] * (_FIT_REPORTED / sig)[:, :, None]  # d residual / d (p, q)
+        j_data = np.zeros((n, len(FIT_FIGURES), x.size))
+        j_data[:, :, :k] = d[:, :, free_idx]
+        for c, i in enumerate(nuis_idx):  # q = tpd / (availability REFERENCE_TPD): dq/da = -q / a
+            j_data[i, :, k + c] = d[i, :, _jacobian.G_Q] * (-q[i] / avail[i])
+        parts = [j_data[mask]]
+        if len(nuis_idx):
+            j_a = np.zeros((len(nuis_idx), x.size))
+            j_a[np.arange(len(nuis_idx)), k + np.arange(len(nuis_idx))] = 1.0 / a_prior[1]
+            parts.append(j_a)
+        if len(prior_idx):
+            j_p = np.zeros((len(prior_idx), x.size))
+            j_p[np.arange(len(prior_idx)), prior_idx] = 1.0 / prior_sd
+            parts.append(j_p)
+        return np.concatenate(parts, axis=0)
 
     return fun, jac, int(mask.sum())
 

@@ -80,14 +80,13 @@ from dataclasses import dataclass
 import numba as nb
 import numpy as np
 
-from kenomill import _kernels, _numba_cache, units, variables
+from kenomill import _kernels, _numba_cache, variables
 from kenomill._kernels import forward_row
 from kenomill.errors import ValidationError
 from kenomill.units import PURE_MINERAL_GRADE
 
-# outputs_rows inlines _kernels.forward_row and the unit conversions of kenomill.units:
-# its cache must notice when those files change
-_numba_cache.track(__file__, [_kernels.__file__, units.__file__])
+# outputs_rows inlines _kernels.forward_row: its cache must notice when that file changes
+_numba_cache.track(__file__, [_kernels.__file__])
 
 #: reference operating throughput at which ``ktau_*`` parameters are stated [t/d].
 #: 250 t/d is the mill's quoted running rate in 2012 (Northern Miner, 2012).
@@ -494,28 +493,32 @@ def respond_rows(kind, grade_dep, p, head, grade, q_ratio, offsets, split, pull)
 
 # ------------------------------------------------------------------ mill outputs
 #: what :func:`outputs_rows` computes per row, in this order (the first twelve are the
-#: columns of ``kenomill predict``'s PRED.csv): contained metal [troy_oz, lb, lb],
-#: recoveries [%], concentrate tonnes [t] and grades [g/t, %], tails [t, g/t, %, %]
+#: columns of ``kenomill predict``'s PRED.csv): contained metal, recoveries, concentrate
+#: tonnes and grades, tails. The names carry the reported units ([troy_oz, lb, lb], [%],
+#: [t] and [g/t, %], [t, g/t, %, %]); the kernel returns base units (tonnes of metal,
+#: fractions, tonnes, mass fractions) and :func:`kenomill.calibrate.mill_outputs` converts
+#: at the boundary with :func:`kenomill.units.reported_factors`.
 OUTPUTS = (*variables.CONTAINED, *variables.FIT_FIGURES)
 #: more columns of :func:`outputs_rows` (the final tails)
 EXTRA_OUTPUTS = ("tails_t", "tails_ag_gpt", "tails_pb_pct", "tails_zn_pct")
 ALL_OUTPUTS = OUTPUTS + EXTRA_OUTPUTS
-# the conversions to the reported units, compiled from kenomill.units (one place for the factors)
-_to_oz = nb.njit(cache=True, inline="always")(units.t_to_troy_oz)
-_to_lb = nb.njit(cache=True, inline="always")(units.t_to_lb)
-_pct = nb.njit(cache=True, inline="always")(units.pct_of)
-_gpt = nb.njit(cache=True, inline="always")(units.gpt_of)
+
+
+@nb.njit(cache=True, inline="always")
+def _ratio(part, whole):
+    """``part / whole``, 0 for an empty whole (a recovery of no feed, a grade of no stream)."""
+    return part / whole if whole > 0.0 else 0.0
 
 
 @nb.njit(cache=True)
 def outputs_rows(kind, grade_dep, p, ore_t, head, q, off, out):
-    """Mill outputs for rows of (parameters, feed, q_ratio, offsets).
+    """Mill outputs for rows of (parameters, feed, q_ratio, offsets), in base units.
 
     p[n, N_FULL]; ore_t[n] t; head[n, 3] mass fractions (Ag, Pb, Zn); q[n]; off[n, N_OFFSETS]
-    -> out[n, len(ALL_OUTPUTS)] in the units of :data:`kenomill.calibrate.OUTPUT_ATTRS`.
+    -> out[n, len(ALL_OUTPUTS)]: contained metal [t], recoveries [fraction], concentrate
+    and tails tonnes [t], grades [mass fraction], in the order of :data:`ALL_OUTPUTS`.
     The streams come from :func:`kenomill._kernels.forward_row` (tails by difference), so
     every prediction closes exactly as :func:`kenomill.circuit.forward` does.
-
     """
     split = np.empty((3, 2))
     pull = np.empty(2)
@@ -529,27 +532,24 @@ def outputs_rows(kind, grade_dep, p, ore_t, head, q, off, out):
         con[0] = ore_t[i] * pull[0]
         con[1] = ore_t[i] * pull[1]
         forward_row(ore_t[i], head[i], split, con, st, met)
-        feed_ag = ore_t[i] * head[i, 0]
-        feed_pb = ore_t[i] * head[i, 1]
-        feed_zn = ore_t[i] * head[i, 2]
         ag = met[0, 0] + met[1, 0]
         o = out[i]
-        o[0] = _to_oz(ag)
-        o[1] = _to_lb(met[0, 1])
-        o[2] = _to_lb(met[1, 2])
-        o[3] = _pct(ag, feed_ag) if feed_ag > 0.0 else 0.0
-        o[4] = _pct(met[0, 1], feed_pb) if feed_pb > 0.0 else 0.0
-        o[5] = _pct(met[1, 2], feed_zn) if feed_zn > 0.0 else 0.0
+        o[0] = ag
+        o[1] = met[0, 1]
+        o[2] = met[1, 2]
+        o[3] = _ratio(ag, ore_t[i] * head[i, 0])
+        o[4] = _ratio(met[0, 1], ore_t[i] * head[i, 1])
+        o[5] = _ratio(met[1, 2], ore_t[i] * head[i, 2])
         o[6] = st[0]
-        o[7] = _gpt(met[0, 0], st[0]) if st[0] > 0.0 else 0.0
-        o[8] = _pct(met[0, 1], st[0]) if st[0] > 0.0 else 0.0
+        o[7] = _ratio(met[0, 0], st[0])
+        o[8] = _ratio(met[0, 1], st[0])
         o[9] = st[1]
-        o[10] = _gpt(met[1, 0], st[1]) if st[1] > 0.0 else 0.0
-        o[11] = _pct(met[1, 2], st[1]) if st[1] > 0.0 else 0.0
+        o[10] = _ratio(met[1, 0], st[1])
+        o[11] = _ratio(met[1, 2], st[1])
         o[12] = st[2]
-        o[13] = _gpt(met[2, 0], st[2]) if st[2] > 0.0 else 0.0
-        o[14] = _pct(met[2, 1], st[2]) if st[2] > 0.0 else 0.0
-        o[15] = _pct(met[2, 2], st[2]) if st[2] > 0.0 else 0.0
+        o[13] = _ratio(met[2, 0], st[2])
+        o[14] = _ratio(met[2, 1], st[2])
+        o[15] = _ratio(met[2, 2], st[2])
 
 
 # -------------------------------------------------------------------- named models

@@ -91,9 +91,29 @@ def from_fraction(values, unit: str):
     return np.asarray(values, dtype=float) / _factor(unit)
 
 
-# Scalar conversions of the mill's reported figures, plain arithmetic so that the numba
-# kernels that predict reported figures (:func:`kenomill.recovery.outputs_rows`) compile
-# these same functions: the factors stay here, the kernels keep tonnes and fractions.
+#: factor from the base quantity the kernels return (tonnes, tonnes of metal, a recovery or a
+#: mass fraction) to each unit a figure is reported in: ``reported = base x factor``
+REPORTED_FROM_BASE: dict[str, float] = {
+    "t": 1.0,
+    "troy_oz": 1e6 / GRAMS_PER_TROY_OZ,
+    "lb": LB_PER_TONNE,
+    "%": 100.0,
+    "g/t": 1e6,
+}
+
+
+def reported_factors(unit_names) -> np.ndarray:
+    """Factors (:data:`REPORTED_FROM_BASE`) of each of ``unit_names``, for the columns of a
+    kernel's output in base units: ``reported = base * reported_factors(units)``."""
+    try:
+        return np.array([REPORTED_FROM_BASE[u] for u in unit_names], dtype=float)
+    except KeyError as exc:
+        raise ValueError(
+            f"unit {exc.args[0]!r} has no factor from base units; allowed: {', '.join(REPORTED_FROM_BASE)}"
+        ) from None
+
+
+# Scalar conversions of the mill's reported figures (the factors stay here).
 def t_to_troy_oz(t):
     """Tonnes of metal -> troy ounces."""
     return t * 1e6 / GRAMS_PER_TROY_OZ

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from kenomill import recovery
+from kenomill import calibrate, recovery
 from kenomill._registry import KERNELS
 from kenomill.errors import ValidationError
 
@@ -238,15 +238,23 @@ def test_outputs_rows_close_exactly():
     ore = rng.uniform(1e4, 3e4, n)
     p = np.tile(spec.base_full(), (n, 1))
     out = np.empty((n, len(recovery.ALL_OUTPUTS)))
-    recovery.outputs_rows(
-        spec.kind, spec.grade_dep, p, ore, head, rng.uniform(0.5, 2, n), np.zeros((n, 5)), out
-    )
+    q = rng.uniform(0.5, 2, n)
+    recovery.outputs_rows(spec.kind, spec.grade_dep, p, ore, head, q, np.zeros((n, 5)), out)
     ix = {k: i for i, k in enumerate(recovery.ALL_OUTPUTS)}
     t = {c: out[:, ix[f"{c}_t"]] for c in ("pbcon", "zncon", "tails")}
     np.testing.assert_allclose(t["pbcon"] + t["zncon"] + t["tails"], ore, rtol=1e-12)
-    # silver: every stream's grade is an output, so the element balance can be closed here
-    ag = sum(t[c] * out[:, ix[f"{c}_ag_gpt"]] * 1e-6 for c in t)
+    # the kernel returns base units: grades as mass fractions, contained metal in tonnes.
+    # Silver: every stream's grade is an output, so the element balance can be closed here
+    ag = sum(t[c] * out[:, ix[f"{c}_ag_gpt"]] for c in t)
     np.testing.assert_allclose(ag, ore * head[:, 0], rtol=1e-12)
-    # contained silver = silver in both concentrates, in troy ounces
-    ag_con = (t["pbcon"] * out[:, ix["pbcon_ag_gpt"]] + t["zncon"] * out[:, ix["zncon_ag_gpt"]]) / 31.1034768
+    # contained silver = silver in both concentrates [t]
+    ag_con = t["pbcon"] * out[:, ix["pbcon_ag_gpt"]] + t["zncon"] * out[:, ix["zncon_ag_gpt"]]
     np.testing.assert_allclose(out[:, ix["ag_oz"]], ag_con, rtol=1e-12)
+    # and the same rows in reported units through calibrate.mill_outputs: troy ounces
+    # (31.1034768 g each), g/t, % and pounds (2204.62262 lb/t), the factors written out here
+    rep = calibrate.mill_outputs(spec, p, ore, head, q, np.zeros((n, 5)))
+    np.testing.assert_allclose(rep[:, ix["ag_oz"]], ag_con * 1e6 / 31.1034768, rtol=1e-13)
+    np.testing.assert_allclose(rep[:, ix["pbcon_ag_gpt"]], out[:, ix["pbcon_ag_gpt"]] * 1e6, rtol=1e-13)
+    np.testing.assert_allclose(rep[:, ix["rec_pb_pct"]], out[:, ix["rec_pb_pct"]] * 100, rtol=1e-13)
+    np.testing.assert_allclose(rep[:, ix["pb_lb"]], out[:, ix["pb_lb"]] * 2204.62262, rtol=1e-13)
+    np.testing.assert_array_equal(rep[:, ix["pbcon_t"]], t["pbcon"])
