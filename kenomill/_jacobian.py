@@ -23,54 +23,15 @@ import numba as nb
 import numpy as np
 
 from kenomill import _kernels, _numba_cache, recovery
-from kenomill.recovery import (
-    GALENA_PB,
-    GANGUE_KTAU,
-    I_AG_PB,
-    I_AG_ZN,
-    I_E_PB,
-    I_E_ZN,
-    I_KSLOW_PB,
-    I_KSLOW_ZN,
-    I_KTAU_PB,
-    I_KTAU_ZN,
-    I_PB_ZN,
-    I_PHI_PB,
-    I_PHI_ZN,
-    I_RMAX_PB,
-    I_RMAX_ZN,
-    I_TAIL_PB,
-    I_TAIL_ZN,
-    I_ZN_PB,
-    KIN_CELLS,
-    KIN_KLIMPEL,
-    KIN_PLUG,
-    KIN_TWO,
-    N_CELLS,
-    N_FULL,
-    N_RC,
-    O_LOG_GANGUE_PBCON,
-    O_LOG_GANGUE_ZNCON,
-    O_LOGIT_REC_AG_PBCON,
-    O_LOGIT_REC_PB,
-    O_LOGIT_REC_ZN,
-    RC_EINV_AG,
-    RC_EINV_PB,
-    RC_EINV_ZN,
-    RC_EPB,
-    RC_EZN,
-    RC_RPB,
-    RC_RZN,
-    SPHALERITE_ZN,
-)
+from kenomill import recovery as rv
 
 # the derivatives inline the response of kenomill.recovery and forward_row of _kernels
 _numba_cache.track(__file__, [recovery.__file__, _kernels.__file__])
 
 #: derivatives per output: one per parameter of FULL_PARAMS, then d/dq
-N_GRAD = N_FULL + 1
+N_GRAD = rv.N_FULL + 1
 #: position of d/dq (operating throughput / REFERENCE_TPD) in a gradient
-G_Q = N_FULL
+G_Q = rv.N_FULL
 #: outputs per row (:data:`kenomill.recovery.ALL_OUTPUTS`)
 N_OUT = len(recovery.ALL_OUTPUTS)
 
@@ -78,16 +39,16 @@ N_OUT = len(recovery.ALL_OUTPUTS)
 @nb.njit(cache=True, inline="always")
 def kinetic_derivatives(kind, ktau, phi, slow_ratio):
     """d K / d ktau, d K / d phi and d K / d slow_ratio of :func:`kenomill.recovery.kinetic`."""
-    if kind == KIN_PLUG:  # K = 1 - exp(-x)
+    if kind == rv.KIN_PLUG:  # K = 1 - exp(-x)
         return math.exp(-ktau), 0.0, 0.0
-    if kind == KIN_CELLS:  # K = 1 - (1 + x/N)^-N
-        return (1.0 + ktau / N_CELLS) ** (-N_CELLS - 1.0), 0.0, 0.0
-    if kind == KIN_KLIMPEL:  # K = 1 - (1 - exp(-x)) / x
+    if kind == rv.KIN_CELLS:  # K = 1 - (1 + x/N)^-N
+        return (1.0 + ktau / rv.N_CELLS) ** (-rv.N_CELLS - 1.0), 0.0, 0.0
+    if kind == rv.KIN_KLIMPEL:  # K = 1 - (1 - exp(-x)) / x
         if ktau < 1e-12:
             return 0.0, 0.0, 0.0
         e = math.exp(-ktau)
         return (1.0 - e) / (ktau * ktau) - e / ktau, 0.0, 0.0
-    if kind == KIN_TWO:  # K = phi (1 - exp(-x)) + (1 - phi) (1 - exp(-s x))
+    if kind == rv.KIN_TWO:  # K = phi (1 - exp(-x)) + (1 - phi) (1 - exp(-s x))
         e1 = math.exp(-ktau)
         e2 = math.exp(-slow_ratio * ktau)
         return phi * e1 + (1.0 - phi) * slow_ratio * e2, e2 - e1, (1.0 - phi) * ktau * e2
@@ -96,7 +57,7 @@ def kinetic_derivatives(kind, ktau, phi, slow_ratio):
 
 @nb.njit(cache=True, inline="always")
 def _circuit_constant_grad(kind, p, inv_q, i_rmax, i_ktau, i_phi, i_kslow, g):
-    """Gradient ``g[N_GRAD]`` of ``rmax K(ktau / q, phi, kslow)`` (``rc[RC_RPB]`` or ``rc[RC_RZN]``)."""
+    """Gradient ``g[N_GRAD]`` of ``rmax K(ktau / q, phi, kslow)`` (``rc[rv.RC_RPB]`` or ``rc[rv.RC_RZN]``)."""
     ktau = p[i_ktau] * inv_q
     dk, dphi, dslow = kinetic_derivatives(kind, ktau, p[i_phi], p[i_kslow])
     rmax = p[i_rmax]
@@ -110,16 +71,16 @@ def _circuit_constant_grad(kind, p, inv_q, i_rmax, i_ktau, i_phi, i_kslow, g):
 
 @nb.njit(cache=True, inline="always")
 def _gangue_grad(p, i_e, inv_q, log_off, g):
-    """Gradient of ``clip01(e g_ratio(q) exp(log_off))`` (``rc[RC_EPB]`` or ``rc[RC_EZN]``)."""
-    norm = 1.0 / (1.0 - math.exp(-GANGUE_KTAU))
-    g_ratio = (1.0 - math.exp(-GANGUE_KTAU * inv_q)) * norm
+    """Gradient of ``clip01(e g_ratio(q) exp(log_off))`` (``rc[rv.RC_EPB]`` or ``rc[rv.RC_EZN]``)."""
+    norm = 1.0 / (1.0 - math.exp(-rv.GANGUE_KTAU))
+    g_ratio = (1.0 - math.exp(-rv.GANGUE_KTAU * inv_q)) * norm
     scale = math.exp(log_off)
     raw = p[i_e] * g_ratio * scale
     g[:] = 0.0
     if 0.0 <= raw <= 1.0:
         g[i_e] = g_ratio * scale
-        # d g_ratio / dq = GANGUE_KTAU exp(-GANGUE_KTAU / q) norm x d(1/q)/dq, the 1/q by the caller
-        g[G_Q] = -p[i_e] * scale * GANGUE_KTAU * math.exp(-GANGUE_KTAU * inv_q) * norm * inv_q
+        # d g_ratio / dq = rv.GANGUE_KTAU exp(-rv.GANGUE_KTAU / q) norm x d(1/q)/dq, the 1/q by the caller
+        g[G_Q] = -p[i_e] * scale * rv.GANGUE_KTAU * math.exp(-rv.GANGUE_KTAU * inv_q) * norm * inv_q
 
 
 @nb.njit(cache=True, inline="always")
@@ -179,49 +140,51 @@ def _response_grad(kind, grade_dep, p, f, q, off, rc, split, dsplit, dpull):
     and ``dpull[2, N_GRAD]``, for one feed of mass fractions ``f`` (``rc``, ``split``: the values)."""
     inv_q = 1.0 / q
     d = np.empty((8, N_GRAD))  # rpb0, rzn0, e_pb, e_zn, r_pb, r_znc, rel_pb, rel_zn
-    _circuit_constant_grad(kind, p, inv_q, I_RMAX_PB, I_KTAU_PB, I_PHI_PB, I_KSLOW_PB, d[0])
-    _circuit_constant_grad(kind, p, inv_q, I_RMAX_ZN, I_KTAU_ZN, I_PHI_ZN, I_KSLOW_ZN, d[1])
-    _gangue_grad(p, I_E_PB, inv_q, off[O_LOG_GANGUE_PBCON], d[2])
-    _gangue_grad(p, I_E_ZN, inv_q, off[O_LOG_GANGUE_ZNCON], d[3])
+    _circuit_constant_grad(kind, p, inv_q, rv.I_RMAX_PB, rv.I_KTAU_PB, rv.I_PHI_PB, rv.I_KSLOW_PB, d[0])
+    _circuit_constant_grad(kind, p, inv_q, rv.I_RMAX_ZN, rv.I_KTAU_ZN, rv.I_PHI_ZN, rv.I_KSLOW_ZN, d[1])
+    _gangue_grad(p, rv.I_E_PB, inv_q, off[rv.O_LOG_GANGUE_PBCON], d[2])
+    _gangue_grad(p, rv.I_E_ZN, inv_q, off[rv.O_LOG_GANGUE_ZNCON], d[3])
     for j in range(4):
         d[j, G_Q] *= inv_q  # the 1/q of d(x/q)/dq = -(x/q)/q
     r_pb = recovery.circuit_recovery(
-        grade_dep, rc[RC_RPB], p[I_TAIL_PB], f[1], off[O_LOGIT_REC_PB], rc[RC_EINV_PB]
+        grade_dep, rc[rv.RC_RPB], p[rv.I_TAIL_PB], f[1], off[rv.O_LOGIT_REC_PB], rc[rv.RC_EINV_PB]
     )
     r_znc = recovery.circuit_recovery(
-        grade_dep, rc[RC_RZN], p[I_TAIL_ZN], f[2], off[O_LOGIT_REC_ZN], rc[RC_EINV_ZN]
+        grade_dep, rc[rv.RC_RZN], p[rv.I_TAIL_ZN], f[2], off[rv.O_LOGIT_REC_ZN], rc[rv.RC_EINV_ZN]
     )
-    # fmt: off
-    _circuit_recovery_grad(grade_dep, rc[RC_RPB], d[0], I_TAIL_PB, p[I_TAIL_PB], f[1], off[O_LOGIT_REC_PB],
-                           rc[RC_EINV_PB], d[4])
-    _circuit_recovery_grad(grade_dep, rc[RC_RZN], d[1], I_TAIL_ZN, p[I_TAIL_ZN], f[2], off[O_LOGIT_REC_ZN],
-                           rc[RC_EINV_ZN], d[5])
-    # fmt: on
-    _relative_floatability_grad(r_pb, d[4], p[I_AG_PB], I_AG_PB, d[6])
-    _relative_floatability_grad(r_znc, d[5], p[I_AG_ZN], I_AG_ZN, d[7])
-    rel_pb = recovery._relative_floatability(r_pb, p[I_AG_PB])
+    _circuit_recovery_grad(
+        grade_dep, rc[rv.RC_RPB], d[0], rv.I_TAIL_PB, p[rv.I_TAIL_PB], f[1], off[rv.O_LOGIT_REC_PB],
+        rc[rv.RC_EINV_PB], d[4],
+    )  # fmt: skip
+    _circuit_recovery_grad(
+        grade_dep, rc[rv.RC_RZN], d[1], rv.I_TAIL_ZN, p[rv.I_TAIL_ZN], f[2], off[rv.O_LOGIT_REC_ZN],
+        rc[rv.RC_EINV_ZN], d[5],
+    )  # fmt: skip
+    _relative_floatability_grad(r_pb, d[4], p[rv.I_AG_PB], rv.I_AG_PB, d[6])
+    _relative_floatability_grad(r_znc, d[5], p[rv.I_AG_ZN], rv.I_AG_ZN, d[7])
+    rel_pb = recovery._relative_floatability(r_pb, p[rv.I_AG_PB])
     # split[0, 0] = logit_shift(rel_pb); split[0, 1] = (1 - split[0, 0]) rel_zn
-    dsplit[0, 0] = _logit_shift_factor(rel_pb, off[O_LOGIT_REC_AG_PBCON], rc[RC_EINV_AG]) * d[6]
-    dsplit[0, 1] = (1.0 - split[0, 0]) * d[7] - recovery._relative_floatability(r_znc, p[I_AG_ZN]) * dsplit[
-        0, 0
-    ]
+    dsplit[0, 0] = _logit_shift_factor(rel_pb, off[rv.O_LOGIT_REC_AG_PBCON], rc[rv.RC_EINV_AG]) * d[6]
+    dsplit[0, 1] = (1.0 - split[0, 0]) * d[7] - recovery._relative_floatability(
+        r_znc, p[rv.I_AG_ZN]
+    ) * dsplit[0, 0]
     # split[1] = (r_pb, (1 - r_pb) pb_zn); split[2] = (zn_pb, (1 - zn_pb) r_znc)
     dsplit[1, 0] = d[4]
-    dsplit[1, 1] = -p[I_PB_ZN] * d[4]
-    dsplit[1, 1, I_PB_ZN] += 1.0 - r_pb
+    dsplit[1, 1] = -p[rv.I_PB_ZN] * d[4]
+    dsplit[1, 1, rv.I_PB_ZN] += 1.0 - r_pb
     dsplit[2, 0] = 0.0
-    dsplit[2, 0, I_ZN_PB] = 1.0
-    dsplit[2, 1] = (1.0 - p[I_ZN_PB]) * d[5]
-    dsplit[2, 1, I_ZN_PB] -= r_znc
+    dsplit[2, 0, rv.I_ZN_PB] = 1.0
+    dsplit[2, 1] = (1.0 - p[rv.I_ZN_PB]) * d[5]
+    dsplit[2, 1, rv.I_ZN_PB] -= r_znc
     # pulls: minerals and gangue to each con (recovery.split_pull_values)
-    galena = f[1] / GALENA_PB
-    sphal = f[2] / SPHALERITE_ZN
+    galena = f[1] / rv.GALENA_PB
+    sphal = f[2] / rv.SPHALERITE_ZN
     gangue = max(1.0 - galena - sphal, 0.0)
     dpull[0] = galena * dsplit[1, 0] + sphal * dsplit[2, 0] + gangue * d[2] + f[0] * dsplit[0, 0]
     dpull[1] = (
         galena * dsplit[1, 1]
         + sphal * dsplit[2, 1]
-        + gangue * ((1.0 - rc[RC_EPB]) * d[3] - rc[RC_EZN] * d[2])
+        + gangue * ((1.0 - rc[rv.RC_EPB]) * d[3] - rc[rv.RC_EZN] * d[2])
         + f[0] * dsplit[0, 1]
     )
 
@@ -231,9 +194,9 @@ def outputs_jacobian_rows(kind, grade_dep, p, ore_t, head, q, off, dout):
     """Derivatives of :func:`kenomill.recovery.outputs_rows` (base units) for the same rows.
 
     ``dout[n, N_OUT, N_GRAD]`` (out): ``dout[i, o, j]`` = d out[i, o] / d p[i, j] for
-    ``j < N_FULL`` and d out[i, o] / d q[i] for ``j = G_Q``; offsets and feed held fixed.
+    ``j < rv.N_FULL`` and d out[i, o] / d q[i] for ``j = G_Q``; offsets and feed held fixed.
     """
-    rc = np.empty(N_RC)
+    rc = np.empty(rv.N_RC)
     split = np.empty((3, 2))
     pull = np.empty(2)
     dsplit = np.empty((3, 2, N_GRAD))
