@@ -582,6 +582,20 @@ def blend_deliveries(b, t, q, demand, supply, start, hold_until, arr_t):
 
 
 @nb.njit(cache=True, inline="always")
+def mill_demand(nl, t, q, mode, step_h, mr_l, up, supply, start, hold_until, arr_t, demand, acc, rec, daily):
+    """The mill's demand of step ``t`` into ``demand[BLOCK]``: its feed rate ``mr_l[q, b]`` [t/h] times
+    the operating hours ``up[b]``, which go into the sums with the calendar hours; in blend mode
+    the deliveries ``arr_t`` that meet it (:func:`blend_deliveries`)."""
+    for b in range(nl):
+        demand[b] = mr_l[q, b] * up[b]
+        _flow(acc, rec, daily, F_UP_H, b, up[b])
+        _flow(acc, rec, daily, F_CAL_H, b, step_h)
+    if mode == MODE_BLEND:
+        for b in range(nl):
+            blend_deliveries(b, t, q, demand[b], supply, start, hold_until, arr_t)
+
+
+@nb.njit(cache=True, inline="always")
 def operating_hours(key_u, iu, use_pre, pre_u, row, step_h, mttr_h, mtbf_h, a_d, ttf, down_rem):
     """Mill operating hours of one draw's step (uniforms iu .. iu + 2 N_FAIL - 1) -> (up, ttf, down_rem).
 
@@ -909,6 +923,64 @@ def block_rates(nl, d0, supply, mill_rate, draw_supply, draw_mill_rate):
 
 
 @nb.njit(cache=True, inline="always")
+def quarter_work(ns):
+    """The block's work arrays of the quarter's constants (allocated once per block).
+
+    ``zq[NOFF, BLOCK]``, ``zb[4, BLOCK]`` normals and ``flag[BLOCK]`` (:func:`lane_normals`);
+    the scatter offsets ``qoff[NOFF, BLOCK]``, by source ``soff[BLOCK, ns, NOFF]`` with the
+    response constants ``rc[BLOCK, ns, N_RC]``, and their lane-last copies ``offl``, ``rcl``
+    (:func:`quarter_constants`).
+    """
+    return (
+        np.empty((NOFF, BLOCK)),
+        np.empty((4, BLOCK)),
+        np.empty(BLOCK, np.int64),
+        np.zeros((NOFF, BLOCK)),
+        np.empty((BLOCK, ns, NOFF)),
+        np.empty((BLOCK, ns, N_RC)),
+        np.zeros((ns, NOFF, BLOCK)),
+        np.zeros((ns, N_RC, BLOCK)),
+    )
+
+
+@nb.njit(cache=True, inline="always")
+def step_work(ns, nf):
+    """The block's work arrays of a step (allocated once per block, overwritten every step).
+
+    Scratch ``stock``, ``frac``, ``bt`` and the operating hours ``up``, the mill's demand
+    ``demand`` ``[BLOCK]``; the recoveries ``rr[4, BLOCK]`` and the blend ``blend[3, BLOCK]``;
+    the deliveries ``arr_t[ns, BLOCK]``, ``arr_g[ns, 3, BLOCK]``; the feed by source
+    ``part_t[ns, BLOCK]``, ``part_m[ns, 3, BLOCK]``; the step's record ``rec[nf, BLOCK]``
+    (only written when daily).
+    """
+    return (
+        np.empty(BLOCK),
+        np.empty(BLOCK),
+        np.empty(BLOCK),
+        np.empty(BLOCK),
+        np.empty(BLOCK),
+        np.empty((4, BLOCK)),
+        np.empty((3, BLOCK)),
+        np.empty((ns, BLOCK)),
+        np.empty((ns, 3, BLOCK)),
+        np.empty((ns, BLOCK)),
+        np.zeros((ns, 3, BLOCK)),
+        np.zeros((nf, BLOCK)),
+    )
+
+
+@nb.njit(cache=True, inline="always")
+def end_of_step(nl, d0, t, step_q, daily, st_t, st_m, hd_t, hd_m, qoff, acc, rec, out_d):
+    """The block's levels at the end of step ``t``: into the quarter's sums ``acc`` at the quarter's
+    last step; with per-step output into the step's record ``rec``, which is stored."""
+    if t + 1 == step_q.shape[0] or step_q[t + 1] != step_q[t]:
+        levels(nl, st_t, st_m, hd_t, hd_m, qoff, acc)
+    if daily:
+        levels(nl, st_t, st_m, hd_t, hd_m, qoff, rec)
+        store_step(d0, t, rec, out_d)
+
+
+@nb.njit(cache=True, inline="always")
 def store_step(d0, t, rec, out_d):
     """The step's record of the block's kept draws into ``out_d[:, t]``."""
     for b in range(BLOCK):
@@ -977,20 +1049,8 @@ def simulate(
         iu = 2 + ns
         # ---- state and work arrays (allocated once per block)
         st_t, st_m, hd_t, hd_m = initial_state(stock0, g_mean)
-        zq, zb, flag = np.empty((NOFF, BLOCK)), np.empty((4, BLOCK)), np.empty(BLOCK, np.int64)
-        qoff, soff, rc = np.zeros((NOFF, BLOCK)), np.empty((BLOCK, ns, NOFF)), np.empty((BLOCK, ns, N_RC))
-        offl, rcl = np.zeros((ns, NOFF, BLOCK)), np.zeros((ns, N_RC, BLOCK))  # lane-last copies
-        stock, frac, bt, up, demand = (
-            np.empty(BLOCK),
-            np.empty(BLOCK),
-            np.empty(BLOCK),
-            np.empty(BLOCK),
-            np.empty(BLOCK),
-        )
-        rr, blend = np.empty((4, BLOCK)), np.empty((3, BLOCK))
-        arr_t, arr_g = np.empty((ns, BLOCK)), np.empty((ns, 3, BLOCK))
-        part_t, part_m = np.empty((ns, BLOCK)), np.zeros((ns, 3, BLOCK))
-        rec = np.zeros((nf, BLOCK))  # the step's record: only written when daily
+        zq, zb, flag, qoff, soff, rc, offl, rcl = quarter_work(ns)
+        stock, frac, bt, up, demand, rr, blend, arr_t, arr_g, part_t, part_m, rec = step_work(ns, nf)
         plf, offf, rcf, pmf, rrf, bqf, recf = flat_views(pl, offl, rcl, part_m, rr, bq, rec)
         argf = arr_g.reshape((ns, 3 * BLOCK))  # flat lane views for stockpile_in
         stmf, hdmf = st_m.reshape((ns, 3 * BLOCK)), hd_m.reshape((ns, 3 * BLOCK))
@@ -1015,21 +1075,13 @@ def simulate(
             block_hours(
                 nl, ku, iu, use_pre, pre_u, rows, step_h, mttr_h, mtbf_h, a_d, ttf, down_rem, up, flag
             )  # fmt: skip
-            for b in range(nl):
-                demand[b] = mr_l[q, b] * up[b]
-                _flow(acc, rec, daily, F_UP_H, b, up[b])
-                _flow(acc, rec, daily, F_CAL_H, b, step_h)
-            if mode == MODE_BLEND:
-                for b in range(nl):
-                    blend_deliveries(b, t, q, demand[b], sup_l, start, hold_until, arr_t)
+            mill_demand(
+                nl, t, q, mode, step_h, mr_l, up, sup_l, start, hold_until, arr_t, demand, acc, rec, daily
+            )
             iu += 2 * N_FAIL
             stockpile_in(nl, t, arr_t, argf, hold_until, st_t, stmf, hd_t, hdmf, bqf[q], recf, daily)
             reclaim(nl, demand, st_t, st_m, part_t, part_m, blend, stock, frac, bt)
             mill(nl, grade_dep, plf, offf, rcf, part_t, pmf, blend, rrf, bqf[q], recf, daily)
             stockpile_divert(nl, st_t, st_m, stock_cap, acc, rec, daily, stock)
-            if t + 1 == n_steps or step_q[t + 1] != q:
-                levels(nl, st_t, st_m, hd_t, hd_m, qoff, acc)
-            if daily:
-                levels(nl, st_t, st_m, hd_t, hd_m, qoff, rec)
-                store_step(d0, t, rec, out_d)
+            end_of_step(nl, d0, t, step_q, daily, st_t, st_m, hd_t, hd_m, qoff, acc, rec, out_d)
         store_block(d0, bq, bod, out_q, out_draw)
