@@ -149,17 +149,18 @@ class _Pending:
     """A step running in other processes (:meth:`Study.start_compare`): the cache holds this
     until the step is first asked for, then its result."""
 
-    def __init__(self, pool, results: list, finish: Callable[[list], Any]):
-        self.pool, self.results, self.finish = pool, results, finish
+    def __init__(self, pool, results: list, finish: Callable[[list], Any], own: bool = True):
+        self.pool, self.results, self.finish, self.own = pool, results, finish, own
 
     def result(self) -> Any:
         try:
             return self.finish([r.get() for r in self.results])
         finally:
-            self.pool.terminate()
+            self.cancel()
 
     def cancel(self) -> None:
-        self.pool.terminate()
+        if self.own:  # a pool given to start_compare is its owner's to close
+            self.pool.terminate()
 
 
 class _Same:
@@ -394,7 +395,7 @@ class Study:
         )
 
     def start_compare(self, models: Sequence[str], *, starts: int = 2, loo_starts: int = 1,
-                      bands: bool = False, priors=None, **choice) -> None:  # fmt: skip
+                      bands: bool = False, priors=None, pool=None, **choice) -> None:  # fmt: skip
         """Start :meth:`compare` in another process and return at once: the next :meth:`compare`
         with the same arguments waits for it and returns the same table (each row comes from its
         own seeded fits, whichever process makes it), while this process does other steps.
@@ -402,6 +403,8 @@ class Study:
         Needs an importable ``__main__`` (the command line, a notebook, a script guarded by
         ``if __name__ == "__main__"``), as ``workers`` > 1 of :meth:`compare`; nothing is started
         on one core, or when the table is already cached. :meth:`cancel_pending` stops it.
+        ``pool``: a pool of spawned processes to run it on (:func:`kenomill.cli.report.start_helper`),
+        left open for its owner; by default a process of its own, ended once the table is read.
         """
         key = self._compare_key(models, starts, loo_starts, bands, priors, choice)
         if key in self._cache or (os.cpu_count() or 1) < 2:
@@ -411,10 +414,12 @@ class Study:
         from kenomill.calibrate import compare_frame
 
         data = self.fit_data(**choice)
+        own = pool is None
         # spawn, as compare_table: no fork of a process whose kernels may run threads
-        pool = mp.get_context("spawn").Pool(1)
+        pool = mp.get_context("spawn").Pool(1) if own else pool
         jobs = [(m, data, starts, loo_starts, self.seed, bands, priors) for m in models]
-        self._cache[key] = _Pending(pool, [pool.apply_async(_compare_job, (j,)) for j in jobs], compare_frame)
+        results = [pool.apply_async(_compare_job, (j,)) for j in jobs]
+        self._cache[key] = _Pending(pool, results, compare_frame, own=own)
 
     def compare(self, models: Sequence[str], *, starts: int = 2, loo_starts: int = 1, workers: int | None = 1,
                 bands: bool = False, priors=None, progress: Callable[[int], None] | None = None,

@@ -133,6 +133,43 @@ def test_background_comparison_gives_the_same_page(built, tmp_path, monkeypatch)
     assert strip.sub("", path.read_text(encoding="utf-8")) == strip.sub("", html)
 
 
+def test_helper_process_gives_the_same_page(built, tmp_path, monkeypatch):
+    """The command line's helper process (kenomill.cli.report.start_helper, started before the
+    imports) runs the comparison and then draws some of the figures: the same page, figures
+    included, byte for byte."""
+    from kenomill.cli.report import start_helper
+
+    results, _, html = built
+    monkeypatch.setattr("os.cpu_count", lambda: 2)  # start the helper on any machine
+    paths = [p for p in report.default_scenario_paths() if p.name in SCENARIOS]
+    helper = start_helper()
+    try:
+        r = report.collect(**SMALL, scenario_paths=paths, background=True, helper=helper)
+        path = report.save_html(r, tmp_path / "report.html", command="kenomill report --draws 40")
+        assert helper.apply(int, ()) == 0  # the page left the pool running, to its owner
+    finally:
+        helper.terminate()
+    pd.testing.assert_frame_equal(r.comparison, results.comparison, check_exact=True)
+    strip = re.compile(r"generated \d{4}-\d\d-\d\d \d\d:\d\d UTC")
+    assert strip.sub("", path.read_text(encoding="utf-8")) == strip.sub("", html)
+
+
+def test_a_figure_laid_out_once_gives_the_png_of_savefig(built):
+    """fig_to_data_uri runs the constrained layout once and draws once: the bytes savefig gives
+    (which draws twice), colour bars included."""
+    import io
+
+    from kenomill import plots
+    from kenomill.report.drawing import fig_to_data_uri
+
+    r = built[0]
+    for make in (lambda: plots.whatif_surface(r.whatif), lambda: plots.reported_vs_fitted(r.fit)):
+        buf = io.BytesIO()
+        make().savefig(buf, format="png", dpi=80)
+        expected = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+        assert fig_to_data_uri(make()) == expected
+
+
 def test_page_opens_in_chromium_without_errors(built, tmp_path):
     _r, path, _text = built
     dom, errors = open_page(path, tmp_path)

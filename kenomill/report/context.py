@@ -3,13 +3,14 @@
 ``kenomill/templates/report.html.j2`` (one entry per section; the template escapes every
 value it prints, the prose is in the templates).
 
-Figures are drawn by :mod:`kenomill.plots` and embedded as ``data:`` URIs.
+A section names its figures (:class:`kenomill.report.drawing.LazyFigure`: a function of
+:mod:`kenomill.plots` and its arguments); :func:`page_context` draws them all at once
+(:func:`kenomill.report.drawing.draw_all`, shared with the helper process when there is
+one) and embeds them as ``data:`` URIs.
 """
 
 from __future__ import annotations
 
-import base64
-import io as _io
 import math
 
 import numpy as np
@@ -17,9 +18,11 @@ import pandas as pd
 from markupsafe import Markup
 
 from kenomill import plots
-from kenomill.plots._common import LABELS, METALS, RECOVERIES, nearest, plt
+from kenomill.plots._common import LABELS, METALS, RECOVERIES, nearest
+from kenomill.plots.scenarios import METAL_VARIABLES
 from kenomill.plots.whatif import BASELINE_AVAILABILITY
 from kenomill.report import format as fm
+from kenomill.report.drawing import LazyFigure, draw_all, fig_to_data_uri, lazy_figures, resolve
 from kenomill.report.results import (
     BASELINE_TPD,
     SOURCES_FILES,
@@ -33,14 +36,6 @@ from kenomill.study import summary_year
 
 #: the year of the operator's guidance the key answers compare with (23 Jan 2012 release)
 GUIDANCE_YEAR = 2012
-
-
-def fig_to_data_uri(fig, dpi: int = 80) -> str:
-    """PNG of ``fig`` as a ``data:`` URI (the figure is closed)."""
-    buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def _label(name: str, default_units: str = "") -> tuple[str, str]:
@@ -245,7 +240,7 @@ def data_section(r: ReportResults) -> dict:
         "header": ["figure [unit]"] + [str(p) for p in rep.period.values],
         "rows": rows,
         "merge_rule": rep.attrs.get("merge_rule", ""),
-        "figure": fig_to_data_uri(plots.reported_quarters(rep)),
+        "figure": LazyFigure(plots.reported_quarters, rep),
         "source": SOURCES_RELEASES + "; kenomill.reported_periods().",
     }
 
@@ -280,7 +275,7 @@ def balance_section(r: ReportResults) -> dict:
         "rows": rows,
         "oz": f"{units.GRAMS_PER_TROY_OZ:.9g}",
         "lb": f"{units.LB_PER_TONNE:,.5f}",
-        "figure": fig_to_data_uri(plots.balance_discrepancies(b)),
+        "figure": LazyFigure(plots.balance_discrepancies, b),
     }
 
 
@@ -381,7 +376,7 @@ def reconcile_section(r: ReportResults) -> dict:
         "reconciled_rows": _reconciled_rows(r),
         "periods": [str(p) for p in rec.period.values],
         "why": [why(r, p) for p in r.explanations],
-        "figure": fig_to_data_uri(plots.reconciliation_tests(rec, r.reported)),
+        "figure": LazyFigure(plots.reconciliation_tests, rec, r.reported),
         "explanations": _explanation_tables(r, alpha),
         "chi2_total": float(ra.attrs["chi2_total"]),
         "dof_total": int(ra.attrs["dof_total"]),
@@ -390,7 +385,7 @@ def reconcile_section(r: ReportResults) -> dict:
     }
 
 
-def _predictive_table(r: ReportResults) -> dict | None:
+def _predictive_table(r: ReportResults, figure: LazyFigure | None = None) -> dict | None:
     """Section 4's comparison by prediction: the recorded table and its figure."""
     rec = _recorded_comparison(r)
     if rec is None:
@@ -411,7 +406,7 @@ def _predictive_table(r: ReportResults) -> dict | None:
     return {
         "rows": rows,
         "highlight": [m == rec["chosen"] for m in t.candidate],
-        "figure": fig_to_data_uri(plots.predictive_comparison(t, rec["chosen"])),
+        "figure": figure or LazyFigure(plots.predictive_comparison, t, rec["chosen"]),
     }
 
 
@@ -472,15 +467,47 @@ def _loo_rows(loo) -> list[list]:
     return rows
 
 
-def calibration_section(r: ReportResults) -> dict:
-    """Section 4: the recovery model, its comparison, parameters and held-out predictions."""
+def _given_or_drawn(r: ReportResults, name: str, func, *args, **kwargs):
+    # a figure collect() was given (ReportResults.figures), else the one to draw
+    if name in r.figures:
+        return fig_to_data_uri(r.figures[name])
+    return LazyFigure(func, *args, **kwargs)
+
+
+def calibration_figures(r: ReportResults) -> dict:
+    """Section 4's figures that do not need the model comparison (drawn while it may still
+    run in another process): reported vs fitted, the recovery curves (their bands draw
+    predictions), leave-one-out and the recorded comparison by prediction."""
+    rec = _recorded_comparison(r)
+    return {
+        "fitted": _given_or_drawn(r, "reported_vs_fitted", plots.reported_vs_fitted, r.fit),
+        "curves": _given_or_drawn(
+            r,
+            "recovery_curves",
+            plots.recovery_curves,
+            r.fit,
+            r.calibration,
+            n_draws=int(r.settings.get("curve_draws", 1000)),
+            seed=int(r.settings.get("seed", 0)),
+        ),
+        "loo": LazyFigure(plots.leave_one_out, r.loo),
+        "predictive": None
+        if rec is None
+        else LazyFigure(plots.predictive_comparison, pd.DataFrame(rec["table"]), rec["chosen"]),
+    }
+
+
+def calibration_section(r: ReportResults, figures: dict | None = None) -> dict:
+    """Section 4: the recovery model, its comparison, parameters and held-out predictions
+    (``figures``: those of :func:`calibration_figures`, when already made)."""
+    figures = figures or calibration_figures(r)
     fit = r.fit
     chosen = fit.spec.name
     cmp_ = r.comparison.sort_values("aicc").reset_index(drop=True)
     lo, hi = _calibrated_tpd(r)
     return {
         "chosen": chosen,
-        "predictive": _predictive_table(r),
+        "predictive": _predictive_table(r, figures["predictive"]),
         "comparison_rows": _comparison_rows(cmp_),
         "comparison_highlight": [m == chosen for m in cmp_.model],
         "sensitivity": _sensitivity(r),
@@ -497,10 +524,10 @@ def calibration_section(r: ReportResults) -> dict:
         "curve_draws": r.settings.get("curve_draws", ""),
         "loo_rows": _loo_rows(r.loo),
         "figures": {
-            "comparison": fig_to_data_uri(plots.model_comparison(cmp_, chosen)),
-            "fitted": fig_to_data_uri(r.figures["reported_vs_fitted"]),
-            "curves": fig_to_data_uri(r.figures["recovery_curves"]),
-            "loo": fig_to_data_uri(plots.leave_one_out(r.loo)),
+            "comparison": LazyFigure(plots.model_comparison, cmp_, chosen),
+            "fitted": figures["fitted"],
+            "curves": figures["curves"],
+            "loo": figures["loo"],
         },
     }
 
@@ -550,7 +577,7 @@ def nsr(r: ReportResults) -> dict | None:
         ],
         "terms": w.attrs.get("terms", ""),
         "prices": w.attrs.get("prices", ""),
-        "figure": fig_to_data_uri(plots.whatif_nsr(w, a)),
+        "figure": LazyFigure(plots.whatif_nsr, w, a),
         "margin": margin(w),
         "tornado": tornado(r),
     }
@@ -584,7 +611,7 @@ def margin(w) -> dict | None:
         "fixed": float(w.attrs.get("fixed_cad_per_day", float("nan"))),
         "move": w.attrs.get("move", ""),
         "rows": rows,
-        "figure": fig_to_data_uri(plots.whatif_margin(w)),
+        "figure": LazyFigure(plots.whatif_margin, w),
     }
 
 
@@ -621,7 +648,7 @@ def tornado(r) -> dict | None:
         "top": [str(x) for x in df["input"].head(3)],
         "draws": int(df.attrs["draws"]),
         "rows": rows,
-        "figure": fig_to_data_uri(plots.tornado(df)),
+        "figure": LazyFigure(plots.tornado, df),
     }
 
 
@@ -650,8 +677,8 @@ def whatif_section(r: ReportResults) -> dict:
         "year": w.attrs.get("year", ""),
         "rows": rows,
         "nsr": nsr(r),
-        "surface": fig_to_data_uri(plots.whatif_surface(w)),
-        "tradeoff": fig_to_data_uri(plots.whatif_tradeoff(w, a, _calibrated_tpd(r))),
+        "surface": LazyFigure(plots.whatif_surface, w),
+        "tradeoff": LazyFigure(plots.whatif_tradeoff, w, a, _calibrated_tpd(r)),
     }
 
 
@@ -702,9 +729,13 @@ def scenarios_section(r: ReportResults) -> dict:
         "summary_rows": _summary_rows(r),
         "target_rows": target_rows,
         "driver_rows": _driver_rows(r),
-        "fan": fig_to_data_uri(plots.fan_chart([run.ds for run in r.scenarios])),
-        "histograms": fig_to_data_uri(
-            plots.histograms([run.annual for run in r.scenarios], guidance, [2012])
+        # the metals only: what the figures read, and what goes to the helper process
+        "fan": LazyFigure(plots.fan_chart, [run.ds[list(METAL_VARIABLES)] for run in r.scenarios]),
+        "histograms": LazyFigure(
+            plots.histograms,
+            [run.annual[[*METAL_VARIABLES, "quarters"]] for run in r.scenarios],
+            guidance,
+            [2012],
         ),
     }
 
@@ -724,11 +755,15 @@ def limits_section(r: ReportResults) -> dict:
 
 
 def page_context(r: ReportResults) -> dict:
-    """The template's context: one entry per section.
+    """The template's context: one entry per section, every figure drawn (a ``data:`` URI).
 
-    The sections that do not need the model comparison come first: when it still runs in
-    another process (``collect(background=True)``), their figures are drawn meanwhile, and
-    :meth:`ReportResults.complete` waits for it only then. The page's order is the template's.
+    The sections that do not need the model comparison come first and their figures are drawn
+    (:func:`kenomill.report.drawing.draw_all`, heaviest first) while the comparison may still
+    run in another process (``collect(background=True)``): :meth:`ReportResults.complete`
+    waits for it only once they are drawn. With a helper process (``collect(helper=...)``) the
+    comparison runs there and the helper then draws some of the figures: the key answers and
+    section 4 are made as soon as it is free, and their figure joins the others. The page's
+    order is the template's.
     """
     ctx = {
         "settings": r.settings,
@@ -739,7 +774,13 @@ def page_context(r: ReportResults) -> dict:
         "scenarios": scenarios_section(r),
         "limits": limits_section(r),
     }
-    r.complete()
-    ctx["key"] = key_answers(r)
-    ctx["calibration"] = calibration_section(r)
-    return ctx
+    cal_figures = calibration_figures(r)
+
+    def with_comparison() -> list:
+        r.complete()
+        ctx["key"] = key_answers(r)
+        ctx["calibration"] = calibration_section(r, cal_figures)
+        return lazy_figures(ctx["calibration"])
+
+    draw_all(lazy_figures([ctx, cal_figures]), pool=r._helper, then=with_comparison)
+    return resolve(ctx)

@@ -2,9 +2,10 @@
 (nothing is recomputed here) and keeps what the page shows in a :class:`ReportResults`.
 
 Sizes: :data:`DEFAULT_DRAWS` draws per scenario and ``draws // 5`` (at least 20) per point
-of the what-if surface keep ``kenomill report`` under a minute on two cores (39 s measured
-idle, 66 s with other jobs running); the model comparison (every model fitted seven times
-for leave-one-out) is most of it.
+of the what-if surface keep ``kenomill report`` near 9 s on two idle cores (8.7-9.2 s
+measured, 2 Dec): the command line's helper process runs the model comparison (every model
+fitted seven times for leave-one-out, 3-4 s) while this process runs the other steps
+(4 s), then the two draw the page's 15 figures (3 s).
 """
 
 from __future__ import annotations
@@ -111,10 +112,14 @@ class ReportResults:
     settings: dict = field(default_factory=dict)
     #: which inputs move NSR most at one rate (:func:`kenomill.value.whatif_tornado`); None: not run
     tornado: pd.DataFrame | None = None
+    #: figures the page shows as given ("reported_vs_fitted", "recovery_curves"); collect leaves
+    #: it empty and the page draws them (kenomill.report.context.calibration_figures)
     figures: dict[str, matplotlib.figure.Figure] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     #: the comparison still running in another process (collect(background=True)): :meth:`complete`
     _finish: Callable[[], pd.DataFrame] | None = field(default=None, repr=False)
+    #: the helper process that may draw some figures (collect(helper=...)); None: all drawn here
+    _helper: object = field(default=None, repr=False)
 
     def complete(self) -> ReportResults:
         """Wait for what still runs in another process (the model comparison of
@@ -184,19 +189,6 @@ class _Laps:
         self._t0 = now
 
 
-def _calibration_figures(study, curve_draws: int) -> dict:
-    """The figures of the calibration the page shows (the recovery curves draw predictions)."""
-    from kenomill import plots
-
-    fit = study.fit()
-    return {
-        "reported_vs_fitted": plots.reported_vs_fitted(fit),
-        "recovery_curves": plots.recovery_curves(
-            fit, study.calibration(), n_draws=curve_draws, seed=study.seed
-        ),
-    }
-
-
 def collect(
     draws: int = DEFAULT_DRAWS,
     seed: int = 0,
@@ -211,6 +203,7 @@ def collect(
     periods=None,
     study=None,
     background: bool = False,
+    helper=None,
 ) -> ReportResults:
     """Run every analysis the report shows, each through a cached step of ``study``.
 
@@ -243,6 +236,13 @@ def collect(
         ``__main__``, as the command line has). ``comparison`` is then None until
         :meth:`ReportResults.complete` (which :func:`kenomill.report.render_html` calls once
         the figures that do not need it are drawn).
+    helper : multiprocessing.pool.Pool, optional
+        A pool of one spawned process started before anything else
+        (:func:`kenomill.cli.report.start_helper`: it imports what the comparison and the
+        figures need while this process imports the same). The background comparison runs
+        on it instead of a process of its own, and once it is done the helper draws some of
+        the page's figures (:func:`kenomill.report.drawing.draw_all`): the same page. Its
+        owner closes it.
     """
     from kenomill.study import Study
 
@@ -257,17 +257,17 @@ def collect(
     model_list = _model_list(models)
     wd = int(whatif_draws or max(20, draws // 5))
     if background:  # the comparison (most of the work) in another process meanwhile
-        study.start_compare(model_list, starts=2, loo_starts=1)
+        study.start_compare(model_list, starts=2, loo_starts=1, pool=helper)
     try:
-        return _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, wd,
-                              whatif_tpd, whatif_availability, curve_draws, say, background)  # fmt: skip
+        return _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, wd, whatif_tpd,
+                              whatif_availability, curve_draws, say, background, helper)  # fmt: skip
     except BaseException:
         study.cancel_pending()
         raise
 
 
 def _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, wd, whatif_tpd,
-                   whatif_availability, curve_draws, say, background) -> ReportResults:  # fmt: skip
+                   whatif_availability, curve_draws, say, background, helper) -> ReportResults:  # fmt: skip
     """The steps of :func:`collect`, in order, each timed; with ``background`` the comparison
     is left to :meth:`ReportResults.complete`."""
     lap = _Laps()
@@ -289,9 +289,6 @@ def _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, w
     say("leave-one-quarter-out of the default model", 1)
     parts["loo"] = study.loo(starts=2)
     lap("loo")
-    say("figures of the calibration", 1)
-    figures = _calibration_figures(study, curve_draws)
-    lap("calibration figures")
     n_pts = len(whatif_tpd) * len(whatif_availability)
     say(f"what-if surface: {n_pts} points x {wd} draws ({wi_name})", 1)
     wtpd = [float(v) for v in whatif_tpd]
@@ -327,9 +324,9 @@ def _collect_steps(study, draws, scenarios, names, paths, wi_name, model_list, w
         whatif_scenario=wi_name,
         scenarios=runs,
         settings=settings,
-        figures=figures,
         timings=lap.timings,
         _finish=finish,
+        _helper=helper,
     )
 
 
@@ -358,7 +355,7 @@ def n_steps(
     n_scenarios: int, n_tpd: int = len(DEFAULT_WHATIF_TPD), n_avail: int = len(DEFAULT_WHATIF_AVAILABILITY)
 ) -> int:
     """Number of progress steps :func:`collect` reports (for a progress bar's total)."""
-    return 6 + n_tpd * n_avail + n_scenarios
+    return 5 + n_tpd * n_avail + n_scenarios
 
 
 #: plain words for the response offsets of :data:`kenomill.recovery.OFFSET_NAMES` in driver names
