@@ -232,6 +232,13 @@ def tables(path: str) -> str:
         lambda v: v <= 2.0,
         "{:.1f}x",
     )
+    ratio_row(
+        "`circuit.forward` / the numba pass it runs (every output, fresh memory; info)",
+        lambda t: t["test_circuit_wrapper[forward]"] / t["test_circuit_wrapper[outputs_pass]"],
+        "info",
+        lambda v: True,
+        "{:.2f}x",
+    )
     cal = info.get("test_calibration_end_to_end")
     if cal and "test_calibration_end_to_end" in med:
         lines.append(
