@@ -522,9 +522,9 @@ def _split_x(x, k):
 
 def _residual_fn(spec, data: FitData, base, nuis_idx, priors, a_prior, scale=1.0):
     """The residuals of ``x`` (free parameters, then the nuisance availabilities) and their
-    Jacobian: ``(fun, jac, n_obs)``. ``jac(x, lo, hi)`` is exact: the derivatives of the mill
-    outputs from one :func:`kenomill._jacobian.outputs_jacobian_rows` call (forward-mode
-    differentiation of the response; the bounds are not needed and kept for the signature)."""
+    Jacobian: ``(fun, jac, n_obs)``. ``jac(x)`` is exact: the derivatives of the mill outputs
+    from one :func:`kenomill._jacobian.outputs_jacobian_rows` call (forward-mode
+    differentiation of the response), through the chain rule."""
     mask = np.isfinite(data.y) & np.isfinite(data.sigma)
     k = len(spec.free)
     free_idx = spec.free_index
@@ -556,7 +556,7 @@ def _residual_fn(spec, data: FitData, base, nuis_idx, priors, a_prior, scale=1.0
             parts.append((theta[prior_idx] - prior_mu) / prior_sd)
         return np.concatenate(parts)
 
-    def jac(x, lo=None, hi=None):
+    def jac(x):
         avail, p_rows, q = rows(x)
         _jacobian.outputs_jacobian_rows(
             spec.kind, spec.grade_dep, p_rows, data.ore_t, data.head, q, off, dout
@@ -689,14 +689,14 @@ def fit(
 
 def _least_squares(funs, xs, x_lo, x_hi):
     """scipy's trust-region reflective least squares from ``xs``, with ``funs = (fun, jac)`` of
-    :func:`_residual_fn` (the Jacobian of one call, not scipy's own differences of m calls)."""
+    :func:`_residual_fn` (the exact Jacobian of one numba call, not scipy's differences of m calls)."""
     fun, jac = funs
     # keep starts strictly inside the bounds (least_squares requires it)
     xs = np.clip(xs, x_lo + 1e-9 * (x_hi - x_lo), x_hi - 1e-9 * (x_hi - x_lo))
     return optimize.least_squares(
         fun,
         xs,
-        jac=lambda x: jac(x, x_lo, x_hi),
+        jac=jac,
         bounds=(x_lo, x_hi),
         method="trf",
         x_scale="jac",
@@ -722,7 +722,7 @@ def _solve_multistart(problem, start_list, x_lo, x_hi, names):
     for _ in range(3):
         r = fun(x)
         chi2 = float(np.sum(r[:n_obs] ** 2)) * scale**2
-        _, k_eff, _, _ = _covariance(jac(x, x_lo, x_hi), n_obs, x, x_lo, x_hi, names)
+        _, k_eff, _, _ = _covariance(jac(x), n_obs, x, x_lo, x_hi, names)
         new_scale = math.sqrt(max(1.0, chi2 / max(n_obs - k_eff, 1.0)))
         if abs(new_scale - scale) <= 0.02 * scale:
             break
@@ -747,7 +747,7 @@ def _fit_result(problem, x, funs, n_obs, scale, costs, x_lo, x_hi, names) -> Fit
     r = fun(x)
     chi2 = float(np.sum(r[:n_obs] ** 2)) * scale**2
     chi2_prior = float(np.sum(r[n_obs:] ** 2))
-    J = jac(x, x_lo, x_hi)
+    J = jac(x)
     theta, a_nuis = _split_x(x, k)
     avail = data.availability.copy()
     avail[nuis_idx] = a_nuis
