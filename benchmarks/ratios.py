@@ -233,6 +233,13 @@ def tables(path: str) -> str:
         "{:.1f}x",
     )
     ratio_row(
+        "`circuit.forward(variables=tonnes and metal)` / its kernel per row (same rows)",
+        lambda t: t["test_circuit_wrapper[forward_balance]"] / t["test_circuit_wrapper[kernel]"],
+        "<= 2",
+        lambda v: v <= 2.0,
+        "{:.1f}x",
+    )
+    ratio_row(
         "`circuit.forward` / the numba pass it runs (every output, fresh memory; info)",
         lambda t: t["test_circuit_wrapper[forward]"] / t["test_circuit_wrapper[outputs_pass]"],
         "info",

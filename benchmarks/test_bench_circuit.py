@@ -78,12 +78,20 @@ def _outputs_pass_args(ore, head, rec, con):
     return inner, args, out.shape
 
 
+#: what ``forward_balance`` asks forward for: the kernel's quantities (tonnes and metal of the
+#: streams; forward's four streams include the feed, the kernel's three do not)
+BALANCE = ("tonnes", *(f"{e}_t" for e in ELS))
+
+
 @pytest.mark.benchmark(group="circuit_wrapper")
-@pytest.mark.parametrize("impl", ["forward", "kernel", "outputs_pass"])
+@pytest.mark.parametrize("impl", ["forward", "forward_balance", "kernel", "outputs_pass"])
 def test_circuit_wrapper(benchmark, size, full, impl):
     """``circuit.forward`` (validation, every output, the Dataset) against its kernel, same rows;
-    ``outputs_pass``: the numba pass forward runs (every output of the Dataset: 4 + 4 x 4 x 3 + 8
-    values per row where ``circuit_forward`` writes 12) into a fresh array each call, as forward does."""
+    ``forward_balance``: forward asked for ``variables=BALANCE`` only (4 + 4 x 3 values per row
+    written, every check still run); ``outputs_pass``: the numba pass forward runs (every output
+    of the Dataset: 4 + 4 x 4 x 3 + 8 values per row where ``circuit_forward`` writes 12) into a
+    fresh array each call, as forward does. ``kernel`` writes into arrays allocated once, outside
+    the timed call; forward allocates its result every call."""
     n = size["wrapper_rows"]
     raw, xin = _wrapper_inputs(n)
     benchmark.extra_info.update(rows=n)
@@ -98,10 +106,12 @@ def test_circuit_wrapper(benchmark, size, full, impl):
         assert bad == 0
         return
     ore, head, rec, con = xin
-    ds = benchmark.pedantic(
-        circuit.forward, args=(ore, head, rec), kwargs={"concentrate_t": con}, **timing(full)
-    )
-    # closure of every element and the solids, and the kernel's concentrate metal
+    kwargs = {"concentrate_t": con} | ({"variables": BALANCE} if impl == "forward_balance" else {})
+    ds = benchmark.pedantic(circuit.forward, args=(ore, head, rec), kwargs=kwargs, **timing(full))
+    benchmark.extra_info.update(values_per_row=4 * len(ds.data_vars))
+    if impl == "forward_balance":
+        assert list(ds.data_vars) == list(BALANCE)
+    # closure of the solids, and the kernel's concentrate tonnes and metal
     np.testing.assert_allclose(
         ds["tonnes"].sel(stream="feed"),
         ds["tonnes"].sel(stream=["pbcon", "zncon", "tails"]).sum("stream"),
@@ -109,6 +119,7 @@ def test_circuit_wrapper(benchmark, size, full, impl):
     )
     want_t, want_m = np.empty((n, 3)), np.empty((n, 3, len(ELS)))
     KERNELS["circuit_forward"].reference(*raw, want_t, want_m)
+    np.testing.assert_allclose(ds["tonnes"].values[:, 1:], want_t, rtol=1e-12, atol=1e-9)
     for j, e in enumerate(ELS):
         np.testing.assert_allclose(ds[f"{e}_t"].values[:, 1:], want_m[:, :, j], rtol=1e-12, atol=1e-9)
 
