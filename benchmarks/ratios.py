@@ -122,7 +122,7 @@ def tables(path: str) -> str:
             "{:.0f} %",
         )
         ratio_row(
-            "NumPy reference (bit-exact oracle) / kernel on all threads",
+            "NumPy reference (the exact oracle, same numbers) / kernel on all threads",
             lambda t: t[hl("numpy_reference")] / t[hl("numba")],
             "info",
             lambda v: True,

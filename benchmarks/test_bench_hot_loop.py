@@ -3,7 +3,8 @@
 Group ``hot_loop`` holds the numbers whose ratios are issue 14's targets, each with
 ``extra_info['draw_steps']``: ``test_hot_loop[numba]`` (all threads),
 ``[numba_1thread]``, ``[numpy_peer]`` (the fast NumPy peer, ``numpy_peer.py``, own
-Generator), ``[numpy_reference]`` (the bit-exact oracle ``kenomill._mc_reference``) and
+Generator), ``[numpy_reference]`` (the exact oracle ``kenomill._mc_reference``: same numbers,
+agreeing to rounding) and
 ``[simd_floor]`` (the vectorised random numbers and transcendentals a draw-step needs,
 ``kenomill._simd.simd_floor``); ``test_compute_floor`` is the kernel reading pre-generated
 numbers. ``test_rng_alone`` times the generation of those numbers by itself (what the floor leaves out).
