@@ -627,11 +627,11 @@ def operating_hours(key_u, iu, use_pre, pre_u, row, step_h, mttr_h, mtbf_h, a_d,
         if j == N_FAIL:
             up += rem
             break
-        dur = -mttr_h * math.log1p(-_u_at(key_u, iu + 2 * j, use_pre, pre_u, row))
+        dur = -mttr_h * _simd.log1p1(-_u_at(key_u, iu + 2 * j, use_pre, pre_u, row))
         lost = min(dur, rem)
         rem -= lost
         down_rem = dur - lost
-        ttf = -mtbf_h * math.log1p(-_u_at(key_u, iu + 2 * j + 1, use_pre, pre_u, row))
+        ttf = -mtbf_h * _simd.log1p1(-_u_at(key_u, iu + 2 * j + 1, use_pre, pre_u, row))
         j += 1
     return up, ttf, down_rem
 

@@ -256,6 +256,15 @@ def log1(x):
 
 
 @nb.njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
+def log1p1(x):
+    """log(1 + x) for x > -1 in straight-line arithmetic: ``log1(u) x / (u - 1)`` with u = 1 + x
+    rounded (Goldberg 1991, theorem 4), so small x keep their relative accuracy; x itself
+    where u rounds to 1. Replaces libm's ``log1p`` in the kernel's downtime process."""
+    u = 1.0 + x
+    return x if u == 1.0 else log1(u) * (x / (u - 1.0))
+
+
+@nb.njit(cache=True, inline="always", fastmath={"contract"}, error_model="numpy")
 def vexp(x, out):
     """``out[i] = exp(x[i])`` over a contiguous block (float64)."""
     for i in range(x.shape[0]):

@@ -22,6 +22,25 @@ def test_vexp_matches_numpy():
     assert out[0] == 0.0 and out[1] == 0.0 and np.isinf(out[2]) and np.isinf(out[3])
 
 
+@numba.njit
+def _log1p_all(x, out):
+    for i in range(x.shape[0]):
+        out[i] = _simd.log1p1(x[i])
+
+
+def test_log1p1_matches_numpy():
+    """The downtime's -log(1 - U) for the kernel's uniforms U in [0, 1): relative accuracy kept
+    for tiny U (where log(1 - U) computed plainly keeps ~16 - log10(1/U) digits only)."""
+    rng = np.random.default_rng(3)
+    u = np.concatenate([rng.random(20_000), 10.0 ** rng.uniform(-17.0, -1.0, 20_000), [0.0, 2.0**-53]])
+    u = np.concatenate([u, 1.0 - 2.0**-53 - rng.random(100) * 1e-12, [1.0 - 2.0**-53]])
+    x = np.concatenate([-u, 10.0 ** rng.uniform(-17.0, 3.0, 5_000)])  # and positive x
+    out = np.empty_like(x)
+    _log1p_all(x, out)
+    np.testing.assert_allclose(out, np.log1p(x), rtol=4e-16 * 8, atol=0)
+    assert out[np.flatnonzero(x == 0.0)[0]] == 0.0
+
+
 def test_vlog_matches_numpy():
     rng = np.random.default_rng(2)
     x = np.concatenate([np.exp(rng.uniform(-700.0, 700.0, 20_000)), 1.0 + rng.uniform(-1e-3, 1e-3, 5_000)])
