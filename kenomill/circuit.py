@@ -72,8 +72,6 @@ def _grade_fraction(grades, el: str, name: str, unit: str | None = None) -> xr.D
 
 #: rows per block of :func:`_forward_outputs` (its scratch stays in L1/L2)
 _BLOCK = 256
-# outputs of one element in _forward_outputs' ``out``, in this order after tonnes and pull
-_PER_ELEMENT = ("grade", "metal", "contained", "dist")
 
 
 @nb.njit(cache=True, error_model="numpy", inline="always")
@@ -303,10 +301,27 @@ def forward(
     return _forward_dataset(template, out, slot, els, grade_u, cont_u)
 
 
+def _variables(els, grade_u=None, cont_u=None) -> list[tuple[str, dict]]:
+    """Every variable :func:`forward` can return with its attributes, in the order of
+    ``_forward_outputs``' outputs (its ``slot``): tonnes, pull, then per element grade, metal,
+    contained, distribution. ``grade_u``, ``cont_u``: the elements' units (None: names only)."""
+    out = [
+        ("tonnes", {"units": "t", "long_name": "solids tonnes"}),
+        ("mass_pull", {"units": "%", "long_name": "stream tonnes as share of feed tonnes"}),
+    ]
+    for j, e in enumerate(els):
+        out += [
+            (f"{e}_grade", {"units": grade_u and grade_u[j], "long_name": f"{e} grade"}),
+            (f"{e}_t", {"units": "t", "long_name": f"{e} contained, tonnes of metal"}),
+            (f"{e}_contained", {"units": cont_u and cont_u[j], "long_name": f"{e} contained"}),
+            (f"{e}_distribution", {"units": "%", "long_name": f"share of feed {e} in the stream"}),
+        ]
+    return out
+
+
 def _variable_names(els) -> list[str]:
     """Every variable :func:`forward` can return, in its order (that of ``_forward_outputs``' slots)."""
-    per = ("grade", "t", "contained", "distribution")
-    return ["tonnes", "mass_pull", *(f"{e}_{q}" for e in els for q in per)]
+    return [name for name, _ in _variables(els)]
 
 
 def _slots(els, variables) -> tuple[np.ndarray, int]:
@@ -504,26 +519,17 @@ def _raise_first_bad(first_bad, feed_t, con_t, out, els, limit, concentrate_grad
 
 def _forward_dataset(template, out, slot, els, grade_u, cont_u) -> xr.Dataset:
     """The streams as a Dataset over the row dims and ``stream``: each wanted variable a C-ordered
-    view of its row ``slot[k]`` of ``out`` (one constructor call; 42 ``ds[name] = ...`` aligned
-    each in turn)."""
+    view of its row ``slot[k]`` of ``out``, in one constructor call (``ds[name] = ...`` per
+    variable aligned each in turn)."""
     shape = template.shape
     out_dims = (*template.dims, "stream")
     coords = {k: v for k, v in template.coords.items()}
     coords["stream"] = ("stream", list(STREAMS))
-    data_vars = {}
-
-    def put(name, k, attrs):
-        if slot[k] >= 0:
-            data_vars[name] = xr.Variable(out_dims, out[slot[k]].reshape(*shape, 4), attrs)
-
-    put("tonnes", 0, {"units": "t", "long_name": "solids tonnes"})
-    put("mass_pull", 1, {"units": "%", "long_name": "stream tonnes as share of feed tonnes"})
-    for j, e in enumerate(els):
-        k = 2 + 4 * j
-        put(f"{e}_grade", k, {"units": grade_u[j], "long_name": f"{e} grade"})
-        put(f"{e}_t", k + 1, {"units": "t", "long_name": f"{e} contained, tonnes of metal"})
-        put(f"{e}_contained", k + 2, {"units": cont_u[j], "long_name": f"{e} contained"})
-        put(f"{e}_distribution", k + 3, {"units": "%", "long_name": f"share of feed {e} in the stream"})
+    data_vars = {
+        name: xr.Variable(out_dims, out[slot[k]].reshape(*shape, 4), attrs)
+        for k, (name, attrs) in enumerate(_variables(els, grade_u, cont_u))
+        if slot[k] >= 0
+    }
     return xr.Dataset(data_vars, coords=coords, attrs={"elements": ",".join(els)})
 
 
