@@ -1,6 +1,6 @@
 """What each step of the Monte Carlo kernel costs: the kernel with one step left out at a time.
 
-    python benchmarks/ablate.py [DRAWS] [ROUNDS]     # default 512 draws, 3 rounds (~8-10 min)
+    python benchmarks/ablate.py [DRAWS] [ROUNDS]     # default 512 draws, 3 rounds (~12 min on 2 cores)
 
 For each step function called in the time loop of :func:`kenomill._mc_kernels.simulate`
 (the deliveries' normals and ``exp``, the downtime, the stockpile, the reclaim, the mill's
@@ -92,9 +92,28 @@ def _time(tree: Path | None, n: int, what: str = "kernel") -> float:
     if tree is not None:
         env["PYTHONPATH"] = str(tree)
         env["NUMBA_CACHE_DIR"] = str(tree / "numba_cache")
+    # run in the copy: "python -c" puts the working directory first on sys.path, so from the
+    # repository every copy would import the repository's own kenomill
+    cwd = tree if tree is not None else ROOT
     out = subprocess.run(
-        [sys.executable, "-c", _TIMER, str(n), what], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-c", _TIMER, str(n), what],
+        env=env,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
     )
+    check = subprocess.run(
+        [sys.executable, "-c", "import kenomill; print(kenomill.__file__)"],
+        env=env,
+        cwd=cwd,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    if not check.stdout.strip().startswith(str(cwd)):
+        got = check.stdout.strip()
+        raise SystemExit(f"ablate.py: the timed process imported {got}, not the copy in {cwd}")
     return float(out.stdout.split()[-1])
 
 

@@ -1010,10 +1010,11 @@ def store_block(d0, bq, bod, out_q, out_draw):
 # flat views of flat_views the rows of an array are a constant distance apart, one check per
 # array suffices and the loop is vectorised (-pass-remarks=loop-vectorize: width 8).
 # fastmath={"contract"} (issue 14, 3 Dec): the inlined exp/pow polynomials and the mill's
-# products-and-sums as FMA, as kenomill._simd compiles them on their own; ~10 % less time per
-# draw-step on one core, every result changed in its last bits (the NumPy twin now agrees
-# within 3.5e-15 relative instead of 2.4e-15); bit-identity across lanes, blocks, threads and
-# chunks is kept (tests/test_kernels.py, tests/test_dask_chunks.py).
+# products-and-sums as FMA, as kenomill._simd compiles them on their own: 13 % less CPU time
+# per draw-step on one core (paired runs, benchmarks/README.md), every result changed in its
+# last bits (with the downtime's log1p1, the NumPy twin agrees within 3.4e-15 relative, was
+# 2.4e-15); bit-identity across lanes, blocks, threads and chunks is kept
+# (tests/test_kernels.py, tests/test_dask_chunks.py).
 @nb.njit(SIGNATURE, cache=True, parallel=True, fastmath={"contract"}, error_model="numpy")
 def simulate(
     seed, draw0, kind, grade_dep, p_base, free_idx, post_theta, post_offset_mean, post_scatter_sd,
